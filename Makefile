@@ -1,0 +1,42 @@
+# One command each on a fresh Debian/Ubuntu machine with Python >= 3.10 and no ROS install:
+#   make demo   the simulated robot following instructions with the shipped VLA
+#   make test   the whole test suite (slow end-to-end tests included)
+# Both run `make setup` first; it is idempotent and does nothing when its inputs did not change.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.setup-done
+# Debian packages: EGL + Mesa for MuJoCo's headless rendering, xmllint for the package.xml test.
+APT_PACKAGES := libegl1 libgl1-mesa-dri libegl-mesa0 libxml2-utils
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+# torch goes first and pinned (constraints.txt): that spec takes the CPU build, while an unpinned
+# torch, asked for directly or by another package, pulls gigabytes of CUDA wheels.
+$(STAMP): constraints.txt setup.py setup.cfg package.xml Makefile
+	@missing="$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q '^install ok installed' || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e '.[ros-wheels,test]'
+	touch $@
+
+demo: setup
+	MUJOCO_GL=egl $(BIN)/vla-ros demo
+
+test: setup
+	@$(BIN)/python -m pytest --run-slow; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a broken run, not a pass"; exit 1; fi; \
+	exit $$rc
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,53 @@
+"""Session isolation for ROS tests, the `ros` fixture, and the slow-test switch.
+
+Plain `pytest` runs the fast tests; `make test` adds `--run-slow` for the end-to-end ones.
+"""
+import os
+import random
+import tempfile
+
+import pytest
+
+from harness import RosHarness, kill_processes_with_token
+
+# Set before any test module initialises rclpy; every child process inherits them.
+os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.pop("ROS_STATIC_PEERS", None)
+os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="vla_ros-test-roslog-")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-slow", action="store_true", help="also run tests marked slow (`make test` does)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (make test does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return (
+        f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} "
+        f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}"
+    )
+
+
+@pytest.fixture
+def ros(tmp_path):
+    """A RosHarness whose children are all gone when the test ends; a survivor fails the test."""
+    harness = RosHarness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+        survivors = kill_processes_with_token(harness.token)
+        if survivors:
+            pytest.fail("processes outlived the test (now killed):\n" + "\n".join(survivors))

@@ -1,0 +1,183 @@
+"""The ROS test harness: real executables in child processes, real DDS, nothing left behind.
+
+- conftest.py gives each pytest session its own ROS_DOMAIN_ID and
+  ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST before anything initialises rclpy, so two sessions on one
+  machine never hear each other.
+- `RosHarness.start()` runs an executable in its own process group, output to a log file;
+  `close()` stops them all (SIGINT, then SIGTERM, then SIGKILL).
+- Every child carries a token in its environment, inherited by anything it starts;
+  `processes_with_token()` finds whatever still carries it, so a test can prove nothing outlived it.
+- The test side of the graph is an rclpy node in its own Context, spun with `spin_once` and
+  timeouts; waiting never sleeps blindly, and a timeout reports what each child printed.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+
+from vla_ros import process
+
+TOKEN_VAR = "VLA_ROS_TEST_TOKEN"
+BIN_DIR = Path(sys.executable).parent
+
+
+def console_script(name: str) -> str:
+    """Path of an installed console script (`vla-ros`, `policy_node`, ...) in this venv."""
+    path = BIN_DIR / name
+    assert path.is_file(), f"{name} is not installed in {BIN_DIR}: run `make setup`"
+    return str(path)
+
+
+def ros2_run(name: str) -> str:
+    """Path of the `ros2 run vla_ros <name>` entry under this venv's prefix (lib/vla_ros)."""
+    path = Path(sys.prefix) / "lib" / "vla_ros" / name
+    assert path.is_file(), f"{path} is missing: run `make setup`"
+    return str(path)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """argv running `module` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+def processes_with_token(token: str) -> list[int]:
+    """PIDs of live processes whose environment carries `token` (zombies have none)."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_processes_with_token(token: str) -> list[str]:
+    """SIGKILL every process carrying `token`; return their command lines."""
+    killed = []
+    for pid in processes_with_token(token):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            os.kill(pid, signal.SIGKILL)
+            killed.append(f"{pid}: {cmdline.strip()}")
+        except (OSError, ProcessLookupError):
+            continue
+    return killed
+
+
+@dataclass
+class NodeProcess:
+    """One started executable and where its output goes."""
+
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """Stop the process group; return the exit code."""
+        return process.stop(self.popen, timeout_s)
+
+    def describe(self, lines: int = 20) -> str:
+        state = "running" if self.running() else f"exited with {self.popen.returncode}"
+        tail = "\n".join(f"    {line}" for line in self.output().splitlines()[-lines:])
+        return f"  {self.name} (pid {self.popen.pid}, {state}):\n{tail}"
+
+
+class RosHarness:
+    """Child processes plus an in-test ROS node, all torn down by close()."""
+
+    def __init__(self, log_dir: Path, token: str | None = None):
+        self.token = token or uuid.uuid4().hex
+        self.log_dir = log_dir
+        self.processes: list[NodeProcess] = []
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f"test_harness_{self.token[:8]}", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def __enter__(self) -> RosHarness:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def start(self, argv: Sequence[str], name: str | None = None, env: dict[str, str] | None = None) -> NodeProcess:
+        """Start `argv` with the harness token in its environment (plus `env` overrides)."""
+        name = name or Path(argv[0]).name
+        log_path = self.log_dir / f"{len(self.processes):02d}-{name}.log"
+        child_env = {**os.environ, **(env or {}), TOKEN_VAR: self.token}
+        with log_path.open("wb") as log:
+            popen = process.spawn(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env)
+        started = NodeProcess(name, popen, log_path)
+        self.processes.append(started)
+        return started
+
+    def describe_processes(self) -> str:
+        return "\n".join(p.describe() for p in self.processes) or "  (no processes started)"
+
+    def spin_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Spin the test node until `condition()` holds; on timeout fail with every child's output."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout_s:.1f} s waiting for {what}\n{self.describe_processes()}"
+                )
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def subscribe(self, topic: str, msg_type, qos=10) -> list:
+        """Start collecting `topic` now; the returned list fills as the node spins."""
+        inbox: list = []
+        self.node.create_subscription(msg_type, topic, inbox.append, qos)
+        return inbox
+
+    def wait_for(self, topic: str, msg_type, timeout_s: float = 15.0,
+                 predicate: Callable[[object], bool] = lambda msg: True, qos=10):
+        """The first message on `topic` that satisfies `predicate`."""
+        inbox = self.subscribe(topic, msg_type, qos)
+        matches: list = []
+
+        def matched() -> bool:
+            matches.extend(msg for msg in inbox if predicate(msg))
+            inbox.clear()
+            return bool(matches)
+
+        self.spin_until(matched, timeout_s, f"a matching message on {topic!r}")
+        return matches[0]
+
+    def collect(self, topic: str, msg_type, count: int, timeout_s: float = 15.0, qos=10) -> list:
+        """The first `count` messages on `topic`."""
+        inbox = self.subscribe(topic, msg_type, qos)
+        self.spin_until(lambda: len(inbox) >= count, timeout_s, f"{count} messages on {topic!r}")
+        return inbox[:count]
+
+    def close(self) -> None:
+        """Stop every child (even after a failure in the test body), then the test node."""
+        try:
+            for started in self.processes:
+                started.stop()
+        finally:
+            self.executor.shutdown()
+            self.node.destroy_node()
+            self.context.try_shutdown()

@@ -1,0 +1,90 @@
+"""The harness itself: real executables over real DDS, isolation, and no surviving children."""
+import os
+import uuid
+
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from std_msgs.msg import String
+
+from harness import (
+    RosHarness,
+    kill_processes_with_token,
+    processes_with_token,
+    python_module,
+    ros2_run,
+)
+
+PENDING_NODES = ["policy_node", "controller_node", "sim_node", "recorder_node"]
+
+
+def test_session_runs_in_a_private_localhost_domain(ros):
+    """Tests and every child they start share one non-default domain, discovered on localhost only."""
+    assert 1 <= int(os.environ["ROS_DOMAIN_ID"]) <= 200
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    probe = ros.start(["sh", "-c", "echo $ROS_DOMAIN_ID $ROS_AUTOMATIC_DISCOVERY_RANGE"], name="env")
+    assert probe.popen.wait(timeout=10) == 0
+    assert probe.output().split() == [os.environ["ROS_DOMAIN_ID"], "LOCALHOST"]
+
+
+def test_round_trip_through_a_child_process(ros):
+    """A message published here comes back from the echo executable in another process."""
+    nonce = uuid.uuid4().hex
+    ros.start(python_module("vla_ros.nodes.echo_node", "--ros-args", "-r", "ping:=rt/ping",
+                            "-r", "pong:=rt/pong"), name="echo")
+    replies = ros.subscribe("rt/pong", String)
+    ping = ros.node.create_publisher(String, "rt/ping", 10)
+
+    def echoed() -> bool:
+        ping.publish(String(data=nonce))  # volatile QoS: resend until discovery has matched us
+        return any(msg.data == nonce for msg in replies)
+
+    ros.spin_until(echoed, timeout_s=20, what="the echo of our ping")
+
+
+@pytest.mark.parametrize("name", PENDING_NODES)
+def test_node_executable_runs_via_ros2_run_layout_and_reports(ros, name):
+    """lib/vla_ros/<name> starts a real node that says on /diagnostics it is not configured yet."""
+    node = ros.start([ros2_run(name)], name=name)
+    msg = ros.wait_for(
+        "diagnostics", DiagnosticArray, timeout_s=20,
+        predicate=lambda m: any(s.name == f"vla_ros/{name}" for s in m.status),
+    )
+    (status,) = msg.status
+    assert status.level == DiagnosticStatus.ERROR
+    assert "not configured yet" in status.message and "issue #" in status.message
+    assert node.stop() == 0, node.describe()  # SIGINT is a clean shutdown, not a crash
+
+
+def test_timeout_reports_child_output(ros):
+    """Waiting for a topic nobody publishes fails with what each child printed."""
+    ros.start(["sh", "-c", "echo marker-from-child; sleep 30"], name="chatty")
+    with pytest.raises(AssertionError) as failure:
+        ros.wait_for("nobody/publishes/this", String, timeout_s=1.0)
+    assert "nobody/publishes/this" in str(failure.value)
+    assert "marker-from-child" in str(failure.value)
+
+
+def test_children_are_stopped_when_the_test_body_raises(tmp_path):
+    """An exception in the test body still stops every child the harness started."""
+    with pytest.raises(RuntimeError, match="boom"):
+        with RosHarness(tmp_path) as harness:
+            node = harness.start([ros2_run("controller_node")], name="controller_node")
+            harness.start(["sh", "-c", "sleep 60 & sleep 60"], name="with-grandchild")
+            raise RuntimeError("boom")
+    assert processes_with_token(harness.token) == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(node.popen.pid, 0)
+
+
+def test_survivor_scan_finds_a_grandchild_that_escaped_its_group(tmp_path):
+    """A grandchild that left the process group survives close(), and the scan catches it."""
+    with RosHarness(tmp_path) as harness:
+        harness.start(["sh", "-c", "setsid sleep 60 & sleep 60"], name="escaper")
+        harness.spin_until(lambda: len(processes_with_token(harness.token)) == 3, 10,
+                           "sh, its sleep and the escaped sleep")
+    try:
+        survivors = processes_with_token(harness.token)
+        assert len(survivors) == 1
+    finally:
+        kill_processes_with_token(harness.token)
+    assert processes_with_token(harness.token) == []

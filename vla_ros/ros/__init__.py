@@ -1,0 +1,1 @@
+"""Conversions between ROS 2 messages and the numpy/plain-Python types the cores use."""
