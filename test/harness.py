@@ -66,16 +66,19 @@ def processes_with_token(token: str) -> list[int]:
     return found
 
 
-def kill_processes_with_token(token: str) -> list[str]:
-    """SIGKILL every process carrying `token`; return their command lines."""
+def kill_processes_with_token(token: str, timeout_s: float = 5.0) -> list[str]:
+    """SIGKILL every process carrying `token` and wait until they are gone; return their command lines."""
     killed = []
     for pid in processes_with_token(token):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             os.kill(pid, signal.SIGKILL)
             killed.append(f"{pid}: {cmdline.strip()}")
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue
+    deadline = time.monotonic() + timeout_s
+    while processes_with_token(token) and time.monotonic() < deadline:
+        time.sleep(0.01)  # SIGKILL is asynchronous; the kernel needs a moment to tear down
     return killed
 
 
