@@ -79,10 +79,14 @@ setup(
         "rich",
         "torch",
         "mujoco",
+        "pin",
+        "yourdfpy",
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,
-        "test": ["pytest", "hypothesis", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash"],
+        # example-robot-data: real vendor URDFs with meshes for the embodiment tests.
+        "test": ["pytest", "hypothesis", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash",
+                 "example-robot-data"],
     },
     entry_points={
         "console_scripts": [

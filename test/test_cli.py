@@ -32,6 +32,6 @@ def test_user_errors_print_a_message_and_exit_2(monkeypatch, capsys):
     def fail(args):
         raise VlaRosError("config/arm7.yaml: key 'gainz' is unknown")
 
-    monkeypatch.setattr(cli, "_doctor", fail)
+    monkeypatch.setattr("vla_ros.commands.doctor.run", fail)
     assert cli.main(["doctor"]) == 2
     assert capsys.readouterr().err.strip() == "vla-ros doctor: config/arm7.yaml: key 'gainz' is unknown"

@@ -1,30 +1,20 @@
-"""The `vla-ros` command: one verb per job (ARCHITECTURE.md section 6)."""
+"""The `vla-ros` command: one verb per job (ARCHITECTURE.md section 6), each in vla_ros.commands."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from vla_ros import __version__
 from vla_ros.errors import VlaRosError
 
+VERBS = ("doctor", "embodiment")
 # Verbs of the contract that later issues build; until then they say so instead of pretending.
-PENDING_VERBS = {
-    "demo": 8, "up": 8, "embodiment": 3, "sim": 4, "collect": 7,
-    "train": 7, "eval": 7, "serve": 6, "bench": 5,
-}
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    from vla_ros import doctor
-
-    return doctor.report(doctor.run_checks())
+PENDING_VERBS = {"demo": 8, "up": 8, "sim": 4, "collect": 7, "train": 7, "eval": 7, "serve": 6, "bench": 5}
 
 
 def _pending(args: argparse.Namespace) -> int:
-    print(
-        f"vla-ros {args.verb}: not built yet (issue #{PENDING_VERBS[args.verb]})",
-        file=sys.stderr,
-    )
+    print(f"vla-ros {args.verb}: not built yet (issue #{PENDING_VERBS[args.verb]})", file=sys.stderr)
     return 2
 
 
@@ -34,9 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vla_ros {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    verbs.add_parser(
-        "doctor", help="check the environment (ROS 2, DDS, torch, MuJoCo, install layout)"
-    ).set_defaults(handler=_doctor)
+    for verb in VERBS:
+        importlib.import_module(f"vla_ros.commands.{verb}").register(verbs)
     for verb, issue in PENDING_VERBS.items():
         pending = verbs.add_parser(verb, help=f"not built yet (issue #{issue})")
         pending.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

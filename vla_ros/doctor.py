@@ -228,11 +228,16 @@ def _share() -> str:
     missing = [name for name in ("package.xml", "launch", "config", "urdf") if not (share / name).exists()]
     if missing:
         raise RuntimeError(f"{share} lacks {', '.join(missing)}")
+    from vla_ros.embodiment import load_embodiment
+
+    embodiments = sorted(path.stem for path in (share / "config").glob("*.yaml"))
+    for name in embodiments:
+        load_embodiment(name)
     counts = ", ".join(
         f"{name}/ {sum(1 for p in (share / name).rglob('*') if p.is_file())} files"
         for name in ("launch", "config", "urdf")
     )
-    return f"{share}: {counts}"
+    return f"{share}: {counts}; embodiments {', '.join(embodiments)} valid"
 
 
 @check("ros2 run layout", fix="reinstall: `make setup`, or `colcon build` and source install/setup.bash")
@@ -266,8 +271,9 @@ def run_checks() -> list[Result]:
 
 def report(results: list[Result]) -> int:
     """Print the results as a table; return the exit code (0 when every check passed, else 1)."""
-    from rich.console import Console
     from rich.table import Table
+
+    from vla_ros.terminal import console as make_console
 
     table = Table(title="vla-ros doctor", show_lines=False)
     table.add_column("check")
@@ -278,7 +284,7 @@ def report(results: list[Result]) -> int:
             table.add_row(result.name, "[green]ok[/]", result.detail)
         else:
             table.add_row(result.name, "[red]FAIL[/]", f"{result.detail}\n[bold]fix:[/] {result.fix}")
-    console = Console(width=max(120, Console().width))
+    console = make_console()
     console.print(table)
     failed = [result.name for result in results if not result.ok]
     if failed:

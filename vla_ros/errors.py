@@ -3,6 +3,8 @@
 Cores raise these with the offending data attached; nodes catch them at the callback boundary and
 keep the robot safe; the CLI prints their message (no traceback) and exits 2.
 """
+import difflib
+from collections.abc import Iterable
 
 
 class VlaRosError(Exception):
@@ -16,3 +18,9 @@ class ResourceNotFound(VlaRosError):
         self.what = what
         self.searched = searched
         super().__init__(f"{what} not found; looked in: {', '.join(searched)}")
+
+
+def did_you_mean(name: str, choices: Iterable[object]) -> str:
+    """" (did you mean 'x'?)" for the closest of `choices`, or "" when none is close."""
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,81 @@
+"""`vla-ros embodiment init|check`: draft an embodiment from a URDF, validate one and show it."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(verbs) -> None:
+    parser = verbs.add_parser("embodiment", help="draft (init) or validate (check) an embodiment file")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = actions.add_parser("init", help="write an embodiment file drafted from a URDF, then check it")
+    init.add_argument("urdf", type=Path, help="the robot's URDF (xacro already expanded)")
+    init.add_argument("-o", "--output", type=Path, help="where to write it (default: config/<urdf name>.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=run_init)
+    check = actions.add_parser("check", help="validate an embodiment file and print its groups, limits and layout")
+    check.add_argument("config", help="an embodiment file, or the name of a shipped one (arm7, ...)")
+    check.set_defaults(handler=run_check)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from vla_ros.embodiment.config import EmbodimentError
+    from vla_ros.embodiment.draft import draft_embodiment
+
+    output = args.output or Path("config") / f"{args.urdf.stem}.yaml"
+    if output.exists() and not args.force:
+        raise EmbodimentError("(output)", f"{output} exists", "pass --force to overwrite it, or -o another path")
+    text = draft_embodiment(args.urdf, output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(f"wrote {output}: review the lines marked CHECK")
+    return run_check(argparse.Namespace(config=str(output)))
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.terminal import console as make_console
+
+    embodiment = load_embodiment(args.config)
+    console = make_console()
+    table = Table(title=f"embodiment {embodiment.name} ({embodiment.path})")
+    for column in ("group", "kind", "joint / channel", "mode", "position [rad|m]", "velocity", "effort",
+                   "kp", "kd", "slot"):
+        table.add_column(column, justify="right" if column in ("velocity", "effort", "kp", "kd", "slot") else "left")
+    for group in embodiment.groups.values():
+        slots = embodiment.layout.slot(group.name).start if group.name in embodiment.config.action.groups else None
+        mode = "delegated" if group.delegated else group.mode
+        for i, joint in enumerate(group.joints):
+            position = "continuous" if group.continuous[i] else f"[{group.lower[i]:.3g}, {group.upper[i]:.3g}]"
+            table.add_row(
+                group.name if i == 0 else "", group.kind if i == 0 else "", joint, mode if i == 0 else "",
+                position, f"{group.velocity_limit[i]:.3g}", f"{group.effort_limit[i]:.3g}",
+                "" if group.delegated else f"{group.kp[i]:.4g}", "" if group.delegated else f"{group.kd[i]:.4g}",
+                "" if slots is None else str(slots + i),
+            )
+        table.add_section()
+    if embodiment.base is not None:
+        base = embodiment.base
+        start = embodiment.layout.slot(base.name).start if base.name in embodiment.config.action.groups else None
+        for i, channel in enumerate(base.channels):
+            table.add_row(base.name if i == 0 else "", "base" if i == 0 else "", channel,
+                          f"velocity -> {base.command_topic}" if i == 0 else "", "",
+                          f"{base.max_velocity[i]:.3g}", "", "", "", "" if start is None else str(start + i))
+    console.print(table)
+    if embodiment.cameras:
+        cameras = Table(title="cameras")
+        for column in ("camera", "topic", "frame", "resolution", "rate [Hz]", "fovy [deg]"):
+            cameras.add_column(column)
+        for camera in embodiment.cameras.values():
+            cameras.add_row(camera.name, camera.topic, camera.frame, f"{camera.width}x{camera.height}",
+                            f"{camera.rate_hz:g}", f"{camera.fovy_deg:g}")
+        console.print(cameras)
+    commanded = sum(len(g.joints) for g in embodiment.commanded_groups)
+    console.print(
+        f"[green]ok[/]: {commanded} commanded joints, action vector {embodiment.layout.used} of "
+        f"{embodiment.layout.width} slots ({', '.join(embodiment.config.action.groups)}), "
+        f"control at {embodiment.control_rate_hz:g} Hz, URDF {embodiment.description.path.resolve()}"
+    )
+    return 0
