@@ -30,6 +30,8 @@ ROS_WHEELS = [
     "ros-diagnostic-msgs",
     "ros-std-srvs",
     "ros-rosgraph-msgs",
+    "ros-nav-msgs",
+    "ros-visualization-msgs",
 ]
 
 
@@ -67,6 +69,7 @@ setup(
         *share_tree("launch"),
         *share_tree("config"),
         *share_tree("urdf"),
+        *share_tree("bench"),
         # `ros2 run` looks in lib/<package>; each shim there execs the console script in bin/.
         (f"lib/{PACKAGE}", [f"resource/lib/{name}" for name in NODE_EXECUTABLES]),
     ],
@@ -81,6 +84,8 @@ setup(
         "mujoco",
         "pin",
         "yourdfpy",
+        "trimesh",
+        "pycollada",
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,

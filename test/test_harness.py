@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from harness import (
@@ -14,7 +15,7 @@ from harness import (
     ros2_run,
 )
 
-PENDING_NODES = ["policy_node", "controller_node", "sim_node", "recorder_node"]
+PENDING_NODES = ["policy_node", "controller_node", "recorder_node"]
 
 
 def test_session_runs_in_a_private_localhost_domain(ros):
@@ -53,6 +54,14 @@ def test_node_executable_runs_via_ros2_run_layout_and_reports(ros, name):
     assert status.level == DiagnosticStatus.ERROR
     assert "not configured yet" in status.message and "issue #" in status.message
     assert node.stop() == 0, node.describe()  # SIGINT is a clean shutdown, not a crash
+
+
+def test_sim_node_runs_via_ros2_run_layout_and_stops_cleanly(ros):
+    """lib/vla_ros/sim_node starts the simulator (joint_states flow) and exits 0 on SIGINT."""
+    node = ros.start([ros2_run("sim_node"), "--ros-args", "-p", "publish_cameras:=false"], name="sim_node")
+    msg = ros.wait_for("joint_states", JointState, timeout_s=60)
+    assert "joint1" in msg.name
+    assert node.stop() == 0, node.describe()
 
 
 def test_timeout_reports_child_output(ros):

@@ -198,8 +198,7 @@ def _torch() -> str:
     "`apt-get install -y libegl1 libgl1-mesa-dri libegl-mesa0` and `export MUJOCO_GL=egl`",
 )
 def _mujoco() -> str:
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    import mujoco
+    import mujoco  # vla_ros chose EGL unless MUJOCO_GL says otherwise
 
     model = mujoco.MjModel.from_xml_string(
         """<mujoco><worldbody><light pos="0 0 3"/>

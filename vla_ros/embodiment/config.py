@@ -63,6 +63,7 @@ class GroupConfig:
     ee_frame: str | None = None
     accel_limit: float | tuple[float, ...] = 10.0
     soft_margin: float = 0.02
+    armature: float = 0.1
     home: tuple[float, ...] | None = None
     channels: tuple[str, ...] = ()
     max_velocity: tuple[float, ...] = ()
@@ -121,6 +122,9 @@ class GroupConfig:
         _per_joint("accel_limit", self.accel_limit, len(self.joints), 1e-9, "[rad/s^2 or m/s^2]")
         if not self.soft_margin >= 0:
             raise EmbodimentError("soft_margin", f"{self.soft_margin} is negative", "use a margin >= 0 [rad or m]")
+        if not self.armature >= 0:
+            raise EmbodimentError("armature", f"{self.armature} is negative",
+                                  "give the reflected motor inertia >= 0 [kg m^2 or kg]")
         if self.home is not None and len(self.home) != len(self.joints):
             raise EmbodimentError("home", f"has {len(self.home)} values for {len(self.joints)} joints",
                                   "give one position per joint")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_ros.embodiment.config import DEFAULT_ACTION_WIDTH
+from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
 from vla_ros.embodiment.kinematics import Kinematics
 from vla_ros.embodiment.urdf import Joint, RobotDescription
 
@@ -34,6 +35,7 @@ NOT_CAMERA_KEYWORDS = ("optical", "depth", "ir", "infra", "imu", "gyro", "accel"
 BANDWIDTH_HZ = 4.0
 SATURATION_ERROR = {"revolute": 0.1, "continuous": 0.1, "prismatic": 0.02}  # [rad] or [m]
 INERTIA_SAMPLES = 64
+ARMATURE = 0.1  # [kg m^2 | kg] assumed reflected motor inertia; written into the draft to check
 
 
 def tokens(name: str) -> list[str]:
@@ -193,13 +195,47 @@ class Drafter:
         return names
 
     def gains(self, group: DraftGroup) -> tuple[np.ndarray, np.ndarray]:
-        """(kp, kd) per joint: bandwidth-limited by the inertia moved, effort-limited by the URDF."""
-        inertia = np.maximum(self.inertia[self.kinematics.index([j.name for j in group.joints])], 1e-4)
+        """(kp, kd) per joint: bandwidth-limited by the inertia moved (the links' plus the motor's
+        ARMATURE), effort-limited by the URDF."""
+        links = self.inertia[self.kinematics.index([j.name for j in group.joints])]
+        inertia = np.maximum(links, 1e-4) + ARMATURE
         omega = 2 * np.pi * BANDWIDTH_HZ
         effort = np.array([j.effort if j.effort > 0 else np.inf for j in group.joints])
         saturation = np.array([SATURATION_ERROR[j.type] for j in group.joints])
         kp = np.minimum(inertia * omega**2, effort / saturation)
         return kp, 2 * np.sqrt(kp * inertia)
+
+    def home(self, group: DraftGroup) -> np.ndarray:
+        """A start pose for an arm: the tool pointing down over the work area in front of it.
+
+        The target is 45% of the arm's length ahead of its first joint; above that joint for an
+        arm standing on a turntable joint (vertical first axis), below it for a shoulder.
+        """
+        kinematics = self.kinematics
+        q0 = np.array([np.clip(0.0, j.lower, j.upper) for j in map(self.description.joints.get, kinematics.joint_names)])
+        frames = [j.child for j in group.joints] + [group.ee_frame]
+        points = np.array([kinematics.frame_pose(q0, frame)[:3, 3] for frame in frames])
+        length = float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
+        first = group.joints[0]
+        axis = kinematics.frame_pose(q0, first.child)[:3, :3] @ first.axis
+        rise = 0.2 if abs(axis[2]) > 0.9 else -0.35
+        target = points[0] + np.array([0.45 * length, 0.0, rise * length])
+        names = [j.name for j in group.joints]
+        index = kinematics.index(names)
+        lower = np.array([j.lower if np.isfinite(j.lower) else -np.pi for j in group.joints])
+        upper = np.array([j.upper if np.isfinite(j.upper) else np.pi for j in group.joints])
+        rng = np.random.default_rng(0)
+        starts = [q0[index], (lower + upper) / 2, *(rng.uniform(lower, upper) for _ in range(6))]
+        best, best_error = None, np.inf
+        for start in starts:  # DLS finds a local solution: keep the best of a few starts
+            ik = ArmIK(kinematics, names, group.ee_frame, lower, upper, posture=start)
+            q = q0.copy()
+            q[index] = start
+            q, residual = ik.solve(q, target, TOOL_DOWN, tolerance=0.005, iterations=300)
+            error = residual + 0.1 * (1.0 - ik.pose(q)[:3, 2] @ TOOL_DOWN)
+            if error < best_error:
+                best, best_error = q[index], error
+        return np.clip(best, lower + 1e-4, upper - 1e-4)  # stays inside the limits once printed
 
     @cached_property
     def inertia(self) -> np.ndarray:
@@ -291,11 +327,13 @@ def _group_lines(group: DraftGroup, drafter: Drafter) -> list[str]:
         f"    kd: {_numbers(kd)}",
         "    accel_limit: 10.0  # CHECK: [rad/s^2 or m/s^2]",
         "    soft_margin: 0.02",
+        f"    armature: {ARMATURE}  # CHECK: reflected motor inertia [kg m^2 or kg]; the gains assume it",
     ]
     if group.ee_frame:
         lines.append(f"    ee_frame: {group.ee_frame}  # CHECK: the tool centre point")
+        lines.append(f"    home: {_numbers(drafter.home(group), digits=6)}  # CHECK: start pose, tool down over the work area (IK)")
     return lines
 
 
-def _numbers(values: np.ndarray) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+def _numbers(values: np.ndarray, digits: int = 4) -> str:
+    return "[" + ", ".join(f"{v:.{digits}g}" for v in values) + "]"

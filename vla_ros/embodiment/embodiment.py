@@ -26,7 +26,8 @@ class JointGroup:
 
     Position limits are the URDF's (+-inf for continuous joints); `soft_margin` [rad | m] is kept
     inside them. Velocity [rad/s | m/s] and effort [Nm | N] limits are the URDF's; acceleration
-    limits [rad/s^2 | m/s^2] come from the embodiment file.
+    limits [rad/s^2 | m/s^2] come from the embodiment file, and so does `armature` [kg m^2 | kg],
+    the reflected motor inertia the URDF cannot say (the simulator adds it to each joint).
     """
 
     name: str
@@ -45,6 +46,7 @@ class JointGroup:
     kp: np.ndarray
     kd: np.ndarray
     soft_margin: float
+    armature: float
     home: np.ndarray
 
 
@@ -176,7 +178,7 @@ class Embodiment:
             continuous=np.array([j.continuous for j in joints], dtype=bool),
             kp=np.broadcast_to(np.array(group.kp if group.kp is not None else 0.0, dtype=float), (n,)).copy(),
             kd=np.broadcast_to(np.array(group.kd if group.kd is not None else 0.0, dtype=float), (n,)).copy(),
-            soft_margin=group.soft_margin, home=home,
+            soft_margin=group.soft_margin, armature=group.armature, home=home,
         )
 
     def _base(self, name: str, group) -> BaseGroup:

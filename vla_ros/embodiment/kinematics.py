@@ -29,6 +29,12 @@ class Kinematics:
         ]
         self._ids = [self._joint_id(name) for name in self.joint_names]
         self._v_index = np.array([self.model.joints[i].idx_v for i in self._ids])
+        # configuration() is on every hot path: precompute where each value goes in pinocchio's q.
+        two = np.array([self.model.joints[i].nq == 2 for i in self._ids], dtype=bool)
+        q_index = np.array([self.model.joints[i].idx_q for i in self._ids], dtype=int)
+        self._plain, self._plain_q = np.flatnonzero(~two), q_index[~two]
+        self._circle, self._circle_q = np.flatnonzero(two), q_index[two]
+        self._neutral = pin.neutral(self.model)
 
     def _joint_id(self, name: str) -> int:
         return self.model.getJointId(name)
@@ -39,9 +45,11 @@ class Kinematics:
 
     def configuration(self, positions: np.ndarray) -> np.ndarray:
         """Pinocchio's q for a joint vector (n,) [rad | m]."""
-        q = pin.neutral(self.model)
-        for joint_id, value in zip(self._ids, positions):
-            self._set(q, joint_id, value)
+        positions = np.asarray(positions, dtype=float)
+        q = self._neutral.copy()
+        q[self._plain_q] = positions[self._plain]
+        q[self._circle_q] = np.cos(positions[self._circle])
+        q[self._circle_q + 1] = np.sin(positions[self._circle])
         for joint_id, primary, multiplier, offset in self._mimics:
             self._set(q, joint_id, multiplier * positions[primary] + offset)
         return q
@@ -86,6 +94,9 @@ class Kinematics:
         return np.diag(mass_matrix)[self._v_index].copy()
 
     def _frame_id(self, frame: str) -> int:
+        """A link's frame (a joint of the same name, which some URDFs have, comes second)."""
+        if self.model.existFrame(frame, pin.FrameType.BODY):
+            return self.model.getFrameId(frame, pin.FrameType.BODY)
         if not self.model.existFrame(frame):
             raise KeyError(f"no frame {frame!r} in the model")
         return self.model.getFrameId(frame)

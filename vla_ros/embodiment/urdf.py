@@ -66,6 +66,8 @@ class RobotDescription:
 
     Attributes:
         path: the URDF file.
+        xml: its bytes.
+        robot: yourdfpy's parse of it (visuals, collisions, inertials, materials).
         name: the robot's name.
         joints: every joint by name, in file order.
         links: every link by name, in file order.
@@ -95,6 +97,7 @@ class RobotDescription:
         if not urdf.validate():
             raise UrdfError(path, "; ".join(str(e) for e in urdf.errors))
         robot = urdf.robot
+        self.robot = robot  # yourdfpy's parse, for consumers that need geometry (the simulator)
         self.name = robot.name
         self.links = {link.name: _link(link) for link in robot.links}
         self.joints: dict[str, Joint] = {}

@@ -1,27 +1,56 @@
-"""What every vla_ros node shares: the process lifecycle and the pending-node stand-in."""
+"""What every vla_ros node shares: the process lifecycle, parameter declaration, a pending stand-in."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+from vla_ros.errors import VlaRosError
 from vla_ros.ros.diagnostics import ERROR, diagnostic_array
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
-    """Init ROS, spin the node until Ctrl-C or an external shutdown, then clean up (ros2/examples idiom)."""
+    """Init ROS, spin the node until Ctrl-C or an external shutdown, then clean up (ros2/examples idiom).
+
+    A VlaRosError while building the node (a bad embodiment file, say) is printed as one line and
+    the process exits with status 2.
+    """
     try:
         with rclpy.init(args=args):
-            node = make_node()
             try:
-                rclpy.spin(node)
+                node = make_node()
+            except VlaRosError as error:
+                print(f"[FATAL] {error}", file=sys.stderr)
+                sys.exit(2)
+            # rclpy's multi-threaded executor adds milliseconds per callback; nodes that need
+            # a steady rate run their loop on a thread of their own instead.
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            try:
+                executor.spin()
             finally:
+                close = getattr(node, "close", None)
+                if close is not None:
+                    close()
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+
+
+def declare(node: Node, name: str, default, description: str, *, read_only: bool = False,
+            low: float | None = None, high: float | None = None):
+    """Declare a documented parameter (with a range for numbers) and return its value."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if low is not None and isinstance(default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+    elif low is not None and isinstance(default, int) and not isinstance(default, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+    return node.declare_parameter(name, default, descriptor).value
 
 
 class PendingNode(Node):

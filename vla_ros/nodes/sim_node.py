@@ -1,9 +1,307 @@
-"""`sim_node`: the embedded MuJoCo simulator node."""
-from vla_ros.nodes.common import PendingNode, run
+"""`sim_node`: the embedded MuJoCo simulator as a ROS 2 robot.
+
+Publishes what a robot does (joint_states, camera/<name>/image_raw, clock, odom for a mobile
+base) and takes what a robot takes (<group>_controller/commands, cmd_vel), plus what only a
+simulator has: the task (vla/instruction, sim/task_status), the cubes (sim/objects, in the robot's
+root frame) and ~/reset (std_srvs/Trigger) with the `task` and `seed` parameters.
+
+Physics runs on its own thread, paced to real time times `real_time_factor` (0: as fast as
+possible); cameras render on another thread from a snapshot of the state. Stamps are the sim
+clock: seconds since start plus the wall time at start, or plain sim seconds with use_sim_time
+(then /clock drives every node). Malformed commands are refused with a throttled warning.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import mujoco
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, String
+from std_srvs.srv import Trigger
+from transforms3d.quaternions import mat2quat
+from visualization_msgs.msg import Marker, MarkerArray
+
+from vla_ros.embodiment import load_embodiment
+from vla_ros.errors import VlaRosError
+from vla_ros.nodes.common import declare, run
+from vla_ros.ros.diagnostics import OK, WARN, diagnostic_array
+from vla_ros.ros.image import to_image_msg
+from vla_ros.ros.time import to_stamp
+from vla_ros.sim.episode import start_episode, step
+from vla_ros.sim.hardware import CommandRejected, SimHardware
+from vla_ros.sim.world import COLOURS, CUBE_SIZE, World
+
+TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("sim_node")
+        embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
+        self.task_spec = declare(self, "task", "reach", "task spec for the next ~/reset, e.g. reach:red, push:blue:left")
+        self.seed = declare(self, "seed", 0, "seed of the next ~/reset", low=0, high=2**31 - 1)
+        self.real_time_factor = declare(self, "real_time_factor", 1.0, "sim seconds per wall second; 0 = as fast as possible",
+                                        read_only=True, low=0.0, high=100.0)
+        timeout = declare(self, "command_timeout_s", 0.25, "brakes go on for a group without commands this long",
+                          read_only=True, low=0.001, high=10.0)
+        base_timeout = declare(self, "base_timeout_s", 0.5, "the base stops without cmd_vel this long",
+                               read_only=True, low=0.001, high=10.0)
+        self.publish_cameras = declare(self, "publish_cameras", True, "render and publish the cameras", read_only=True)
+        self.add_on_set_parameters_callback(self._on_parameters)
+
+        self.world = World(embodiment)
+        self.hardware = SimHardware(self.world, timeout, base_timeout)
+        self.control_dt = 1.0 / embodiment.control_rate_hz
+        self.substeps = max(1, round(self.control_dt / self.world.model.opt.timestep))
+        self.clock_base = 0.0 if self.get_parameter("use_sim_time").value else time.time()
+        self.clock = 0.0  # sim seconds since start, across episodes
+        self.lock = threading.Lock()
+        self.rejected = 0
+        self.last_rejected = ""
+        self.overruns = 0
+
+        self.joint_states = self.create_publisher(JointState, "joint_states", 10)
+        self.clock_pub = self.create_publisher(Clock, "clock", 10)
+        self.instruction_pub = self.create_publisher(String, "vla/instruction", TRANSIENT_LOCAL)
+        self.status_pub = self.create_publisher(DiagnosticStatus, "sim/task_status", 10)
+        self.objects_pub = self.create_publisher(MarkerArray, "sim/objects", 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        self.odom_pub = self.create_publisher(Odometry, "odom", 10) if embodiment.base else None
+        self.image_pubs = {name: self.create_publisher(Image, camera.topic, qos_profile_sensor_data)
+                           for name, camera in embodiment.cameras.items()}
+        for group in embodiment.commanded_groups:
+            self.create_subscription(Float64MultiArray, group.command_topic,
+                                     lambda msg, name=group.name: self._on_command(name, msg), 10)
+        if embodiment.base is not None:
+            self.create_subscription(Twist, embodiment.base.command_topic, self._on_twist, 10)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        if embodiment.delegated_groups:
+            legs = ", ".join(g.name for g in embodiment.delegated_groups)
+            self.get_logger().info(f"delegated groups ({legs}) are held by a stand-in balance stack: "
+                                   "welded root link and stiff joint hold")
+
+        self.episode = -1  # counts resets
+        self._reset_episode()
+        self.running = threading.Event()
+        self.running.set()
+        self.renders: queue.Queue = queue.Queue(maxsize=1)
+        self.threads = [threading.Thread(target=self._until_shutdown, args=(self._physics_loop,), daemon=True)]
+        if self.publish_cameras and embodiment.cameras:
+            self.threads.append(threading.Thread(target=self._until_shutdown, args=(self._render_loop,), daemon=True))
+        for thread in self.threads:
+            thread.start()
+        self.context.on_shutdown(self.close)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    # -- inputs (executor threads) ----------------------------------------------------------
+    def _on_parameters(self, parameters):
+        for parameter in parameters:
+            if parameter.name == "task":
+                self.task_spec = parameter.value
+            elif parameter.name == "seed":
+                self.seed = parameter.value
+        return SetParametersResult(successful=True)
+
+    def _on_command(self, group: str, msg: Float64MultiArray) -> None:
+        try:
+            with self.lock:
+                self.hardware.command(group, msg.data, self.world.data.time)
+        except CommandRejected as error:
+            self._rejected(error)
+
+    def _rejected(self, error: CommandRejected) -> None:
+        self.rejected += 1
+        self.last_rejected = str(error)
+        self.get_logger().warning(str(error), throttle_duration_sec=2.0)
+
+    def _on_twist(self, msg: Twist) -> None:
+        try:
+            with self.lock:
+                self.hardware.command_base([msg.linear.x, msg.linear.y, msg.angular.z], self.world.data.time)
+        except CommandRejected as error:
+            self._rejected(error)
+
+    def _on_reset(self, request, response):
+        try:
+            with self.lock:
+                self._reset_episode()
+        except VlaRosError as error:
+            response.success, response.message = False, str(error)
+            return response
+        response.success, response.message = True, self.task.instruction
+        return response
+
+    # -- simulation ------------------------------------------------------------------------
+    def _reset_episode(self) -> None:
+        """Called with the lock held (or before the threads start)."""
+        self.task = start_episode(self.world, self.hardware, self.task_spec, self.seed)
+        self.episode += 1
+        self.status = self.task.update(0.0)
+        self.episode_start = self.clock
+        self.next_camera = {name: self.clock for name in self.world.embodiment.cameras}
+        self.instruction_pub.publish(String(data=self.task.instruction))
+        self.get_logger().info(f"episode: task {self.task.spec}, seed {self.seed}: {self.task.instruction!r}")
+
+    def _physics_loop(self) -> None:
+        period = self.control_dt / self.real_time_factor if self.real_time_factor > 0 else 0.0
+        deadline = time.monotonic()
+        tick = 0
+        while self.running.is_set():
+            with self.lock:
+                step(self.world, self.hardware, self.substeps, self.control_dt)
+                self.clock += self.control_dt
+                self.status = self.task.update(self.control_dt)
+                self._publish_state(tick)
+                due = [n for n, t in self.next_camera.items() if self.clock + 1e-9 >= t]
+                for name in due:
+                    self.next_camera[name] += 1.0 / self.world.embodiment.cameras[name].rate_hz
+                snapshot = (self.clock, self.world.data.qpos.copy(), due) if due and self.publish_cameras else None
+            if snapshot is not None:
+                try:
+                    self.renders.get_nowait()  # a slow renderer skips stale frames, never the physics
+                except queue.Empty:
+                    pass
+                self.renders.put(snapshot)
+            tick += 1
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.5:
+                self.overruns += 1
+                deadline = time.monotonic()
+
+    def _publish_state(self, tick: int) -> None:
+        stamp = to_stamp(self.clock_base + self.clock)
+        names, position, velocity, effort = self.world.joint_states()
+        self.joint_states.publish(JointState(header=Header(stamp=stamp), name=names, position=position.tolist(),
+                                             velocity=velocity.tolist(), effort=effort.tolist()))
+        self.clock_pub.publish(Clock(clock=stamp))
+        every = max(1, round(self.world.embodiment.control_rate_hz / 25))
+        if tick % every == 0:
+            self._publish_objects(stamp)
+            self._publish_status(stamp)
+            if self.odom_pub is not None:
+                self._publish_odom(stamp)
+
+    def _publish_objects(self, stamp) -> None:
+        to_root = np.linalg.inv(self.world.root_pose())
+        markers = MarkerArray()
+        for index, colour in enumerate(self.world.colours):
+            position, quaternion = self.world.cube_pose(colour)
+            pose = np.eye(4)
+            pose[:3, :3] = _quat_to_matrix(quaternion)
+            pose[:3, 3] = position
+            local = to_root @ pose
+            w, x, y, z = mat2quat(local[:3, :3])
+            marker = Marker(header=Header(stamp=stamp, frame_id=self.world.embodiment.description.root),
+                            ns="cubes", id=index, type=Marker.CUBE, action=Marker.ADD, text=f"{colour}_cube",
+                            color=ColorRGBA(r=COLOURS[colour][0], g=COLOURS[colour][1], b=COLOURS[colour][2], a=1.0))
+            marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = local[:3, 3].tolist()
+            marker.pose.orientation.w, marker.pose.orientation.x = float(w), float(x)
+            marker.pose.orientation.y, marker.pose.orientation.z = float(y), float(z)
+            marker.scale.x = marker.scale.y = marker.scale.z = CUBE_SIZE
+            markers.markers.append(marker)
+        self.objects_pub.publish(markers)
+
+    def _publish_status(self, stamp) -> None:
+        values = {
+            "task": self.task.spec, "instruction": self.task.instruction, "target": f"{self.task.target}_cube",
+            "success": str(self.status.success).lower(), "progress": f"{self.status.progress:.3f}",
+            "seed": str(self.world.seed), "episode": str(self.episode),
+            "episode_time": f"{self.clock - self.episode_start:.3f}",
+            "stamp": f"{self.clock_base + self.clock:.6f}",
+            "brakes_on": ",".join(self.hardware.holding(self.world.data.time)),
+        }
+        self.status_pub.publish(DiagnosticStatus(
+            level=OK, name="vla_ros/sim_node/task", message="success" if self.status.success else self.status.detail,
+            values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+
+    def _publish_odom(self, stamp) -> None:
+        odom = Odometry(header=Header(stamp=stamp, frame_id="odom"),
+                        child_frame_id=self.world.embodiment.description.root)
+        pose = self.world.root_pose()
+        odom.pose.pose.position.x, odom.pose.pose.position.y = float(pose[0, 3]), float(pose[1, 3])
+        w, x, y, z = mat2quat(pose[:3, :3])
+        odom.pose.pose.orientation.w, odom.pose.pose.orientation.z = float(w), float(z)
+        vx, vy, wz = self.world.base_velocity()
+        odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.angular.z = float(vx), float(vy), float(wz)
+        self.odom_pub.publish(odom)
+
+    def _render_loop(self) -> None:
+        """Owns the GL context: renders the cameras due in each snapshot and publishes them."""
+        model = self.world.model
+        data = mujoco.MjData(model)
+        cameras = self.world.embodiment.cameras
+        renderers = {(c.height, c.width): None for c in cameras.values()}
+        for size in renderers:
+            renderers[size] = mujoco.Renderer(model, *size)
+        while self.running.is_set():
+            try:
+                clock, qpos, due = self.renders.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            data.qpos[:] = qpos
+            mujoco.mj_forward(model, data)
+            stamp = to_stamp(self.clock_base + clock)
+            for name in due:
+                camera = cameras[name]
+                renderer = renderers[(camera.height, camera.width)]
+                renderer.update_scene(data, camera=self.world.cameras[name])
+                self.image_pubs[name].publish(to_image_msg(renderer.render(), stamp, camera.frame))
+        for renderer in renderers.values():
+            renderer.close()
+
+    def _publish_diagnostics(self) -> None:
+        holding = self.hardware.holding(self.world.data.time)
+        level = WARN if holding or self.overruns else OK
+        message = f"brakes on: {', '.join(holding)}" if holding else "running"
+        values = {
+            "embodiment": self.world.embodiment.name, "sim_time_s": f"{self.clock:.2f}",
+            "rejected_commands": self.rejected, "last_rejected": self.last_rejected,
+            "realtime_overruns": self.overruns,
+            "real_time_factor": self.real_time_factor,
+        }
+        if self.world.embodiment.delegated_groups:
+            values["stand_in_balance_stack"] = "welded root, stiff hold of " + ", ".join(
+                g.name for g in self.world.embodiment.delegated_groups)
+        self.diagnostics_pub.publish(diagnostic_array(to_stamp(self.clock_base + self.clock), "vla_ros/sim_node",
+                                                      level, message, values))
+
+    def _until_shutdown(self, loop) -> None:
+        """Run a thread's loop; a publish racing the shutdown of ROS ends it quietly."""
+        try:
+            loop()
+        except RCLError:
+            if self.context.ok():
+                raise
+
+    def close(self) -> None:
+        self.running.clear()
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2.0)
+
+
+def _quat_to_matrix(quaternion: np.ndarray) -> np.ndarray:
+    matrix = np.zeros(9)
+    mujoco.mju_quat2Mat(matrix, quaternion)
+    return matrix.reshape(3, 3)
 
 
 def main(args=None):
-    run(lambda: PendingNode("sim_node", issue=4), args)
+    run(SimNode, args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""The scripted expert as a ROS 2 node: solves the sim's current task through the robot's topics.
+
+Reads joint_states, the cubes on sim/objects and the task on sim/task_status (privileged: only a
+simulator has those), and commands each group on its <group>_controller/commands topic in the
+group's mode (PD torques with gravity feed-forward for effort groups), plus cmd_vel for a base.
+Callbacks only store the newest message; a loop thread at the control rate computes and
+publishes, so executor hiccups never turn into a queue of stale states. A new task or seed on
+sim/task_status restarts the expert. Run with
+`python -m vla_ros.nodes.expert_node --ros-args -p embodiment:=arm7`; `vla-ros sim` does.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Twist
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from visualization_msgs.msg import MarkerArray
+
+from vla_ros.embodiment import load_embodiment
+from vla_ros.nodes.common import declare, run
+from vla_ros.ros.time import to_seconds
+from vla_ros.sim.expert import EXPERTS, Expert, Observation, commands_from_targets
+from vla_ros.sim.tasks import TASKS
+
+
+class ExpertNode(Node):
+    def __init__(self):
+        super().__init__("expert_node")
+        self.embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
+        self.kinematics = self.embodiment.kinematics
+        self.expert: Expert | None = None
+        self.episode: str | None = None
+        self.episode_start = np.inf
+        self.cubes: dict[str, np.ndarray] = {}
+        self.latest: JointState | None = None
+        self.order: np.ndarray | None = None
+        self.commands = {g.name: self.create_publisher(Float64MultiArray, g.command_topic, 10)
+                         for g in self.embodiment.commanded_groups}
+        base = self.embodiment.base
+        self.cmd_vel = self.create_publisher(Twist, base.command_topic, 10) if base else None
+        self.create_subscription(DiagnosticStatus, "sim/task_status", self._on_status, 10)
+        self.create_subscription(MarkerArray, "sim/objects", self._on_objects, 10)
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, 1)
+        self.running = threading.Event()
+        self.running.set()
+        self.loop = threading.Thread(target=self._loop, daemon=True, name="expert")
+        self.loop.start()
+
+    def _on_status(self, msg: DiagnosticStatus) -> None:
+        values = {kv.key: kv.value for kv in msg.values}
+        episode = values["episode"]  # counts resets: the same task and seed twice is two episodes
+        if episode != self.episode:
+            name, *parameters = values["task"].split(":")
+            # Only states and cubes from after the reset belong to this episode.
+            self.episode_start = float(values["stamp"]) - float(values["episode_time"])
+            self.cubes = {}
+            self.expert = EXPERTS[name](self.embodiment, dict(zip(TASKS[name].parameters, parameters)))
+            self.episode = episode
+            self.get_logger().info(f"episode {episode}: {values['task']} seed {values['seed']}")
+
+    def _on_objects(self, msg: MarkerArray) -> None:
+        if not msg.markers or to_seconds(msg.markers[0].header.stamp) < self.episode_start:
+            return
+        self.cubes = {m.text.removesuffix("_cube"): np.array([m.pose.position.x, m.pose.position.y, m.pose.position.z])
+                      for m in msg.markers}
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        self.latest = msg
+
+    def _loop(self) -> None:
+        period = 1.0 / self.embodiment.control_rate_hz
+        deadline = time.monotonic()
+        handled = None
+        while self.running.is_set():
+            deadline += period
+            msg, expert = self.latest, self.expert
+            fresh = msg is not None and msg is not handled and to_seconds(msg.header.stamp) >= self.episode_start
+            if fresh and expert is not None and self.cubes:
+                self._act(expert, msg)
+                handled = msg
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                deadline = time.monotonic()
+
+    def _act(self, expert: Expert, msg: JointState) -> None:
+        if self.order is None:
+            names = list(msg.name)
+            self.order = np.array([names.index(n) for n in self.kinematics.joint_names])
+        q = np.asarray(msg.position)[self.order]
+        qd = np.asarray(msg.velocity)[self.order]
+        targets = expert.act(Observation(to_seconds(msg.header.stamp), q, self.cubes))
+        for group, values in commands_from_targets(self.embodiment, q, qd, targets).items():
+            self.commands[group].publish(Float64MultiArray(data=values.tolist()))
+        if self.cmd_vel is not None:
+            twist = Twist()
+            twist.linear.x, twist.linear.y, twist.angular.z = (float(v) for v in targets.base)
+            self.cmd_vel.publish(twist)
+
+    def close(self) -> None:
+        self.running.clear()
+        self.loop.join(timeout=2.0)
+
+
+def main(args=None):
+    run(ExpertNode, args)
+
+
+if __name__ == "__main__":
+    main()

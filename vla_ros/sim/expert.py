@@ -1,0 +1,228 @@
+"""Scripted experts: solve the tasks from privileged state with the embodiment's kinematics.
+
+An expert sees what a perfect perception system would report (the cubes' centres in the robot's
+root frame) and the joint positions, and returns smooth joint targets: the tool follows straight
+waypoints at a bounded speed, and damped least-squares IK turns that into joint targets that move
+no faster than half the joints' velocity limits. One expert per task, in one registry.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import pinocchio as pin
+
+from vla_ros.control.pd import group_command
+from vla_ros.embodiment import Embodiment, JointGroup
+from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
+from vla_ros.sim.tasks import PUSH_DISTANCE, SIDES
+from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE
+
+TOOL_SPEED = 0.3  # [m/s] moving through free space
+PUSH_SPEED = 0.12  # [m/s] with a cube against the tool
+WAYPOINT_TOLERANCE = 0.012  # [m]
+IK_LAG, IK_TURN_LAG = 0.02, 0.15  # [m], [rad]: how far the joint targets may trail the tool path
+STALL_S = 0.3  # [s] without improvement: as close as the arm gets
+PUSH_OPENING = 0.3  # of the gripper's range: a fingertip gap narrower than a cube
+
+
+@dataclass
+class Observation:
+    """What the expert knows: time [s], joint positions in Kinematics.joint_names order, and cube
+    centres [m] in the robot's root frame by colour."""
+
+    time: float
+    q: np.ndarray
+    cubes: dict[str, np.ndarray]
+
+
+@dataclass
+class Targets:
+    """Per commanded group (q* [rad|m], qd* [rad/s|m/s]); base twist (vx, vy, wz)."""
+
+    joints: dict[str, tuple[np.ndarray, np.ndarray]]
+    base: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+
+class Expert(ABC):
+    """Common machinery: the active arm, its commanded joints and tool, the other groups held."""
+
+    def __init__(self, embodiment: Embodiment, values: dict[str, str]):
+        self.embodiment = embodiment
+        self.kinematics = embodiment.kinematics
+        self.values = values
+        self.arms = [g for g in embodiment.commanded_groups if g.kind == "arm"]
+        self._started = False
+
+    def _start(self, observation: Observation) -> None:
+        q = observation.q
+        self.waypoints = self.plan(observation.cubes[self.values["colour"]])
+        first = self.waypoints[0][0]
+        self.arm = min(self.arms, key=lambda a: np.linalg.norm(ArmIK.for_group(self.embodiment, a).pose(q)[:3, 3] - first))
+        self.ik = ArmIK.for_group(self.embodiment, self.arm)
+        self.q_cmd = q.copy()
+        pose = self.ik.pose(q)
+        self.tool = pose[:3, 3].copy()
+        self.rotation = _pointing_down(pose[:3, :3])
+        self.orientation = TOOL_DOWN  # the tool axis only, unless prepare() says more
+        self.held = {g.name: q[self.kinematics.index(g.joints)].copy() for g in self.embodiment.commanded_groups}
+        self.prepare(q)
+        self._turn, self._arrival, self._lag = _Settling(), _Settling(), _Settling()
+        self._last_time = observation.time
+        self._started = True
+
+    def prepare(self, q: np.ndarray) -> None:
+        """Adjust the plan to the chosen arm (its tool rotation, its gripper) before moving."""
+
+    def _turn_error(self, achieved: np.ndarray) -> float:
+        """[rad] between the commanded tool orientation and the wanted one (rotation or axis)."""
+        if self.orientation.shape == (3, 3):
+            return float(np.linalg.norm(pin.log3(self.orientation @ achieved[:3, :3].T)))
+        return float(np.arccos(np.clip(achieved[:3, 2] @ self.orientation, -1.0, 1.0)))
+
+    @abstractmethod
+    def plan(self, cube: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """(tool waypoint in the root frame [m], speed to it [m/s]) for a cube at `cube`."""
+
+    def gripper_target(self, group: JointGroup) -> np.ndarray:
+        return self.held[group.name]
+
+    def act(self, observation: Observation) -> Targets:
+        if not self._started:
+            self._start(observation)
+        dt = max(observation.time - self._last_time, 0.0)
+        self._last_time = observation.time
+        # Advance along the path only as fast as the joint targets follow it (a large wrist turn,
+        # say); take the next waypoint once they have put the tool at this one. Where the arm
+        # cannot quite get (a joint limit, the edge of the workspace), it stops holding things up
+        # once it stops improving.
+        achieved = self.ik.pose(self.q_cmd)
+        turned = self._turn.settled(self._turn_error(achieved), IK_TURN_LAG, dt)
+        goal, speed = self.waypoints[0]
+        gap = float(np.linalg.norm(achieved[:3, 3] - goal))
+        arrived = gap < WAYPOINT_TOLERANCE or (
+            np.linalg.norm(self.tool - goal) < 1e-6 and self._arrival.settled(gap, WAYPOINT_TOLERANCE, dt))
+        if len(self.waypoints) > 1 and turned and arrived:
+            self.waypoints.pop(0)
+            self._arrival = _Settling()
+            goal, speed = self.waypoints[0]
+        if turned and self._lag.settled(float(np.linalg.norm(achieved[:3, 3] - self.tool)), IK_LAG, dt):
+            step = goal - self.tool
+            distance = np.linalg.norm(step)
+            if distance > speed * dt:
+                step *= speed * dt / distance
+            self.tool = self.tool + step
+        index = self.kinematics.index(self.arm.joints)
+        previous = self.q_cmd[index].copy()
+        max_step = 0.5 * float(np.min(self.arm.velocity_limit)) * max(dt, 1e-3)
+        self.q_cmd = self.ik.step(self.q_cmd, self.tool, self.orientation, max_step)
+        velocity = (self.q_cmd[index] - previous) / dt if dt > 0 else np.zeros(len(index))
+        joints = {}
+        for group in self.embodiment.commanded_groups:
+            if group.name == self.arm.name:
+                joints[group.name] = (self.q_cmd[index].copy(), velocity)
+            elif group.kind in ("gripper", "hand"):
+                joints[group.name] = (self.gripper_target(group), np.zeros(len(group.joints)))
+            else:
+                joints[group.name] = (self.held[group.name], np.zeros(len(group.joints)))
+        return Targets(joints)
+
+
+class _Settling:
+    """An error that should shrink: settled when below a tolerance, or no longer improving."""
+
+    def __init__(self):
+        self.best, self.stalled_s = np.inf, 0.0
+
+    def settled(self, error: float, tolerance: float, dt: float) -> bool:
+        if error < self.best - 1e-3:
+            self.best, self.stalled_s = error, 0.0
+        else:
+            self.stalled_s += dt
+        return error < tolerance or self.stalled_s > STALL_S
+
+
+class ReachExpert(Expert):
+    """Over the cube, then down to just above its top face."""
+
+    def plan(self, cube: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        goal = cube + np.array([0.0, 0.0, CUBE_SIZE / 2 + REACH_CLEARANCE])
+        return [(goal + np.array([0.0, 0.0, APPROACH_HEIGHT]), TOOL_SPEED), (goal, TOOL_SPEED)]
+
+
+class PushExpert(Expert):
+    """Beside the cube, down to its centre height, through, then up.
+
+    A gripper pushes with two fingertips: turned about the tool axis so its fingers sit side by
+    side across the pushed face, opened to a gap narrower than the cube, which then cannot slip
+    off the way it does from a single closed-finger paddle. A hand pushes with its open fingers.
+    """
+
+    def prepare(self, q: np.ndarray) -> None:
+        self.gripper = self._gripper_of(self.arm)
+        if self.gripper is None:
+            return
+        finger = self.embodiment.description.joints[self.gripper.joints[0]]
+        closing = self.kinematics.frame_pose(q, finger.child)[:3, :3] @ finger.axis
+        local = self.rotation.T @ closing
+        direction = SIDES[self.values["side"]]
+        angles = np.linspace(-np.pi, np.pi, 145)
+        misalignment = [abs((self.rotation @ _rotation_z(a) @ local)[:2] @ direction) + 1e-3 * abs(a) for a in angles]
+        self.orientation = self.rotation @ _rotation_z(angles[int(np.argmin(misalignment))])
+
+    def plan(self, cube: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        direction = np.append(SIDES[self.values["side"]], 0.0)
+        behind = cube - direction * (CUBE_SIZE / 2 + 0.04)
+        through = behind + direction * (PUSH_DISTANCE + 0.1)
+        lift = np.array([0.0, 0.0, APPROACH_HEIGHT])
+        return [(behind + lift, TOOL_SPEED), (behind, TOOL_SPEED), (through, PUSH_SPEED), (through + lift, TOOL_SPEED)]
+
+    def _gripper_of(self, arm: JointGroup) -> JointGroup | None:
+        """The gripper mounted below `arm`'s last joint, if any."""
+        description = self.embodiment.description
+        for group in self.embodiment.commanded_groups:
+            if group.kind == "gripper":
+                above = description.chain_to_root(description.joints[group.joints[0]].parent)
+                if arm.joints[-1] in {j.name for j in above}:
+                    return group
+        return None
+
+    def gripper_target(self, group: JointGroup) -> np.ndarray:
+        """The pushing gripper 30% open from its closed limit (the one farther from home)."""
+        if group is not self.gripper:
+            return self.held[group.name]
+        closed_low = np.abs(group.home - group.lower) > np.abs(group.upper - group.home)
+        closed = np.where(closed_low, group.lower, group.upper)
+        opened = np.where(closed_low, group.upper, group.lower)
+        return (closed + PUSH_OPENING * (opened - closed)).astype(float)
+
+
+def _pointing_down(rotation: np.ndarray) -> np.ndarray:
+    """`rotation` turned the shortest way so that its z axis points along TOOL_DOWN."""
+    axis = np.cross(rotation[:, 2], TOOL_DOWN)
+    angle = np.arctan2(np.linalg.norm(axis), rotation[:, 2] @ TOOL_DOWN)
+    if np.linalg.norm(axis) < 1e-9:
+        axis = rotation[:, 0] if angle > 1.0 else TOOL_DOWN  # pointing up: flip about its x axis
+    return pin.exp3(axis / np.linalg.norm(axis) * angle) @ rotation
+
+
+def _rotation_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+EXPERTS: dict[str, type[Expert]] = {"reach": ReachExpert, "push": PushExpert}
+
+
+def commands_from_targets(embodiment: Embodiment, q: np.ndarray, qd: np.ndarray,
+                          targets: Targets) -> dict[str, np.ndarray]:
+    """Each group's hardware command (torques in effort mode, with gravity feed-forward)."""
+    kinematics = embodiment.kinematics
+    gravity = kinematics.gravity(q)
+    commands = {}
+    for group in embodiment.commanded_groups:
+        index = kinematics.index(group.joints)
+        q_target, qd_target = targets.joints[group.name]
+        commands[group.name] = group_command(group, q[index], qd[index], q_target, qd_target, gravity[index])
+    return commands

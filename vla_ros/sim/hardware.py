@@ -1,0 +1,115 @@
+"""The simulated robot's hardware interface: what a real arm's and base's drivers do.
+
+- Each commanded group takes one array per command in its mode (effort [Nm|N], position [rad|m]
+  or velocity [rad/s|m/s]), like a ros2_control forward command controller. A command of the
+  wrong length, or with NaN/Inf, is refused whole and never reaches the physics.
+- Brakes: a group that has no fresh command (none yet, or none for `command_timeout_s`) is held
+  where it was when commands stopped. Effort groups hold with their PD gains plus MuJoCo's gravity
+  and Coriolis bias; position groups keep their last target; velocity groups stop.
+- The base takes (vx [m/s], vy [m/s], wz [rad/s]) in its own frame, clamps them to its limits,
+  ramps by its acceleration limits, and stops when commands are older than `base_timeout_s`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vla_ros.control.pd import position_error
+from vla_ros.errors import VlaRosError
+from vla_ros.sim.world import World
+
+
+class CommandRejected(VlaRosError):
+    """A command that never reaches the physics, with the group and the reason."""
+
+    def __init__(self, group: str, reason: str):
+        self.group, self.reason = group, reason
+        super().__init__(f"{group}: command rejected: {reason}")
+
+
+@dataclass
+class _GroupState:
+    command: np.ndarray | None = None
+    stamp: float = -np.inf
+    hold: np.ndarray | None = None  # positions held while braking
+
+
+class SimHardware:
+    def __init__(self, world: World, command_timeout_s: float = 0.25, base_timeout_s: float = 0.5):
+        self.world = world
+        self.command_timeout_s = command_timeout_s
+        self.base_timeout_s = base_timeout_s
+        self.groups = {g.name: g for g in world.embodiment.commanded_groups}
+        self.base = world.embodiment.base
+        self.reset()
+
+    def reset(self) -> None:
+        """Every group braked at its current position, the base stopped."""
+        self._state = {name: _GroupState() for name in self.groups}
+        self._base_target = np.zeros(3)
+        self._base_stamp = -np.inf
+        self._base_velocity = np.zeros(3)
+
+    def command(self, group: str, values, now: float) -> None:
+        """Take a command for `group` at sim time `now` [s]; raise CommandRejected if malformed."""
+        if group not in self.groups:
+            raise CommandRejected(group, f"no commanded group of that name (groups: {', '.join(self.groups)})")
+        values = np.asarray(values, dtype=float)
+        expected = len(self.groups[group].joints)
+        if values.shape != (expected,):
+            raise CommandRejected(group, f"{values.size} values for {expected} joints")
+        if not np.all(np.isfinite(values)):
+            raise CommandRejected(group, f"non-finite values at joints {np.flatnonzero(~np.isfinite(values)).tolist()}")
+        state = self._state[group]
+        state.command, state.stamp, state.hold = values.copy(), now, None
+
+    def command_base(self, twist, now: float) -> None:
+        """Take a base velocity (vx, vy, wz) in the base frame; raise CommandRejected if malformed."""
+        if self.base is None:
+            raise CommandRejected("base", "this embodiment has no mobile base")
+        twist = np.asarray(twist, dtype=float)
+        if twist.shape != (3,) or not np.all(np.isfinite(twist)):
+            raise CommandRejected("base", f"expected 3 finite values (vx, vy, wz), got non-finite or {twist.size} values: {twist.tolist()}")
+        limits = dict(zip(self.base.channels, self.base.max_velocity))
+        bounds = np.array([limits.get(c, 0.0) for c in ("vx", "vy", "wz")])
+        self._base_target = np.clip(twist, -bounds, bounds)
+        self._base_stamp = now
+
+    def holding(self, now: float) -> list[str]:
+        """Groups whose brakes are on: no command yet, or none for command_timeout_s."""
+        return [name for name, state in self._state.items() if now - state.stamp > self.command_timeout_s]
+
+    def apply(self, now: float, dt: float) -> None:
+        """Write the actuator controls for the next control period."""
+        world, data = self.world, self.world.data
+        for name, group in self.groups.items():
+            state = self._state[name]
+            actuators = world.actuators[name]
+            if now - state.stamp <= self.command_timeout_s:
+                data.ctrl[actuators] = state.command
+                continue
+            q = data.qpos[world.group_qpos[name]]
+            if state.hold is None:
+                state.hold = q.copy() if group.mode != "position" or state.command is None else state.command
+            if group.mode == "effort":
+                qd = data.qvel[world.group_dof[name]]
+                bias = data.qfrc_bias[world.group_dof[name]]
+                tau = group.kp * position_error(group, state.hold, q) - group.kd * qd + bias
+                data.ctrl[actuators] = np.clip(tau, -group.effort_limit, group.effort_limit)
+            elif group.mode == "position":
+                data.ctrl[actuators] = state.hold
+            else:
+                data.ctrl[actuators] = 0.0
+        if self.base is not None:
+            self._apply_base(now, dt)
+
+    def _apply_base(self, now: float, dt: float) -> None:
+        target = self._base_target if now - self._base_stamp <= self.base_timeout_s else np.zeros(3)
+        limits = dict(zip(self.base.channels, self.base.max_acceleration))
+        step = np.array([limits.get(c, np.inf) for c in ("vx", "vy", "wz")]) * dt
+        self._base_velocity += np.clip(target - self._base_velocity, -step, step)
+        vx, vy, wz = self._base_velocity
+        yaw = self.world.data.qpos[self.world.base_qpos[2]]
+        c, s = np.cos(yaw), np.sin(yaw)
+        self.world.data.ctrl[self.world.base_actuators] = [c * vx - s * vy, s * vx + c * vy, wz]

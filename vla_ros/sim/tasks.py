@@ -1,0 +1,132 @@
+"""Tabletop tasks with success checks: named, parameterised, looked up in one registry.
+
+A task spec is `name[:param[:param]]`: `reach`, `reach:red`, `push:blue:left`. Parameters left out
+are drawn from the episode's seed, so a seed fixes the whole episode.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from vla_ros.errors import VlaRosError, did_you_mean
+from vla_ros.sim.world import World
+
+REACH_RADIUS = 0.05  # [m] tool to cube centre
+REACH_HOLD_S = 0.5
+PUSH_DISTANCE = 0.10  # [m] along the pushed direction
+SIDES = {"left": np.array([0.0, 1.0]), "right": np.array([0.0, -1.0])}  # in the robot's frame at the start
+
+
+class TaskError(VlaRosError):
+    """A task spec that names no task or gives it bad parameters."""
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    success: bool
+    progress: float  # [0, 1]
+    detail: str
+
+
+class Task(ABC):
+    """One episode's goal in a World; update() is called every control period."""
+
+    name: str
+    parameters: tuple[str, ...]
+
+    def __init__(self, world: World, values: dict[str, str]):
+        self.world = world
+        self.values = values
+
+    @property
+    def target(self) -> str:
+        """The colour of the cube the task is about."""
+        return self.values["colour"]
+
+    @property
+    @abstractmethod
+    def instruction(self) -> str:
+        """The canonical instruction, e.g. 'reach the red cube'."""
+
+    @abstractmethod
+    def update(self, dt: float) -> TaskStatus:
+        """Advance by dt [s] and judge the world as it is now."""
+
+    @property
+    def spec(self) -> str:
+        return ":".join([self.name, *(self.values[p] for p in self.parameters)])
+
+
+class Reach(Task):
+    """Bring a tool within REACH_RADIUS of the cube's centre and stay there for REACH_HOLD_S."""
+
+    name = "reach"
+    parameters = ("colour",)
+
+    def __init__(self, world: World, values: dict[str, str]):
+        super().__init__(world, values)
+        self._held = 0.0
+        self._start = self._distance()
+
+    @property
+    def instruction(self) -> str:
+        return f"reach the {self.target} cube"
+
+    def _distance(self) -> float:
+        cube, _ = self.world.cube_pose(self.target)
+        return min(float(np.linalg.norm(self.world.ee_position(arm.name) - cube)) for arm in self.world.arms)
+
+    def update(self, dt: float) -> TaskStatus:
+        distance = self._distance()
+        self._held = self._held + dt if distance < REACH_RADIUS else 0.0
+        progress = float(np.clip(1.0 - (distance - REACH_RADIUS) / max(self._start - REACH_RADIUS, 1e-6), 0, 1))
+        return TaskStatus(self._held >= REACH_HOLD_S, progress, f"tool {distance:.3f} m from the {self.target} cube")
+
+
+class Push(Task):
+    """Push the cube PUSH_DISTANCE towards a side (left or right of the robot) and keep it on the table."""
+
+    name = "push"
+    parameters = ("colour", "side")
+
+    def __init__(self, world: World, values: dict[str, str]):
+        super().__init__(world, values)
+        self._start, _ = world.cube_pose(self.target)
+        rotation = world.root_pose()[:3, :3]
+        self.direction = rotation[:2, :2] @ SIDES[values["side"]]
+
+    @property
+    def instruction(self) -> str:
+        return f"push the {self.target} cube to the {self.values['side']}"
+
+    def update(self, dt: float) -> TaskStatus:
+        position, _ = self.world.cube_pose(self.target)
+        moved = float((position[:2] - self._start[:2]) @ self.direction)
+        on_table = position[2] > self.world.layout.table_top
+        return TaskStatus(moved >= PUSH_DISTANCE and on_table, float(np.clip(moved / PUSH_DISTANCE, 0, 1)),
+                          f"{self.target} cube moved {moved:.3f} m to the {self.values['side']}")
+
+
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Reach, Push)}
+
+
+def make_task(spec: str, world: World, rng: np.random.Generator) -> Task:
+    """The task a spec names, its missing parameters drawn from `rng`."""
+    name, *given = spec.split(":")
+    if name not in TASKS:
+        raise TaskError(f"no task {name!r}{did_you_mean(name, TASKS)}; tasks: {', '.join(TASKS)}")
+    task = TASKS[name]
+    if len(given) > len(task.parameters):
+        raise TaskError(f"task {name!r} takes {len(task.parameters)} parameters ({', '.join(task.parameters)}), got {spec!r}")
+    choices = {"colour": world.colours, "side": tuple(SIDES)}
+    values = {}
+    for parameter in task.parameters:
+        options = choices[parameter]
+        value = given.pop(0) if given else str(rng.choice(options))
+        if value not in options:
+            raise TaskError(f"{parameter} {value!r} is not one of {', '.join(options)}{did_you_mean(value, options)}")
+        values[parameter] = value
+    return task(world, values)
+

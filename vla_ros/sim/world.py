@@ -1,0 +1,389 @@
+"""The simulated world: an embodiment in a tabletop scene with coloured cubes, cameras and lights.
+
+Where the robot stands comes from the embodiment: a fixed-base arm is mounted on the table, a
+mobile base or a humanoid stands on the floor in front of it (a humanoid's pelvis welded in place
+and its delegated legs held stiff: a stand-in for the vendor's balance stack). Cubes are placed at
+seeded random positions on the table that an arm can reach with the tool at its home orientation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from vla_ros.embodiment import Embodiment, JointGroup
+from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
+from vla_ros.errors import VlaRosError
+from vla_ros.sim.robot import ROBOT_CONTYPE, RobotBuilder, body_name
+
+COLOURS = {
+    "red": (0.85, 0.12, 0.10, 1.0),
+    "green": (0.15, 0.65, 0.20, 1.0),
+    "blue": (0.12, 0.30, 0.85, 1.0),
+    "yellow": (0.95, 0.80, 0.10, 1.0),
+}
+CUBE_SIZE = 0.04  # [m] edge
+CUBE_MASS = 0.1  # [kg]
+CUBE_SPACING = 0.12  # [m] minimum distance between cube centres
+REACH_CLEARANCE = 0.02  # [m] the tool stops this far above a cube's top face
+TABLE_HEIGHT = 0.75  # [m] when the robot is mounted on the table
+TABLE_BELOW_HANDS = 0.15  # [m] table top below the lowest hand at home, for robots on the floor
+APPROACH_HEIGHT = 0.08  # [m] a tool comes down onto a cube from this far above its goal
+# A cube must be reachable where it is, from above, and where a push to either side takes it.
+REACH_ROOM = (np.zeros(3), np.array([0.0, 0.0, APPROACH_HEIGHT]), np.array([0.0, 0.12, 0.0]),
+              np.array([0.0, -0.12, 0.0]))
+HOME_NOISE = 0.03  # [rad | m] seeded perturbation of the commanded joints at reset
+LEG_HOLD_KP, LEG_HOLD_KV = 800.0, 40.0
+BASE_KV = (4000.0, 4000.0, 800.0)  # velocity servo gains of the planar base (x, y, yaw)
+ENV_CONTYPE = 1  # floor and table
+OBJECT_BITS = ENV_CONTYPE | ROBOT_CONTYPE  # cubes touch the floor, the table and the robot
+
+
+class SceneError(VlaRosError):
+    """The scene cannot be set up for an embodiment (no reachable place for the cubes, say)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things are in the world frame (floor at z = 0, the robot facing +x)."""
+
+    robot_pos: np.ndarray  # (3,) root link origin
+    table_center: np.ndarray  # (3,)
+    table_half: np.ndarray  # (3,) half extents
+    sample_low: np.ndarray  # (2,) xy box cubes are drawn from
+    sample_high: np.ndarray
+
+    @property
+    def table_top(self) -> float:
+        return float(self.table_center[2] + self.table_half[2])
+
+
+class World:
+    """MuJoCo model and data of one embodiment in the scene; deterministic given a seed.
+
+    Attributes:
+        model, data: MuJoCo's.
+        joint_names: every movable URDF joint (mimic, wheels and legs included), for joint_states.
+        colours: the cubes present, each named "<colour>_cube".
+        layout: where the robot, table and cube region are.
+    """
+
+    def __init__(self, embodiment: Embodiment, colours: tuple[str, ...] = ("red", "green", "blue"),
+                 timestep: float = 0.002):
+        self.embodiment = embodiment
+        self.colours = tuple(colours)
+        self.planar_base = embodiment.base is not None
+        self.on_table = not self.planar_base and not embodiment.delegated_groups
+        self.arms = [g for g in embodiment.commanded_groups if g.kind == "arm"]
+        self.ik = {arm.name: ArmIK.for_group(embodiment, arm) for arm in self.arms}
+        self.layout = self._measure_layout()
+        spec = self._spec(timestep)
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        self._index()
+        self.seed = 0
+
+    # -- building ---------------------------------------------------------------------------
+    def _robot_spec(self, root_pos: np.ndarray) -> mujoco.MjSpec:
+        spec = mujoco.MjSpec()
+        spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_FALSE
+        spec.compiler.degree = False
+        armature = {j: g.armature for g in self.embodiment.groups.values() for j in g.joints}
+        RobotBuilder(spec, self.embodiment.description, armature).build(spec.worldbody, root_pos, self.planar_base)
+        return spec
+
+    def _measure_layout(self) -> Layout:
+        """Compile the robot alone at home to find its feet, its front and its hands."""
+        model = self._robot_spec(np.zeros(3)).compile()
+        data = mujoco.MjData(model)
+        self._set_home(model, data, rng=None)
+        mujoco.mj_forward(model, data)
+        corners = _geom_corners(model, data)
+        root = model.body(body_name(self.embodiment.description.root)).id
+        root_geoms = [g for g in corners if model.geom_bodyid[g] == root]
+        if self.on_table:
+            lowest = min((corners[g][:, 2].min() for g in root_geoms), default=0.0)
+            robot_pos = np.array([0.0, 0.0, TABLE_HEIGHT - lowest])
+        else:
+            robot_pos = np.array([0.0, 0.0, -min(c[:, 2].min() for c in corners.values()) + 0.001])
+        hands = np.array([data.xpos[model.body(body_name(arm.ee_frame)).id] for arm in self.arms]) + robot_pos
+        if self.on_table:
+            top, front = TABLE_HEIGHT, -0.25
+        else:
+            top = float(np.clip(hands[:, 2].min() - TABLE_BELOW_HANDS, 0.3, 1.1))
+            body_front = max((corners[g][:, 0].max() for g in root_geoms), default=0.0)
+            front = max(hands[:, 0].min() - 0.3, body_front + 0.05)
+        back = hands[:, 0].max() + 0.45
+        half = np.array([(back - front) / 2, 0.7, 0.02])
+        center = np.array([(back + front) / 2, 0.0, top - half[2]])
+        # Around a single hand; between two hands (beyond them a head camera looks past the forearms).
+        spread = np.array([0.2, 0.3 if len(self.arms) == 1 else 0.1])
+        reach_low = hands[:, :2].min(axis=0) - spread
+        reach_high = hands[:, :2].max(axis=0) + spread
+        low = np.maximum(reach_low, [front + 0.06, -half[1] + 0.06])
+        high = np.minimum(reach_high, [back - 0.06, half[1] - 0.06])
+        return Layout(robot_pos, center, half, low, high)
+
+    def _spec(self, timestep: float) -> mujoco.MjSpec:
+        spec = self._robot_spec(self.layout.robot_pos)
+        spec.option.timestep = timestep
+        spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        spec.visual.global_.offwidth = 1280
+        spec.visual.global_.offheight = 960
+        # On a CPU (Mesa llvmpipe) multisampling costs more than it shows; a 1024 shadow map keeps
+        # the height cue shadows give (about 18 ms per 224x224 frame on arm7 instead of 42).
+        spec.visual.quality.shadowsize = 1024
+        spec.visual.quality.offsamples = 0
+        spec.stat.center = [self.layout.table_center[0] / 2, 0, self.layout.table_top]
+        spec.stat.extent = 1.5
+        world = spec.worldbody
+        checker = spec.add_texture(name="floor", type=mujoco.mjtTexture.mjTEXTURE_2D,
+                                   builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, width=512, height=512,
+                                   rgb1=[0.32, 0.34, 0.38], rgb2=[0.26, 0.28, 0.31])
+        floor = spec.add_material(name="floor", texrepeat=[8, 8], reflectance=0.05)
+        floor.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = checker.name
+        world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[5, 5, 0.1], material="floor",
+                       contype=ENV_CONTYPE, conaffinity=ENV_CONTYPE)
+        world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, pos=self.layout.table_center,
+                       size=self.layout.table_half, rgba=[0.62, 0.47, 0.32, 1],
+                       contype=ENV_CONTYPE, conaffinity=OBJECT_BITS, friction=[0.8, 0.005, 0.0001])
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                corner = self.layout.table_center[:2] + np.array([sx, sy]) * (self.layout.table_half[:2] - 0.05)
+                height = self.layout.table_top - 2 * self.layout.table_half[2]
+                world.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=[*corner, height / 2],
+                               size=[0.03, 0.03, height / 2], rgba=[0.45, 0.33, 0.22, 1],
+                               contype=ENV_CONTYPE, conaffinity=OBJECT_BITS)
+        world.add_light(name="key", pos=[0.5, -1.0, 3.0], dir=[-0.2, 0.4, -1.0], castshadow=True,
+                        diffuse=[0.7, 0.7, 0.7])
+        world.add_light(name="fill", pos=[-1.0, 1.5, 2.5], dir=[0.5, -0.6, -1.0], castshadow=False,
+                        diffuse=[0.35, 0.35, 0.38])
+        center = np.array([self.layout.table_center[0], 0.0, self.layout.table_top])
+        eye = center + np.array([1.3, -1.3, 0.9])
+        world.add_camera(name="overview", pos=eye, xyaxes=_look_at_xyaxes(eye, center), fovy=50)
+        for colour in self.colours:
+            cube = world.add_body(name=f"{colour}_cube", pos=[0, 0, -1])
+            cube.add_freejoint(name=f"{colour}_cube")
+            cube.mass = CUBE_MASS
+            cube.inertia = [CUBE_MASS * CUBE_SIZE**2 / 6] * 3
+            cube.explicitinertial = True
+            cube.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_SIZE / 2] * 3, rgba=COLOURS[colour],
+                          contype=OBJECT_BITS, conaffinity=OBJECT_BITS, friction=[0.8, 0.005, 0.0001])
+        for camera in self.embodiment.cameras.values():
+            mount = spec.body(body_name(camera.frame))
+            # The link looks along +x with +z up; a MuJoCo camera looks along -z with +y up.
+            mount.add_camera(name=f"camera/{camera.name}", xyaxes=[0, -1, 0, 0, 0, 1], fovy=camera.fovy_deg)
+        self._add_actuators(spec)
+        return spec
+
+    def _add_actuators(self, spec: mujoco.MjSpec) -> None:
+        for group in self.embodiment.commanded_groups:
+            for i, joint in enumerate(group.joints):
+                actuator = spec.add_actuator(name=f"{group.name}/{joint}", target=joint,
+                                             trntype=mujoco.mjtTrn.mjTRN_JOINT)
+                if group.mode == "effort":
+                    actuator.set_to_motor()
+                    limit = group.effort_limit[i]
+                    actuator.ctrlrange = [-limit, limit]
+                    actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+                elif group.mode == "position":
+                    actuator.set_to_position(kp=group.kp[i], kv=group.kd[i])
+                    if not group.continuous[i]:
+                        actuator.ctrlrange = [group.lower[i], group.upper[i]]
+                        actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+                else:
+                    actuator.set_to_velocity(kv=group.kp[i])
+                    actuator.ctrlrange = [-group.velocity_limit[i], group.velocity_limit[i]]
+                    actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+                if group.effort_limit[i] > 0:
+                    actuator.forcerange = [-group.effort_limit[i], group.effort_limit[i]]
+                    actuator.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        for group in self.embodiment.delegated_groups:
+            for joint in group.joints:
+                actuator = spec.add_actuator(name=f"balance_stack/{joint}", target=joint,
+                                             trntype=mujoco.mjtTrn.mjTRN_JOINT)
+                actuator.set_to_position(kp=LEG_HOLD_KP, kv=LEG_HOLD_KV)
+        if self.planar_base:
+            for name, kv in zip(("base_x", "base_y", "base_yaw"), BASE_KV):
+                actuator = spec.add_actuator(name=f"base/{name}", target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+                actuator.set_to_velocity(kv=kv)
+
+    def _index(self) -> None:
+        model = self.model
+        description = self.embodiment.description
+        self.joint_names = [j.name for j in description.movable_joints]
+        self.qpos_adr = {n: int(model.jnt_qposadr[model.joint(n).id]) for n in self.joint_names}
+        self.dof_adr = {n: int(model.jnt_dofadr[model.joint(n).id]) for n in self.joint_names}
+        self._joint_qpos = np.array([self.qpos_adr[n] for n in self.joint_names])
+        self._joint_dof = np.array([self.dof_adr[n] for n in self.joint_names])
+        self.actuators = {
+            group.name: np.array([model.actuator(f"{group.name}/{j}").id for j in group.joints])
+            for group in self.embodiment.commanded_groups
+        }
+        self.group_qpos = {g.name: np.array([self.qpos_adr[j] for j in g.joints]) for g in self.embodiment.groups.values()}
+        self.group_dof = {g.name: np.array([self.dof_adr[j] for j in g.joints]) for g in self.embodiment.groups.values()}
+        self.base_actuators = (np.array([model.actuator(f"base/{n}").id for n in ("base_x", "base_y", "base_yaw")])
+                               if self.planar_base else np.array([], dtype=int))
+        self.base_qpos = (np.array([model.jnt_qposadr[model.joint(n).id] for n in ("base_x", "base_y", "base_yaw")])
+                          if self.planar_base else np.array([], dtype=int))
+        self.base_dof = (np.array([model.jnt_dofadr[model.joint(n).id] for n in ("base_x", "base_y", "base_yaw")])
+                         if self.planar_base else np.array([], dtype=int))
+        self.cube_qpos = {c: int(model.jnt_qposadr[model.joint(f"{c}_cube").id]) for c in self.colours}
+        self.cube_body = {c: model.body(f"{c}_cube").id for c in self.colours}
+        self.ee_body = {arm.name: model.body(body_name(arm.ee_frame)).id for arm in self.arms}
+        self.robot_geoms = {g for g in range(model.ngeom) if model.geom_contype[g] == ROBOT_CONTYPE}
+        self.cameras = {name: model.camera(f"camera/{name}").id for name in self.embodiment.cameras}
+
+    def _set_home(self, model, data, rng: np.random.Generator | None) -> None:
+        """Home pose (plus seeded noise on commanded joints), mimic joints consistent."""
+        for group in self.embodiment.groups.values():
+            home = group.home.copy()
+            if rng is not None and not group.delegated:
+                home = np.clip(home + rng.uniform(-HOME_NOISE, HOME_NOISE, home.shape), group.lower, group.upper)
+            for joint, value in zip(group.joints, home):
+                data.qpos[model.jnt_qposadr[model.joint(joint).id]] = value
+        for joint in self.embodiment.description.movable_joints:
+            if joint.mimic is not None:
+                primary, multiplier, offset = joint.mimic
+                value = data.qpos[model.jnt_qposadr[model.joint(primary).id]]
+                data.qpos[model.jnt_qposadr[model.joint(joint.name).id]] = multiplier * value + offset
+
+    # -- episodes ---------------------------------------------------------------------------
+    def reset(self, seed: int) -> None:
+        """The seeded initial state: robot near home, cubes at reachable, separate places."""
+        self.seed = int(seed)
+        rng = np.random.default_rng(self.seed)
+        mujoco.mj_resetData(self.model, self.data)
+        self._set_home(self.model, self.data, rng)
+        self.data.ctrl[:] = 0.0
+        for group in self.embodiment.commanded_groups:
+            if group.mode == "position":
+                self.data.ctrl[self.actuators[group.name]] = self.data.qpos[self.group_qpos[group.name]]
+        for group in self.embodiment.delegated_groups:
+            for joint in group.joints:
+                self.data.ctrl[self.model.actuator(f"balance_stack/{joint}").id] = self.data.qpos[self.qpos_adr[joint]]
+        placed: list[np.ndarray] = []
+        for colour in self.colours:
+            placed.append(self._place_cube(colour, rng, placed))
+        mujoco.mj_forward(self.model, self.data)
+
+    def _place_cube(self, colour: str, rng: np.random.Generator, placed: list[np.ndarray]) -> np.ndarray:
+        adr = self.cube_qpos[colour]
+        z = self.layout.table_top + CUBE_SIZE / 2
+        for _ in range(500):
+            xy = rng.uniform(self.layout.sample_low, self.layout.sample_high)
+            yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+            position = np.array([xy[0], xy[1], z])
+            if any(np.linalg.norm(position[:2] - p[:2]) < CUBE_SPACING for p in placed):
+                continue
+            self.data.qpos[adr:adr + 3] = position
+            self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+            mujoco.mj_forward(self.model, self.data)
+            if self._touches_robot(colour) or not all(
+                self.reaching_arm(position + offset) is not None for offset in REACH_ROOM
+            ):
+                continue
+            return position
+        arms = ", ".join(f"groups.{arm.name}.home" for arm in self.arms)
+        raise SceneError(f"{self.embodiment.path}: no place on the table for the {colour} cube that an arm reaches "
+                         f"with its tool pointing down (seed {self.seed})\n  fix: give {arms} a start pose that "
+                         "holds the tool pointing down a little above the work area in front of the robot")
+
+    def _touches_robot(self, colour: str) -> bool:
+        body = self.cube_body[colour]
+        for contact in self.data.contact[: self.data.ncon]:
+            geoms = (contact.geom1, contact.geom2)
+            bodies = {self.model.geom_bodyid[g] for g in geoms}
+            if body in bodies and any(g in self.robot_geoms for g in geoms):
+                return True
+        return False
+
+    def reach_target(self, cube_position: np.ndarray) -> np.ndarray:
+        """Where the tool goes to reach a cube: above its top face, in the world frame."""
+        return cube_position + np.array([0.0, 0.0, CUBE_SIZE / 2 + REACH_CLEARANCE])
+
+    def reaching_arm(self, cube_position: np.ndarray) -> JointGroup | None:
+        """The arm whose tool reaches above the cube pointing down (nearest arm first)."""
+        q = self.joint_vector()
+        world_to_root = np.linalg.inv(self.root_pose())
+        target = (world_to_root @ np.append(self.reach_target(cube_position), 1.0))[:3]
+        for arm in sorted(self.arms, key=lambda a: np.linalg.norm(self.ee_position(a.name) - cube_position)):
+            ik = self.ik[arm.name]
+            home = self._home_vector(q)
+            _, residual = ik.solve(home, target, TOOL_DOWN, tolerance=0.005)
+            if residual < 0.005:
+                return arm
+        return None
+
+    def _home_vector(self, q: np.ndarray) -> np.ndarray:
+        home = q.copy()
+        for group in self.embodiment.commanded_groups:
+            home[self.embodiment.kinematics.index(group.joints)] = group.home
+        return home
+
+    # -- state ------------------------------------------------------------------------------
+    def joint_vector(self) -> np.ndarray:
+        """Positions in Kinematics.joint_names order (independent movable joints)."""
+        names = self.embodiment.kinematics.joint_names
+        return np.array([self.data.qpos[self.qpos_adr[n]] for n in names])
+
+    def joint_velocity_vector(self) -> np.ndarray:
+        names = self.embodiment.kinematics.joint_names
+        return np.array([self.data.qvel[self.dof_adr[n]] for n in names])
+
+    def joint_states(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """(names, positions, velocities, efforts) of every movable URDF joint."""
+        return (self.joint_names, self.data.qpos[self._joint_qpos].copy(), self.data.qvel[self._joint_dof].copy(),
+                self.data.qfrc_actuator[self._joint_dof].copy())
+
+    def root_pose(self) -> np.ndarray:
+        """(4, 4) pose of the robot's root link in the world."""
+        body = self.model.body(body_name(self.embodiment.description.root)).id
+        pose = np.eye(4)
+        pose[:3, :3] = self.data.xmat[body].reshape(3, 3)
+        pose[:3, 3] = self.data.xpos[body]
+        return pose
+
+    def base_velocity(self) -> np.ndarray:
+        """(vx, vy, wz) of a planar base in its own frame; zeros for a fixed robot."""
+        if not self.planar_base:
+            return np.zeros(3)
+        vx, vy, wz = self.data.qvel[self.base_dof]
+        yaw = self.data.qpos[self.base_qpos[2]]
+        c, s = np.cos(yaw), np.sin(yaw)
+        return np.array([c * vx + s * vy, -s * vx + c * vy, wz])
+
+    def ee_position(self, arm: str) -> np.ndarray:
+        return self.data.xpos[self.ee_body[arm]].copy()
+
+    def cube_pose(self, colour: str) -> tuple[np.ndarray, np.ndarray]:
+        """(position, quaternion w-x-y-z) of a cube in the world."""
+        adr = self.cube_qpos[colour]
+        return self.data.qpos[adr:adr + 3].copy(), self.data.qpos[adr + 3:adr + 7].copy()
+
+    def state(self) -> np.ndarray:
+        """Full physics state (time, qpos, qvel, act, ctrl): equal states mean equal worlds."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, state, spec)
+        return state
+
+
+def _geom_corners(model: mujoco.MjModel, data: mujoco.MjData) -> dict[int, np.ndarray]:
+    """World-frame corners of each robot geom's bounding box (visual ones too: wheels touch the floor)."""
+    corners = {}
+    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+    for geom in range(model.ngeom):
+        center, half = model.geom_aabb[geom][:3], model.geom_aabb[geom][3:]
+        local = center + signs * half
+        corners[geom] = data.geom_xpos[geom] + local @ data.geom_xmat[geom].reshape(3, 3).T
+    return corners
+
+
+def _look_at_xyaxes(eye: np.ndarray, target: np.ndarray) -> list[float]:
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0, 0, 1])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    return [*right, *up]
