@@ -1,6 +1,7 @@
 """What every vla_ros node shares: the process lifecycle, parameter declaration, a pending stand-in."""
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 
@@ -27,6 +28,10 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
             except VlaRosError as error:
                 print(f"[FATAL] {error}", file=sys.stderr)
                 sys.exit(2)
+            # Everything built so far lives as long as the node: keep it out of the garbage
+            # collector's full passes, which would otherwise stall a control loop for milliseconds.
+            gc.collect()
+            gc.freeze()
             # rclpy's multi-threaded executor adds milliseconds per callback; nodes that need
             # a steady rate run their loop on a thread of their own instead.
             executor = SingleThreadedExecutor()

@@ -3,15 +3,12 @@
 Reads joint_states, the cubes on sim/objects and the task on sim/task_status (privileged: only a
 simulator has those), and commands each group on its <group>_controller/commands topic in the
 group's mode (PD torques with gravity feed-forward for effort groups), plus cmd_vel for a base.
-Callbacks only store the newest message; a loop thread at the control rate computes and
-publishes, so executor hiccups never turn into a queue of stale states. A new task or seed on
-sim/task_status restarts the expert. Run with
+Each joint state is answered as it arrives (the subscription keeps only the newest, so a late
+executor never works through a queue of stale states): torques computed from an old state are
+what destabilises a torque loop. A new episode on sim/task_status restarts the expert. Run with
 `python -m vla_ros.nodes.expert_node --ros-args -p embodiment:=arm7`; `vla-ros sim` does.
 """
 from __future__ import annotations
-
-import threading
-import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -37,7 +34,6 @@ class ExpertNode(Node):
         self.episode: str | None = None
         self.episode_start = np.inf
         self.cubes: dict[str, np.ndarray] = {}
-        self.latest: JointState | None = None
         self.order: np.ndarray | None = None
         self.commands = {g.name: self.create_publisher(Float64MultiArray, g.command_topic, 10)
                          for g in self.embodiment.commanded_groups}
@@ -46,10 +42,6 @@ class ExpertNode(Node):
         self.create_subscription(DiagnosticStatus, "sim/task_status", self._on_status, 10)
         self.create_subscription(MarkerArray, "sim/objects", self._on_objects, 10)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, 1)
-        self.running = threading.Event()
-        self.running.set()
-        self.loop = threading.Thread(target=self._loop, daemon=True, name="expert")
-        self.loop.start()
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
         values = {kv.key: kv.value for kv in msg.values}
@@ -70,24 +62,8 @@ class ExpertNode(Node):
                       for m in msg.markers}
 
     def _on_joint_states(self, msg: JointState) -> None:
-        self.latest = msg
-
-    def _loop(self) -> None:
-        period = 1.0 / self.embodiment.control_rate_hz
-        deadline = time.monotonic()
-        handled = None
-        while self.running.is_set():
-            deadline += period
-            msg, expert = self.latest, self.expert
-            fresh = msg is not None and msg is not handled and to_seconds(msg.header.stamp) >= self.episode_start
-            if fresh and expert is not None and self.cubes:
-                self._act(expert, msg)
-                handled = msg
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                deadline = time.monotonic()
+        if self.expert is not None and self.cubes and to_seconds(msg.header.stamp) >= self.episode_start:
+            self._act(self.expert, msg)
 
     def _act(self, expert: Expert, msg: JointState) -> None:
         if self.order is None:
@@ -102,10 +78,6 @@ class ExpertNode(Node):
             twist = Twist()
             twist.linear.x, twist.linear.y, twist.angular.z = (float(v) for v in targets.base)
             self.cmd_vel.publish(twist)
-
-    def close(self) -> None:
-        self.running.clear()
-        self.loop.join(timeout=2.0)
 
 
 def main(args=None):

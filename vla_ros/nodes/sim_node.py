@@ -6,13 +6,13 @@ simulator has: the task (vla/instruction, sim/task_status), the cubes (sim/objec
 root frame) and ~/reset (std_srvs/Trigger) with the `task` and `seed` parameters.
 
 Physics runs on its own thread, paced to real time times `real_time_factor` (0: as fast as
-possible); cameras render on another thread from a snapshot of the state. Stamps are the sim
+possible); cameras render in a child process from snapshots of the state. Stamps are the sim
 clock: seconds since start plus the wall time at start, or plain sim seconds with use_sim_time
 (then /clock drives every node). Malformed commands are refused with a throttled warning.
 """
 from __future__ import annotations
 
-import queue
+import sys
 import threading
 import time
 
@@ -24,9 +24,9 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from transforms3d.quaternions import mat2quat
@@ -34,15 +34,18 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from vla_ros.embodiment import load_embodiment
 from vla_ros.errors import VlaRosError
+from vla_ros.nodes import sim_cameras
 from vla_ros.nodes.common import declare, run
 from vla_ros.ros.diagnostics import OK, WARN, diagnostic_array
-from vla_ros.ros.image import to_image_msg
 from vla_ros.ros.time import to_stamp
 from vla_ros.sim.episode import start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
 from vla_ros.sim.world import COLOURS, CUBE_SIZE, World
 
 TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Python hands the GIL between threads every 5 ms by default: far too coarse for a 500 Hz physics
+# thread sharing the process with the executor and the renderer.
+SWITCH_INTERVAL_S = 0.0002
 
 
 class SimNode(Node):
@@ -64,7 +67,7 @@ class SimNode(Node):
         self.hardware = SimHardware(self.world, timeout, base_timeout)
         self.control_dt = 1.0 / embodiment.control_rate_hz
         self.substeps = max(1, round(self.control_dt / self.world.model.opt.timestep))
-        self.clock_base = 0.0 if self.get_parameter("use_sim_time").value else time.time()
+        self.use_sim_time = self.get_parameter("use_sim_time").value
         self.clock = 0.0  # sim seconds since start, across episodes
         self.lock = threading.Lock()
         self.rejected = 0
@@ -78,8 +81,6 @@ class SimNode(Node):
         self.objects_pub = self.create_publisher(MarkerArray, "sim/objects", 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.odom_pub = self.create_publisher(Odometry, "odom", 10) if embodiment.base else None
-        self.image_pubs = {name: self.create_publisher(Image, camera.topic, qos_profile_sensor_data)
-                           for name, camera in embodiment.cameras.items()}
         for group in embodiment.commanded_groups:
             self.create_subscription(Float64MultiArray, group.command_topic,
                                      lambda msg, name=group.name: self._on_command(name, msg), 10)
@@ -92,13 +93,17 @@ class SimNode(Node):
                                    "welded root link and stiff joint hold")
 
         self.episode = -1  # counts resets
+        self.clock_base = 0.0 if self.use_sim_time else time.time()
         self._reset_episode()
         self.running = threading.Event()
         self.running.set()
-        self.renders: queue.Queue = queue.Queue(maxsize=1)
-        self.threads = [threading.Thread(target=self._until_shutdown, args=(self._physics_loop,), daemon=True)]
+        self.camera_worker, self.camera_pipe = None, None
         if self.publish_cameras and embodiment.cameras:
-            self.threads.append(threading.Thread(target=self._until_shutdown, args=(self._render_loop,), daemon=True))
+            topics = [sim_cameras.CameraTopic(name, self.resolve_topic_name(camera.topic))
+                      for name, camera in embodiment.cameras.items()]
+            self.camera_worker, self.camera_pipe = sim_cameras.start(str(embodiment.path), topics,
+                                                                     f"{self.get_name()}_cameras")
+        self.threads = [threading.Thread(target=self._until_shutdown, args=(self._physics_loop,), daemon=True)]
         for thread in self.threads:
             thread.start()
         self.context.on_shutdown(self.close)
@@ -154,6 +159,9 @@ class SimNode(Node):
         self.get_logger().info(f"episode: task {self.task.spec}, seed {self.seed}: {self.task.instruction!r}")
 
     def _physics_loop(self) -> None:
+        # Sim time starts now: stamps track the wall clock from here (a sim that falls behind
+        # real time then shows as stale stamps, which it is), or start at 0 with use_sim_time.
+        self.clock_base = 0.0 if self.use_sim_time else time.time() - self.clock
         period = self.control_dt / self.real_time_factor if self.real_time_factor > 0 else 0.0
         deadline = time.monotonic()
         tick = 0
@@ -166,13 +174,9 @@ class SimNode(Node):
                 due = [n for n, t in self.next_camera.items() if self.clock + 1e-9 >= t]
                 for name in due:
                     self.next_camera[name] += 1.0 / self.world.embodiment.cameras[name].rate_hz
-                snapshot = (self.clock, self.world.data.qpos.copy(), due) if due and self.publish_cameras else None
-            if snapshot is not None:
-                try:
-                    self.renders.get_nowait()  # a slow renderer skips stale frames, never the physics
-                except queue.Empty:
-                    pass
-                self.renders.put(snapshot)
+                snapshot = (self.clock_base + self.clock, self.world.data.qpos.copy(), due)
+            if due and self.camera_pipe is not None:
+                self.camera_pipe.send(snapshot)
             tick += 1
             deadline += period
             delay = deadline - time.monotonic()
@@ -239,30 +243,6 @@ class SimNode(Node):
         odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.angular.z = float(vx), float(vy), float(wz)
         self.odom_pub.publish(odom)
 
-    def _render_loop(self) -> None:
-        """Owns the GL context: renders the cameras due in each snapshot and publishes them."""
-        model = self.world.model
-        data = mujoco.MjData(model)
-        cameras = self.world.embodiment.cameras
-        renderers = {(c.height, c.width): None for c in cameras.values()}
-        for size in renderers:
-            renderers[size] = mujoco.Renderer(model, *size)
-        while self.running.is_set():
-            try:
-                clock, qpos, due = self.renders.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            data.qpos[:] = qpos
-            mujoco.mj_forward(model, data)
-            stamp = to_stamp(self.clock_base + clock)
-            for name in due:
-                camera = cameras[name]
-                renderer = renderers[(camera.height, camera.width)]
-                renderer.update_scene(data, camera=self.world.cameras[name])
-                self.image_pubs[name].publish(to_image_msg(renderer.render(), stamp, camera.frame))
-        for renderer in renderers.values():
-            renderer.close()
-
     def _publish_diagnostics(self) -> None:
         holding = self.hardware.holding(self.world.data.time)
         level = WARN if holding or self.overruns else OK
@@ -292,6 +272,10 @@ class SimNode(Node):
         for thread in self.threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=2.0)
+        if self.camera_pipe is not None:
+            self.camera_pipe.close()  # the worker ends at the end of its pipe
+            self.camera_worker.join(timeout=5.0)
+            self.camera_pipe = None
 
 
 def _quat_to_matrix(quaternion: np.ndarray) -> np.ndarray:
@@ -301,6 +285,7 @@ def _quat_to_matrix(quaternion: np.ndarray) -> np.ndarray:
 
 
 def main(args=None):
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     run(SimNode, args)
 
 

@@ -47,6 +47,8 @@ class SimClient:
         self.status: dict[str, str] = {}
         self.status_message = ""
         self.frames: list[np.ndarray] = []
+        self.images_seen = 0
+        self.camera_topic = camera_topic
         self.frame_labels: list[str] = []
         self.node.create_subscription(DiagnosticStatus, "sim/task_status", self._on_status, 10)
         if camera_topic is not None:
@@ -60,6 +62,7 @@ class SimClient:
         self.status_message = msg.message
 
     def _on_image(self, msg: Image) -> None:
+        self.images_seen += 1
         episode_start = float(self.status.get("stamp", 0.0)) - float(self.status.get("episode_time", 0.0))
         if to_seconds(msg.header.stamp) < episode_start - 1e-6:
             return  # rendered before the last reset
@@ -76,12 +79,14 @@ class SimClient:
             self.executor.spin_once(timeout_sec=0.05)
 
     def wait_ready(self, timeout_s: float, command_topic: str) -> None:
-        """Until the sim reports a task and something commands the robot."""
+        """Until the sim reports a task, something commands the robot, and the camera (if any) publishes."""
         self.spin_until(lambda: bool(self.status), timeout_s, "sim/task_status from the sim node")
         self.spin_until(lambda: self.reset_service.service_is_ready() and self.set_parameters.service_is_ready(),
                         timeout_s, "the sim node's services")
         self.spin_until(lambda: self.node.count_publishers(command_topic) > 0, timeout_s,
                         f"a publisher on {command_topic}")
+        if self.camera_topic is not None:  # the camera process starts last: wait for it too
+            self.spin_until(lambda: self.images_seen > 0, timeout_s, f"an image on {self.camera_topic}")
 
     def _call(self, client, request, timeout_s: float):
         future = client.call_async(request)
