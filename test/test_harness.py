@@ -85,12 +85,24 @@ def test_children_are_stopped_when_the_test_body_raises(tmp_path):
         os.kill(node.popen.pid, 0)
 
 
+def escaped_from(session_id: int, token: str) -> list[int]:
+    """Processes carrying `token` that have left session `session_id` (called setsid())."""
+    escaped = []
+    for pid in processes_with_token(token):
+        try:
+            if os.getsid(pid) != session_id:
+                escaped.append(pid)
+        except ProcessLookupError:
+            continue
+    return escaped
+
+
 def test_survivor_scan_finds_a_grandchild_that_escaped_its_group(tmp_path):
     """A grandchild that left the process group survives close(), and the scan catches it."""
     with RosHarness(tmp_path) as harness:
-        harness.start(["sh", "-c", "setsid sleep 60 & sleep 60"], name="escaper")
-        harness.spin_until(lambda: len(processes_with_token(harness.token)) == 3, 10,
-                           "sh, its sleep and the escaped sleep")
+        escaper = harness.start(["sh", "-c", "setsid sleep 60 & sleep 60"], name="escaper")
+        harness.spin_until(lambda: len(escaped_from(escaper.popen.pid, harness.token)) == 1, 10,
+                           "the background sleep to call setsid() and leave the group")
     try:
         survivors = processes_with_token(harness.token)
         assert len(survivors) == 1
