@@ -73,6 +73,7 @@ def test_bad_commands_are_rejected_and_the_robot_keeps_its_state(ros):
     start_sim(ros, "arm7", "publish_cameras:=false")
     before = ros.wait_for("joint_states", JointState, timeout_s=60)
     command = ros.node.create_publisher(Float64MultiArray, "arm_controller/commands", 10)
+    ros.spin_until(lambda: command.get_subscription_count() > 0, 10, "the sim subscribed to the commands")
     diagnostics = ros.subscribe("diagnostics", DiagnosticArray)
     def reported(count: int, reason: str):
         def check() -> bool:

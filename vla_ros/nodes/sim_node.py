@@ -37,6 +37,7 @@ from vla_ros.errors import VlaRosError
 from vla_ros.nodes import sim_cameras
 from vla_ros.nodes.common import declare, run
 from vla_ros.ros.diagnostics import OK, WARN, diagnostic_array
+from vla_ros.ros.polled import polled_subscription, take_latest
 from vla_ros.ros.time import to_stamp
 from vla_ros.sim.episode import start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
@@ -81,11 +82,10 @@ class SimNode(Node):
         self.objects_pub = self.create_publisher(MarkerArray, "sim/objects", 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.odom_pub = self.create_publisher(Odometry, "odom", 10) if embodiment.base else None
-        for group in embodiment.commanded_groups:
-            self.create_subscription(Float64MultiArray, group.command_topic,
-                                     lambda msg, name=group.name: self._on_command(name, msg), 10)
-        if embodiment.base is not None:
-            self.create_subscription(Twist, embodiment.base.command_topic, self._on_twist, 10)
+        # The physics thread takes the newest command of each group before each step.
+        self.command_subs = {group.name: polled_subscription(self, Float64MultiArray, group.command_topic)
+                             for group in embodiment.commanded_groups}
+        self.twist_sub = polled_subscription(self, Twist, embodiment.base.command_topic) if embodiment.base else None
         self.create_service(Trigger, "~/reset", self._on_reset)
         if embodiment.delegated_groups:
             legs = ", ".join(g.name for g in embodiment.delegated_groups)
@@ -118,24 +118,26 @@ class SimNode(Node):
                 self.seed = parameter.value
         return SetParametersResult(successful=True)
 
-    def _on_command(self, group: str, msg: Float64MultiArray) -> None:
-        try:
-            with self.lock:
-                self.hardware.command(group, msg.data, self.world.data.time)
-        except CommandRejected as error:
-            self._rejected(error)
+    def _take_commands(self) -> None:
+        """Hand the newest command of each group (and the base) to the hardware; lock held."""
+        for group, subscription in self.command_subs.items():
+            msg = take_latest(subscription)
+            if msg is not None:
+                try:
+                    self.hardware.command(group, msg.data, self.world.data.time)
+                except CommandRejected as error:
+                    self._rejected(error)
+        msg = take_latest(self.twist_sub) if self.twist_sub is not None else None
+        if msg is not None:
+            try:
+                self.hardware.command_base([msg.linear.x, msg.linear.y, msg.angular.z], self.world.data.time)
+            except CommandRejected as error:
+                self._rejected(error)
 
     def _rejected(self, error: CommandRejected) -> None:
         self.rejected += 1
         self.last_rejected = str(error)
         self.get_logger().warning(str(error), throttle_duration_sec=2.0)
-
-    def _on_twist(self, msg: Twist) -> None:
-        try:
-            with self.lock:
-                self.hardware.command_base([msg.linear.x, msg.linear.y, msg.angular.z], self.world.data.time)
-        except CommandRejected as error:
-            self._rejected(error)
 
     def _on_reset(self, request, response):
         try:
@@ -167,6 +169,7 @@ class SimNode(Node):
         tick = 0
         while self.running.is_set():
             with self.lock:
+                self._take_commands()
                 step(self.world, self.hardware, self.substeps, self.control_dt)
                 self.clock += self.control_dt
                 self.status = self.task.update(self.control_dt)
