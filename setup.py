@@ -86,6 +86,7 @@ setup(
         "yourdfpy",
         "trimesh",
         "pycollada",
+        "matplotlib",
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,

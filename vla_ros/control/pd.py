@@ -20,8 +20,8 @@ def wrap_to_pi(angles: np.ndarray) -> np.ndarray:
 
 def position_error(group: JointGroup, q_target: np.ndarray, q: np.ndarray) -> np.ndarray:
     """q* - q per joint, wrapped for continuous joints."""
-    error = np.asarray(q_target, dtype=float) - np.asarray(q, dtype=float)
-    return np.where(group.continuous, wrap_to_pi(error), error)
+    error = q_target - q
+    return np.where(group.continuous, wrap_to_pi(error), error) if group.continuous.any() else error
 
 
 def group_command(group: JointGroup, q: np.ndarray, qd: np.ndarray, q_target: np.ndarray,
@@ -34,7 +34,7 @@ def group_command(group: JointGroup, q: np.ndarray, qd: np.ndarray, q_target: np
         tau = group.kp * position_error(group, q_target, q) + group.kd * (np.asarray(qd_target) - qd)
         if gravity is not None:
             tau = tau + gravity
-        return np.clip(tau, -group.effort_limit, group.effort_limit)
+        return np.minimum(np.maximum(tau, -group.effort_limit), group.effort_limit)
     if group.mode == "position":
         return np.asarray(q_target, dtype=float).copy()
-    return np.clip(np.asarray(qd_target, dtype=float), -group.velocity_limit, group.velocity_limit)
+    return np.minimum(np.maximum(qd_target, -group.velocity_limit), group.velocity_limit)

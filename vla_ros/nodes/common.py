@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 import sys
 from collections.abc import Callable
 
@@ -10,19 +11,24 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from vla_ros.errors import VlaRosError
 from vla_ros.ros.diagnostics import ERROR, diagnostic_array
 
 
-def run(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
+def run(make_node: Callable[[], Node], args: list[str] | None = None, graceful_stop: bool = False) -> None:
     """Init ROS, spin the node until Ctrl-C or an external shutdown, then clean up (ros2/examples idiom).
 
     A VlaRosError while building the node (a bad embodiment file, say) is printed as one line and
-    the process exits with status 2.
+    the process exits with status 2. With `graceful_stop`, SIGINT and SIGTERM do not shut ROS down
+    at once: the node's close() still runs with ROS up (to ramp a humanoid's arms down, say).
     """
+    if graceful_stop:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    options = SignalHandlerOptions.NO if graceful_stop else None
     try:
-        with rclpy.init(args=args):
+        with rclpy.init(args=args, signal_handler_options=options):
             try:
                 node = make_node()
             except VlaRosError as error:
@@ -37,7 +43,12 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             try:
-                executor.spin()
+                if graceful_stop:
+                    # Python delivers KeyboardInterrupt between bytecodes: wake up to let it in.
+                    while rclpy.ok():
+                        executor.spin_once(timeout_sec=0.1)
+                else:
+                    executor.spin()
             finally:
                 close = getattr(node, "close", None)
                 if close is not None:

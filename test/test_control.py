@@ -1,0 +1,409 @@
+"""The control core: chunk validation, the timeline's strategies, the limiter, the controller."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vla_ros.control.base import BaseTracker
+from vla_ros.control.chunk import ChunkRejected, validate
+from vla_ros.control.controller import ESTOP, HOLDING, RUNNING, STALE, WAITING, Controller, ControllerConfig
+from vla_ros.control.limits import MotionLimiter
+from vla_ros.control.pd import group_command, wrap_to_pi
+from vla_ros.control.timeline import Timeline
+from vla_ros.embodiment import load_embodiment
+
+ARM7 = load_embodiment("arm7")
+DT = 0.002
+
+
+def arm7_controller(**config) -> Controller:
+    return Controller(ARM7, ControllerConfig(**config))
+
+
+def home_state():
+    q = np.zeros(len(ARM7.kinematics.joint_names))
+    for group in ARM7.commanded_groups:
+        q[ARM7.kinematics.index(group.joints)] = group.home
+    return q
+
+
+def started(controller: Controller, now: float = 0.0):
+    controller.update_state(home_state(), np.zeros_like(home_state()), now)
+    return controller.step(now, DT)
+
+
+def chunk_args(controller, stamp, horizon=0.5, points=10, offset=0.1):
+    """A smooth chunk moving every commanded joint by `offset` from home over `horizon` s."""
+    home = np.concatenate([g.home for g in controller.groups])
+    times = np.linspace(horizon / points, horizon, points)
+    positions = home + np.outer(times / horizon, np.full(len(home), offset))
+    positions[:, -1] = np.clip(positions[:, -1], 0.0, 0.04)
+    return dict(joints=controller.joints, times=times, positions=positions, velocities=None, stamp=stamp)
+
+
+# -- validation ------------------------------------------------------------------------------
+COMMANDED = {"a": 0, "b": 1}
+
+
+def check(**overrides):
+    args = dict(joints=["a", "b"], times=[0.1, 0.2], positions=[[0, 0], [1, 1]], velocities=None,
+                stamp=10.0, now=10.05, commanded=COMMANDED, delegated={"leg"}, max_age_s=0.5)
+    args.update(overrides)
+    return validate(**args)
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    (dict(joints=["a", "z"]), "unknown joint 'z'"),
+    (dict(joints=["a", "leg"]), "joint 'leg' is delegated"),
+    (dict(joints=["a", "a"]), "appear more than once"),
+    (dict(positions=[[0, 0, 0], [1, 1, 1]]), "3 positions for 2 joints"),
+    (dict(positions=[[0, 0], [1]]), "do not make 2 points"),
+    (dict(positions=[[0, np.nan], [1, 1]]), "non-finite positions"),
+    (dict(velocities=[[0, np.inf], [1, 1]]), "non-finite velocities"),
+    (dict(velocities=[[0, 0]]), "2 velocity values for 4 positions"),
+    (dict(times=[0.2, 0.2]), "strictly increasing"),
+    (dict(times=[-0.1, 0.2]), "strictly increasing"),
+    (dict(times=[]), "no points"),
+    (dict(joints=[]), "no joint names"),
+    (dict(stamp=9.0), "observation is 1.050 s old"),
+    (dict(stamp=11.0), "in the future"),
+    (dict(times=[0.01, 0.02]), "every point is in the past"),
+])
+def test_invalid_chunks_are_rejected_with_the_reason(overrides, reason):
+    with pytest.raises(ChunkRejected) as rejected:
+        check(**overrides)
+    assert reason in rejected.value.reason
+
+
+def test_points_already_past_are_dropped_on_arrival():
+    chunk = check(times=[0.02, 0.1, 0.2], positions=[[5, 5], [0, 0], [1, 1]])
+    assert list(chunk.times) == [0.1, 0.2] and chunk.positions[0].tolist() == [0, 0]
+
+
+# -- timeline -------------------------------------------------------------------------------
+def run_timeline(strategy, chunks, until=1.5, dt=0.001):
+    """Sample a 1-joint timeline while chunks arrive; returns times, q, qd."""
+    timeline = Timeline(1, strategy, blend_s=0.1)
+    timeline.reset(np.zeros(1))
+    pending = sorted(chunks, key=lambda c: c[0])
+    out = []
+    for t in np.arange(0.0, until, dt):
+        while pending and pending[0][0] <= t:
+            arrival, stamp, times, positions = pending.pop(0)
+            chunk = validate(["j"], times, positions, None, stamp, arrival, {"j": 0}, set(), 1.0)
+            timeline.add(chunk, np.array([0]), arrival)
+        q, v = timeline.sample(t)
+        out.append((t, q[0], v[0]))
+    return np.array(out).T
+
+
+def ramp_chunks(lag=0.08):
+    """A target moving at 1 rad/s; each chunk is computed from an observation `lag` s old and
+    starts where that observation was: behind where the previous chunk had got to."""
+    chunks = []
+    for arrival in np.arange(0.2, 1.2, 0.2):
+        stamp = arrival - lag
+        times = np.linspace(0.05, 0.5, 10)
+        positions = (stamp - 0.03 + times)[:, None]  # its model lags the truth by 30 ms
+        chunks.append((arrival, stamp, times, positions))
+    return chunks
+
+
+def test_splice_keeps_position_and_velocity_continuous_where_replace_jumps():
+    """Across chunk arrivals, splice's targets change by O(dt) per step; replace's jump.
+
+    Measured from the second arrival to the last: the first chunk starts the motion from rest and
+    the last one stops it, both the limiter's job.
+    """
+    jumps = {}
+    for strategy in ("splice", "replace"):
+        t, q, v = run_timeline(strategy, ramp_chunks())
+        later = (t[1:] > 0.35) & (t[1:] < 1.1)  # chunk arrivals, before the last one runs out
+        jumps[strategy] = (np.max(np.abs(np.diff(q))[later]), np.max(np.abs(np.diff(v))[later]))
+    assert jumps["splice"][0] < 0.003, "position moves about 1 rad/s * 1 ms per step"
+    assert jumps["replace"][0] > 3 * jumps["splice"][0]
+    assert jumps["splice"][1] < jumps["replace"][1]
+
+
+def test_no_stop_at_chunk_ends_when_the_next_chunk_covers_the_time():
+    """Back-to-back chunks: the target velocity never drops to zero between them."""
+    t, q, v = run_timeline("splice", ramp_chunks(lag=0.0))
+    moving = (t > 0.35) & (t < 1.15)
+    assert v[moving].min() > 0.5
+
+
+def test_targets_hold_after_the_last_chunk_ends():
+    t, q, v = run_timeline("splice", ramp_chunks()[:1], until=1.5)
+    after = t > 0.2 + 0.5
+    assert np.allclose(q[after], q[after][0]) and np.all(v[after] == 0)
+
+
+def test_ensemble_averages_overlapping_chunks():
+    """Two chunks asking for 0 and 1 over the same span: the ensemble lands in between, nearer the older."""
+    chunks = [(0.1, 0.1, np.array([0.1, 0.5]), np.array([[0.0], [0.0]])),
+              (0.2, 0.2, np.array([0.05, 0.4]), np.array([[1.0], [1.0]]))]
+    t, q, _ = run_timeline("ensemble", chunks, until=0.5)
+    both = (t > 0.3) & (t < 0.55)
+    assert np.all((q[both] > 0.2) & (q[both] < 0.5))
+
+
+# -- limiter -----------------------------------------------------------------------------------
+limits = dict(lower=np.array([-1.0, -np.inf]), upper=np.array([1.0, np.inf]), velocity=np.array([2.0, 3.0]),
+              acceleration=np.array([10.0, 20.0]), margin=np.array([0.05, 0.0]), continuous=np.array([False, True]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-10, 10), st.floats(-10, 10), st.floats(-50, 50), st.floats(-50, 50)),
+                min_size=1, max_size=300))
+def test_limiter_never_leaves_limits_whatever_the_targets(targets):
+    """Any (finite) target sequence: |qd| <= v_max, |dqd| <= a_max dt, q within URDF limits."""
+    limiter = MotionLimiter(**limits)
+    limiter.reset(np.zeros(2))
+    previous = np.zeros(2)
+    for q0, q1, v0, v1 in targets:
+        q, qd = limiter.step(np.array([q0, q1]), np.array([v0, v1]), DT)
+        assert np.all(np.abs(qd) <= limits["velocity"] + 1e-12)
+        assert np.all(np.abs(qd - previous) <= limits["acceleration"] * DT + 1e-9)
+        assert -1.0 <= q[0] <= 1.0
+        previous = qd
+
+
+def test_limiter_settles_on_a_step_without_overshoot():
+    limiter = MotionLimiter(**limits)
+    limiter.reset(np.zeros(2))
+    trace = [limiter.step(np.array([0.5, 3.0]), np.zeros(2), DT)[0] for _ in range(2000)]
+    trace = np.array(trace)
+    assert trace[-1] == pytest.approx([0.5, wrap_to_pi(3.0)], abs=1e-3) or trace[-1][1] == pytest.approx(3.0, abs=1e-3)
+    assert trace[:, 0].max() <= 0.5 + 1e-3, "no overshoot past the target"
+
+
+def test_limiter_keeps_targets_inside_the_margin_and_wraps_continuous_joints():
+    limiter = MotionLimiter(**limits)
+    limiter.reset(np.array([0.0, 3.0]))
+    for _ in range(3000):
+        q, _ = limiter.step(np.array([5.0, -3.0]), np.zeros(2), DT)
+    assert q[0] == pytest.approx(0.95, abs=1e-3), "clamped to upper - margin"
+    assert abs(wrap_to_pi(q[1] - (-3.0))) < 1e-3 and abs(q[1] - 3.0) < 0.4, "the short way round, through pi"
+
+
+# -- PD ----------------------------------------------------------------------------------------
+def test_pd_law_per_mode():
+    arm, gripper = ARM7.groups["arm"], ARM7.groups["gripper"]
+    q = np.zeros(7)
+    tau = group_command(arm, q, np.zeros(7), np.full(7, 0.01), np.full(7, 0.1), gravity=np.ones(7))
+    assert np.allclose(tau, arm.kp * 0.01 + arm.kd * 0.1 + 1.0)
+    saturated = group_command(arm, q, np.zeros(7), np.full(7, 3.0), np.zeros(7), gravity=None)
+    assert np.allclose(saturated, arm.effort_limit)
+    assert group_command(gripper, np.zeros(1), np.zeros(1), np.array([0.03]), np.zeros(1), None) == pytest.approx([0.03])
+
+
+# -- controller ----------------------------------------------------------------------------------
+def test_controller_waits_for_state_then_holds_home_in_effort_mode():
+    controller = arm7_controller()
+    assert controller.step(0.0, DT).commands == {"arm": None, "gripper": None}
+    assert controller.state == WAITING
+    out = started(controller)
+    assert out.state == HOLDING
+    gravity = ARM7.kinematics.gravity(home_state())[controller.kinematics_index][:7]
+    assert np.allclose(out.commands["arm"], gravity, atol=1e-9), "at the target at rest: gravity only"
+    assert out.commands["gripper"] == pytest.approx(ARM7.groups["gripper"].home)
+
+
+def test_controller_tracks_a_chunk_and_holds_at_its_end():
+    controller = arm7_controller()
+    started(controller)
+    controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
+    states = []
+    for k in range(1, 600):
+        now = k * DT
+        controller.update_state(home_state(), np.zeros_like(home_state()), now)
+        states.append(controller.step(now, DT).state)
+    assert states[10] == RUNNING and states[-1] == HOLDING
+    assert controller.limiter.q[0] == pytest.approx(ARM7.groups["arm"].home[0] + 0.1, abs=2e-3)
+
+
+def test_rejected_chunk_changes_nothing():
+    controller = arm7_controller()
+    started(controller)
+    controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
+    before = [controller.timeline.sample(t)[0].copy() for t in (0.1, 0.3)]
+    bad = chunk_args(controller, stamp=0.0)
+    bad["positions"][3, 2] = np.nan
+    with pytest.raises(ChunkRejected, match="non-finite"):
+        controller.submit(**bad, now=0.0)
+    after = [controller.timeline.sample(t)[0] for t in (0.1, 0.3)]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert controller.stats.chunks_rejected == 1 and "non-finite" in controller.stats.last_rejection
+
+
+def test_stale_state_stops_motion_and_restarts_from_the_measured_pose():
+    controller = arm7_controller(state_timeout_s=0.1)
+    started(controller)
+    controller.submit(**chunk_args(controller, stamp=0.0, offset=0.5), now=0.0)
+    for k in range(1, 50):
+        controller.update_state(home_state(), np.zeros_like(home_state()), k * DT)
+        controller.step(k * DT, DT)
+    out = controller.step(0.3, DT)  # the last state is 0.2 s old
+    assert out.state == STALE
+    assert out.commands["arm"] is None, "effort: silence, so the hardware watchdog brakes"
+    assert np.array_equal(out.commands["gripper"], controller.limiter.q[7:]), "position: where it was commanded"
+    assert np.all(out.qd_command == 0)
+    moved = home_state() + 0.05
+    controller.update_state(moved, np.zeros_like(moved), 0.31)
+    out = controller.step(0.31, DT)
+    assert out.state == HOLDING, "restarted: old chunks are forgotten"
+    assert np.allclose(controller.limiter.q[:7], moved[controller.kinematics_index][:7])
+
+
+def test_estop_latches_decelerates_within_limits_and_refuses_chunks_until_reset():
+    controller = arm7_controller()
+    started(controller)
+    controller.submit(**chunk_args(controller, stamp=0.0, offset=0.8), now=0.0)
+    velocities = []
+    for k in range(1, 200):
+        now = k * DT
+        controller.update_state(home_state(), np.zeros_like(home_state()), now)
+        if k == 100:
+            controller.estop("test")
+        out = controller.step(now, DT)
+        velocities.append(out.qd_command)
+    assert out.state == ESTOP
+    velocities = np.array(velocities)
+    assert np.abs(velocities[100]).max() > 0.1, "it was moving"
+    accel = np.abs(np.diff(velocities, axis=0)) / DT
+    assert np.all(accel <= np.concatenate([g.accel_limit for g in controller.groups]) + 1e-6)
+    for k in range(200, 400):
+        controller.update_state(home_state(), np.zeros_like(home_state()), k * DT)
+        out = controller.step(k * DT, DT)
+    assert np.abs(out.qd_command).max() == 0.0, "at rest"
+    with pytest.raises(ChunkRejected, match="e-stop is latched"):
+        controller.submit(**chunk_args(controller, stamp=0.8), now=0.8)
+    controller.reset()
+    controller.update_state(home_state(), np.zeros_like(home_state()), 0.81)
+    controller.step(0.81, DT)
+    controller.submit(**chunk_args(controller, stamp=0.81), now=0.81)
+
+
+def test_humanoid_upper_body_weight_ramps_up_and_delegated_legs_are_never_commanded():
+    humanoid = load_embodiment("humanoid_upper")
+    controller = Controller(humanoid, ControllerConfig(upper_body_ramp_s=0.5))
+    assert "legs" not in controller.group_slices
+    q = np.zeros(len(humanoid.kinematics.joint_names))
+    weights = []
+    for k in range(400):
+        controller.update_state(q, np.zeros_like(q), k * DT)
+        out = controller.step(k * DT, DT)
+        weights.append(controller.weight)
+    assert weights[0] == 0.0 and weights[-1] == 1.0
+    assert np.all(np.diff(weights) >= 0) and np.max(np.diff(weights)) < 0.02, "a smooth ramp, no step"
+    assert set(out.commands) == {g.name for g in humanoid.commanded_groups}
+
+
+@st.composite
+def chunk_streams(draw):
+    """Random valid chunks: random arrival times, lags, lengths and targets within +-4 rad."""
+    chunks, arrival = [], 0.0
+    for _ in range(draw(st.integers(1, 6))):
+        arrival += draw(st.floats(0.01, 0.3))
+        lag = draw(st.floats(0.0, 0.2))
+        count = draw(st.integers(1, 8))
+        times = np.cumsum([draw(st.floats(0.01, 0.2)) for _ in range(count)])
+        positions = np.array([[draw(st.floats(-4, 4)) for _ in range(8)] for _ in range(count)])
+        chunks.append((arrival, arrival - lag, times, positions))
+    return chunks
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=chunk_streams(), strategy=st.sampled_from(["splice", "replace", "ensemble"]))
+def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
+    """Whatever valid chunks arrive, commands stay inside position, velocity, acceleration and
+    effort limits, and commanded velocity never jumps more than a_max * dt per period."""
+    controller = arm7_controller(strategy=strategy)
+    started(controller)
+    lower = np.concatenate([g.lower for g in controller.groups])
+    upper = np.concatenate([g.upper for g in controller.groups])
+    vmax = np.concatenate([g.velocity_limit for g in controller.groups])
+    amax = np.concatenate([g.accel_limit for g in controller.groups])
+    pending, previous = list(stream), np.zeros(8)
+    for k in range(1, int((stream[-1][0] + 0.5) / DT)):
+        now = k * DT
+        while pending and pending[0][0] <= now:
+            arrival, stamp, times, positions = pending.pop(0)
+            try:
+                controller.submit(controller.joints, times, positions, None, stamp, now)
+            except ChunkRejected:
+                pass  # entirely in the past: fine, nothing changes
+        controller.update_state(home_state(), np.zeros_like(home_state()), now)
+        out = controller.step(now, DT)
+        assert np.all(out.q_command >= lower - 1e-9) and np.all(out.q_command <= upper + 1e-9)
+        assert np.all(np.abs(out.qd_command) <= vmax + 1e-9)
+        assert np.all(np.abs(out.qd_command - previous) <= amax * DT + 1e-9)
+        assert np.all(np.abs(out.commands["arm"]) <= ARM7.groups["arm"].effort_limit + 1e-9)
+        previous = out.qd_command
+
+
+@settings(max_examples=30, deadline=None)
+@given(corruption=st.sampled_from(["nan", "inf", "length", "unknown", "time", "old"]), at=st.integers(0, 9))
+def test_any_invalid_chunk_leaves_the_output_unchanged(corruption, at):
+    """Two identical runs, one also offered a corrupted chunk: identical commands throughout."""
+    outputs = []
+    for offer_bad in (False, True):
+        controller = arm7_controller()
+        started(controller)
+        controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
+        run = []
+        for k in range(1, 200):
+            now = k * DT
+            if offer_bad and k == 50:
+                bad = chunk_args(controller, stamp=now)
+                if corruption == "nan":
+                    bad["positions"][at, 0] = np.nan
+                elif corruption == "inf":
+                    bad["positions"][at, 1] = np.inf
+                elif corruption == "length":
+                    bad["positions"] = bad["positions"][:, :-1]
+                elif corruption == "unknown":
+                    bad["joints"] = [*controller.joints[:-1], "elbow"]
+                elif corruption == "time":
+                    bad["times"] = bad["times"][::-1]
+                else:
+                    bad["stamp"] = now - 5.0
+                with pytest.raises(ChunkRejected):
+                    controller.submit(**bad, now=now)
+            controller.update_state(home_state(), np.zeros_like(home_state()), now)
+            run.append(controller.step(now, DT).commands["arm"])
+        outputs.append(np.array(run))
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+# -- base -------------------------------------------------------------------------------------
+def test_base_follows_its_chunk_within_acceleration_limits_and_stops_after_the_timeout():
+    """vx ramps to the chunk's 0.3 m/s by at most a*dt per period, and back to 0 once the chunk
+    arrived longer than the base timeout ago, even though its points reach further."""
+    mobile = load_embodiment("mobile_manipulator")
+    tracker = BaseTracker(mobile.base, max_age_s=1.0, timeout_s=0.5)
+    tracker.submit(np.linspace(0.1, 2.0, 20), np.tile([0.3, 0.0, 0.0], (20, 1)), stamp=0.0, now=0.05)
+    commands = np.array([tracker.step(0.05 + k * 0.02, 0.02) for k in range(60)])
+    steps = np.abs(np.diff(commands, axis=0))
+    assert np.all(steps <= mobile.base.max_acceleration * 0.02 + 1e-12)
+    assert commands[:25, 0].max() == pytest.approx(0.3)
+    assert commands[-1, 0] == 0.0, "stopped: the chunk timed out at 0.55 s"
+
+
+@pytest.mark.parametrize("times, velocities, reason", [
+    ([0.1, 0.2], [[0, 0, np.nan], [0, 0, 0]], "non-finite"),
+    ([0.2, 0.1], [[0, 0, 0], [0, 0, 0]], "strictly increasing"),
+    ([0.1, 0.2], [[0, 0], [0, 0]], "shape"),
+])
+def test_bad_base_chunks_are_rejected(times, velocities, reason):
+    tracker = BaseTracker(load_embodiment("mobile_manipulator").base, max_age_s=1.0, timeout_s=0.3)
+    with pytest.raises(ChunkRejected, match=reason):
+        tracker.submit(times, velocities, stamp=0.0, now=0.0)
+    assert tracker.times is None
+
+
+def test_base_velocities_beyond_the_limits_are_clamped():
+    base = load_embodiment("mobile_manipulator").base
+    tracker = BaseTracker(base, max_age_s=1.0, timeout_s=10.0)
+    tracker.submit([0.1, 5.0], [[50.0, -50.0, 50.0]] * 2, stamp=0.0, now=0.0)
+    assert np.allclose(tracker.target(1.0), [base.max_velocity[0], -base.max_velocity[1], base.max_velocity[2]])

@@ -1,0 +1,228 @@
+"""The controller core: chunks in, one command per group out, every control period. No ROS.
+
+Each step: targets from the chunk timeline -> the motion limiter (URDF limits, rate limits) ->
+for a humanoid, the upper-body blend weight -> the PD law per group (torques with gravity
+feed-forward in effort mode; positions or velocities for hardware that closes its own loop).
+
+Watchdog, in order of precedence:
+- e-stop (latched until reset): targets freeze where the commanded state is, the limiter brings
+  it to rest within the acceleration limits, chunks are refused.
+- stale joint_states (none for `state_timeout_s`): no feedback, so no new motion. Position
+  groups hold the last commanded position (their hardware closes the loop), velocity groups get
+  zero, effort groups get no command at all: a torque without feedback cannot hold an arm (a
+  frozen or model-only torque lets it swing), so the hardware's own command watchdog takes over
+  with its brakes, as a torque-controlled robot does on a lost link. When states return, control
+  restarts from the measured pose with old chunks forgotten.
+- chunks run out: the targets hold at the last point (the arm comes to rest, held there).
+"""
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla_ros.control.chunk import Chunk, ChunkRejected, validate
+from vla_ros.control.limits import MotionLimiter
+from vla_ros.control.pd import group_command
+from vla_ros.control.timeline import STRATEGIES, Timeline
+from vla_ros.embodiment import Embodiment
+from vla_ros.errors import VlaRosError, did_you_mean
+
+WAITING, RUNNING, HOLDING, STALE, ESTOP = "waiting_for_state", "tracking", "holding", "state_stale", "estop"
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Everything the controller node exposes as parameters (see its README table)."""
+
+    strategy: str = "splice"
+    blend_s: float = 0.1  # [s] splice window
+    ensemble_decay: float = 0.5
+    margin_scale: float = 1.0  # times each group's soft_margin
+    max_chunk_age_s: float = 1.0  # [s] oldest observation a chunk may come from
+    state_timeout_s: float = 0.1  # [s] joint_states older than this are stale
+    gravity_compensation: bool = True
+    upper_body_ramp_s: float = 1.0  # [s] blend-weight ramp, for embodiments with delegated groups
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise VlaRosError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}"
+                              f"{did_you_mean(self.strategy, STRATEGIES)}")
+        for name in ("blend_s", "max_chunk_age_s", "state_timeout_s", "upper_body_ramp_s", "margin_scale"):
+            if not getattr(self, name) >= 0:
+                raise VlaRosError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class Output:
+    """One step's result: a command per commanded group (None: publish nothing for it)."""
+
+    commands: dict[str, np.ndarray | None]
+    state: str
+    q_command: np.ndarray  # (n,) commanded positions after limits (and blend weight)
+    qd_command: np.ndarray  # (n,)
+
+
+@dataclass
+class Stats:
+    chunks_accepted: int = 0
+    chunks_rejected: int = 0
+    last_rejection: str = ""
+    newest_stamp: float = -math.inf
+    boundary_jumps: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))  # |qd* jump| [rad/s] at the last chunk arrivals
+
+
+class Controller:
+    """Tracks chunks for the commanded (non-delegated) groups of an embodiment."""
+
+    def __init__(self, embodiment: Embodiment, config: ControllerConfig = ControllerConfig()):
+        self.embodiment = embodiment
+        self.config = config
+        self.groups = embodiment.commanded_groups
+        self.joints = [j for g in self.groups for j in g.joints]
+        self.index = {name: i for i, name in enumerate(self.joints)}
+        self.group_slices = {}
+        start = 0
+        for group in self.groups:
+            self.group_slices[group.name] = slice(start, start + len(group.joints))
+            start += len(group.joints)
+        self.delegated = {j for g in embodiment.delegated_groups for j in g.joints}
+        stack = lambda attribute: np.concatenate([getattr(g, attribute) for g in self.groups])  # noqa: E731
+        self.limiter = MotionLimiter(
+            stack("lower"), stack("upper"), stack("velocity_limit"), stack("accel_limit"),
+            np.concatenate([np.full(len(g.joints), g.soft_margin * config.margin_scale) for g in self.groups]),
+            stack("continuous"),
+        )
+        self.kinematics_index = embodiment.kinematics.index(self.joints)
+        self.timeline = Timeline(len(self.joints), config.strategy, config.blend_s, config.ensemble_decay)
+        self.ramp = config.upper_body_ramp_s if embodiment.delegated_groups else 0.0
+        self.stats = Stats()
+        self.estopped = False
+        self.estop_reason = ""
+        self._state: tuple[np.ndarray, np.ndarray, float] | None = None  # (q_full, qd_full, received)
+        self._active = False  # controlling from a fresh state since the last (re)start
+        self._weight, self._anchor = 1.0, None
+        self._ramp_from, self._ramp_rising, self._ramp_start = 1.0, True, 0.0
+        self.state = WAITING
+
+    # -- inputs -----------------------------------------------------------------------------
+    def update_state(self, q_full: np.ndarray, qd_full: np.ndarray, received: float) -> None:
+        """A joint state, in Kinematics.joint_names order, received at `received` [s]."""
+        self._state = (np.asarray(q_full, dtype=float), np.asarray(qd_full, dtype=float), received)
+
+    def submit(self, joints, times, positions, velocities, stamp: float, now: float) -> Chunk:
+        """Validate and take a chunk (raises ChunkRejected; then nothing changes)."""
+        try:
+            if self.estopped:
+                raise ChunkRejected(f"e-stop is latched ({self.estop_reason}); call reset")
+            if not self._active:
+                raise ChunkRejected("no fresh joint_states yet: nothing to start from")
+            chunk = validate(joints, times, positions, velocities, stamp, now, self.index, self.delegated,
+                             self.config.max_chunk_age_s)
+        except ChunkRejected as rejection:
+            self.stats.chunks_rejected += 1
+            self.stats.last_rejection = rejection.reason
+            raise
+        _, before = self.timeline.sample(now)
+        self.timeline.add(chunk, np.array([self.index[j] for j in chunk.joints]), now)
+        _, after = self.timeline.sample(now)
+        self.stats.boundary_jumps.append(float(np.max(np.abs(after - before))))
+        self.stats.chunks_accepted += 1
+        self.stats.newest_stamp = max(self.stats.newest_stamp, chunk.stamp)
+        return chunk
+
+    def set_strategy(self, strategy: str) -> None:
+        """Switch strategy; the current targets are kept and held until the next chunk."""
+        self.config = ControllerConfig(**{**self.config.__dict__, "strategy": strategy})
+        held = self.timeline.last_target
+        self.timeline = Timeline(len(self.joints), strategy, self.config.blend_s, self.config.ensemble_decay)
+        if held is not None:
+            self.timeline.reset(held)
+
+    def estop(self, reason: str) -> None:
+        """Latch the e-stop: decelerate within limits to rest and hold; refuse chunks."""
+        if not self.estopped:
+            self.estopped, self.estop_reason = True, reason
+            if self._active:
+                self.timeline.reset(self.limiter.q)
+
+    def reset(self) -> None:
+        """Release the e-stop and restart from the next measured state."""
+        self.estopped, self.estop_reason = False, ""
+        self._active = False
+
+    # -- the control period -----------------------------------------------------------------
+    def step(self, now: float, dt: float) -> Output:
+        """Commands for the period starting at `now` [s] (dt [s] is the period)."""
+        if self._state is None:
+            self.state = WAITING
+            return self._silence()
+        q_full, qd_full, received = self._state
+        q, qd = q_full[self.kinematics_index], qd_full[self.kinematics_index]
+        if now - received > self.config.state_timeout_s:
+            self._active = False
+            self.state = STALE
+            return self._stale_output()
+        if not self._active:
+            self._start(q, now)
+        targets, target_velocities = self.timeline.sample(now)
+        if self.estopped:
+            self.state = ESTOP
+        else:
+            self.state = HOLDING if self.timeline.exhausted(now) else RUNNING
+        q_cmd, qd_cmd = self.limiter.step(targets, target_velocities, dt)
+        q_cmd, qd_cmd = self._blend(q_cmd, qd_cmd, now)
+        gravity = self.embodiment.kinematics.gravity(q_full)[self.kinematics_index] \
+            if self.config.gravity_compensation else None
+        commands = {}
+        for group in self.groups:
+            part = self.group_slices[group.name]
+            commands[group.name] = group_command(group, q[part], qd[part], q_cmd[part], qd_cmd[part],
+                                                 None if gravity is None else gravity[part])
+        return Output(commands, self.state, q_cmd, qd_cmd)
+
+    def _start(self, q: np.ndarray, now: float) -> None:
+        """(Re)start from the measured pose at rest, holding it."""
+        self.limiter.reset(q)
+        self.timeline.reset(self.limiter.q)
+        self._active = True
+        self._anchor = self.limiter.q.copy()
+        self._weight = self._ramp_from = 0.0 if self.ramp > 0 else 1.0
+        self._ramp_rising, self._ramp_start = True, now
+
+    def _blend(self, q_cmd: np.ndarray, qd_cmd: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Humanoids: commands leave (and, on e-stop, return to) the anchor pose over a ramp, so
+        the vendor's balance controller never sees a step. Others pass through."""
+        if self.ramp <= 0:
+            return q_cmd, qd_cmd
+        rising = not self.estopped
+        if rising != self._ramp_rising:  # the e-stop latched: ramp down towards the pose now
+            if self._weight >= 1.0:
+                self._anchor = q_cmd.copy()  # where the output is; with a lower weight keep the anchor
+            self._ramp_from, self._ramp_rising, self._ramp_start = self._weight, rising, now
+        progress = min(1.0, (now - self._ramp_start) / self.ramp)
+        smooth = progress * progress * (3 - 2 * progress)
+        self._weight = self._ramp_from + ((1.0 if rising else 0.0) - self._ramp_from) * smooth
+        return self._anchor + self._weight * (q_cmd - self._anchor), self._weight * qd_cmd
+
+    @property
+    def weight(self) -> float:
+        """The upper-body blend weight (1 for embodiments without delegated groups)."""
+        return self._weight
+
+    def _stale_output(self) -> Output:
+        commands = {}
+        for group in self.groups:
+            part = self.group_slices[group.name]
+            if group.mode == "effort":
+                commands[group.name] = None
+            elif group.mode == "position":
+                commands[group.name] = self.limiter.q[part].copy()
+            else:
+                commands[group.name] = np.zeros(len(group.joints))
+        return Output(commands, STALE, self.limiter.q.copy(), np.zeros(len(self.joints)))
+
+    def _silence(self) -> Output:
+        return Output({g.name: None for g in self.groups}, self.state, self.limiter.q.copy(), np.zeros(len(self.joints)))

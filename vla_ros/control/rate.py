@@ -1,0 +1,92 @@
+"""Keeping a steady loop rate in Python, and measuring how steady it was. No ROS.
+
+`PreciseRate` sleeps to absolute deadlines on the monotonic clock (a period never drifts by
+the loop's own work) with the thread's timer slack cut to 1 us: Linux otherwise lets a sleep
+end up to 50 us late to batch wake-ups. A loop that falls more than `max_lag` periods behind
+skips ahead and counts an overrun instead of bursting to catch up.
+
+`Window` keeps the last N samples of a quantity for percentiles in diagnostics and benchmarks.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+import numpy as np
+
+PR_SET_TIMERSLACK = 29
+
+
+def set_timer_slack(nanoseconds: int = 1000) -> bool:
+    """Cut the calling thread's timer slack (Linux); False where that is not possible."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(nanoseconds), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def set_realtime_priority(priority: int) -> str | None:
+    """Run the calling thread under SCHED_FIFO at `priority` (1-99), as ros2_control's loop does.
+
+    Returns None on success, else why not (no permission: raise the rtprio limit, e.g.
+    `@realtime - rtprio 98` in /etc/security/limits.conf, or run with CAP_SYS_NICE).
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return None
+    except (OSError, AttributeError) as error:
+        return (f"SCHED_FIFO priority {priority} refused ({error}); the loop runs with normal priority. "
+                "Allow it with an rtprio limit (/etc/security/limits.conf) or CAP_SYS_NICE")
+
+
+class PreciseRate:
+    """Absolute-deadline pacing at `rate_hz` on time.monotonic().
+
+    Attributes:
+        period_s: the nominal period [s].
+        overruns: how many times the loop fell `max_lag` periods behind and skipped ahead.
+    """
+
+    def __init__(self, rate_hz: float, max_lag: int = 5):
+        self.period_s = 1.0 / rate_hz
+        self.max_lag = max_lag
+        self.overruns = 0
+        self.deadline = time.monotonic()
+
+    def sleep(self) -> float:
+        """Sleep until the next deadline; returns how late [s] the wake-up was (>= 0)."""
+        self.deadline += self.period_s
+        now = time.monotonic()
+        if now < self.deadline:
+            time.sleep(self.deadline - now)
+            now = time.monotonic()
+        late = now - self.deadline
+        if late > self.max_lag * self.period_s:
+            self.overruns += 1
+            self.deadline = now
+        return late
+
+
+class Window:
+    """The last `size` samples of one quantity."""
+
+    def __init__(self, size: int):
+        self.values = np.zeros(size)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self.values[self.count % len(self.values)] = value
+        self.count += 1
+
+    def samples(self) -> np.ndarray:
+        return self.values[: min(self.count, len(self.values))]
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile of the samples (NaN when there are none)."""
+        samples = self.samples()
+        return float(np.percentile(samples, q)) if len(samples) else float("nan")
+
+    def clear(self) -> None:
+        self.count = 0
