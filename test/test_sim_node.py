@@ -81,14 +81,17 @@ def test_bad_commands_are_rejected_and_the_robot_keeps_its_state(ros):
             return any(int(v.get("rejected_commands", 0)) >= count and reason in v["last_rejected"] for v in values)
         return check
 
-    for _ in range(10):
-        command.publish(Float64MultiArray(data=[0.0] * 6))
-        ros.executor.spin_once(timeout_sec=0.05)
-    ros.spin_until(reported(10, "6 values for 7 joints"), 10, "diagnostics counting wrong-length commands")
-    for _ in range(10):
-        command.publish(Float64MultiArray(data=[float("nan")] * 7))
-        ros.executor.spin_once(timeout_sec=0.05)
-    ros.spin_until(reported(20, "non-finite values"), 10, "diagnostics counting NaN commands")
+    def keep_sending(data, until):
+        """Publish `data` every spin (the first ones may precede the reader's side of discovery)."""
+        def send_and_check() -> bool:
+            command.publish(Float64MultiArray(data=data))
+            return until()
+        return send_and_check
+
+    ros.spin_until(keep_sending([0.0] * 6, reported(10, "6 values for 7 joints")), 20,
+                   "diagnostics counting wrong-length commands")
+    ros.spin_until(keep_sending([float("nan")] * 7, reported(20, "non-finite values")), 20,
+                   "diagnostics counting NaN commands")
     after = ros.wait_for("joint_states", JointState)
     moved = np.abs(np.array(after.position) - np.array(before.position)).max()
     assert moved < 0.01, f"the robot moved {moved:.4f} under rejected commands"
