@@ -27,7 +27,8 @@ def home_state():
     return q
 
 
-def started(controller: Controller, now: float = 0.0):
+def step_at_home(controller: Controller, now: float = 0.0):
+    """One control period at `now` with the arm measured at home, at rest."""
     controller.update_state(home_state(), np.zeros_like(home_state()), now)
     return controller.step(now, DT)
 
@@ -202,7 +203,7 @@ def test_controller_waits_for_state_then_holds_home_in_effort_mode():
     controller = arm7_controller()
     assert controller.step(0.0, DT).commands == {"arm": None, "gripper": None}
     assert controller.state == WAITING
-    out = started(controller)
+    out = step_at_home(controller)
     assert out.state == HOLDING
     gravity = ARM7.kinematics.gravity(home_state())[controller.kinematics_index][:7]
     assert np.allclose(out.commands["arm"], gravity, atol=1e-9), "at the target at rest: gravity only"
@@ -211,20 +212,19 @@ def test_controller_waits_for_state_then_holds_home_in_effort_mode():
 
 def test_controller_tracks_a_chunk_and_holds_at_its_end():
     controller = arm7_controller()
-    started(controller)
+    step_at_home(controller)
     controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
     states = []
     for k in range(1, 600):
         now = k * DT
-        controller.update_state(home_state(), np.zeros_like(home_state()), now)
-        states.append(controller.step(now, DT).state)
+        states.append(step_at_home(controller, now).state)
     assert states[10] == RUNNING and states[-1] == HOLDING
     assert controller.limiter.q[0] == pytest.approx(ARM7.groups["arm"].home[0] + 0.1, abs=2e-3)
 
 
 def test_rejected_chunk_changes_nothing():
     controller = arm7_controller()
-    started(controller)
+    step_at_home(controller)
     controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
     before = [controller.timeline.sample(t)[0].copy() for t in (0.1, 0.3)]
     bad = chunk_args(controller, stamp=0.0)
@@ -238,11 +238,10 @@ def test_rejected_chunk_changes_nothing():
 
 def test_stale_state_stops_motion_and_restarts_from_the_measured_pose():
     controller = arm7_controller(state_timeout_s=0.1)
-    started(controller)
+    step_at_home(controller)
     controller.submit(**chunk_args(controller, stamp=0.0, offset=0.5), now=0.0)
     for k in range(1, 50):
-        controller.update_state(home_state(), np.zeros_like(home_state()), k * DT)
-        controller.step(k * DT, DT)
+        step_at_home(controller, k * DT)
     out = controller.step(0.3, DT)  # the last state is 0.2 s old
     assert out.state == STALE
     assert out.commands["arm"] is None, "effort: silence, so the hardware watchdog brakes"
@@ -257,15 +256,14 @@ def test_stale_state_stops_motion_and_restarts_from_the_measured_pose():
 
 def test_estop_latches_decelerates_within_limits_and_refuses_chunks_until_reset():
     controller = arm7_controller()
-    started(controller)
+    step_at_home(controller)
     controller.submit(**chunk_args(controller, stamp=0.0, offset=0.8), now=0.0)
     velocities = []
     for k in range(1, 200):
         now = k * DT
-        controller.update_state(home_state(), np.zeros_like(home_state()), now)
         if k == 100:
             controller.estop("test")
-        out = controller.step(now, DT)
+        out = step_at_home(controller, now)
         velocities.append(out.qd_command)
     assert out.state == ESTOP
     velocities = np.array(velocities)
@@ -273,14 +271,12 @@ def test_estop_latches_decelerates_within_limits_and_refuses_chunks_until_reset(
     accel = np.abs(np.diff(velocities, axis=0)) / DT
     assert np.all(accel <= np.concatenate([g.accel_limit for g in controller.groups]) + 1e-6)
     for k in range(200, 400):
-        controller.update_state(home_state(), np.zeros_like(home_state()), k * DT)
-        out = controller.step(k * DT, DT)
+        out = step_at_home(controller, k * DT)
     assert np.abs(out.qd_command).max() == 0.0, "at rest"
     with pytest.raises(ChunkRejected, match="e-stop is latched"):
         controller.submit(**chunk_args(controller, stamp=0.8), now=0.8)
     controller.reset()
-    controller.update_state(home_state(), np.zeros_like(home_state()), 0.81)
-    controller.step(0.81, DT)
+    step_at_home(controller, 0.81)
     controller.submit(**chunk_args(controller, stamp=0.81), now=0.81)
 
 
@@ -319,7 +315,7 @@ def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
     """Whatever valid chunks arrive, commands stay inside position, velocity, acceleration and
     effort limits, and commanded velocity never jumps more than a_max * dt per period."""
     controller = arm7_controller(strategy=strategy)
-    started(controller)
+    step_at_home(controller)
     lower = np.concatenate([g.lower for g in controller.groups])
     upper = np.concatenate([g.upper for g in controller.groups])
     vmax = np.concatenate([g.velocity_limit for g in controller.groups])
@@ -333,8 +329,7 @@ def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
                 controller.submit(controller.joints, times, positions, None, stamp, now)
             except ChunkRejected:
                 pass  # entirely in the past: fine, nothing changes
-        controller.update_state(home_state(), np.zeros_like(home_state()), now)
-        out = controller.step(now, DT)
+        out = step_at_home(controller, now)
         assert np.all(out.q_command >= lower - 1e-9) and np.all(out.q_command <= upper + 1e-9)
         assert np.all(np.abs(out.qd_command) <= vmax + 1e-9)
         assert np.all(np.abs(out.qd_command - previous) <= amax * DT + 1e-9)
@@ -349,7 +344,7 @@ def test_any_invalid_chunk_leaves_the_output_unchanged(corruption, at):
     outputs = []
     for offer_bad in (False, True):
         controller = arm7_controller()
-        started(controller)
+        step_at_home(controller)
         controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
         run = []
         for k in range(1, 200):
@@ -370,8 +365,7 @@ def test_any_invalid_chunk_leaves_the_output_unchanged(corruption, at):
                     bad["stamp"] = now - 5.0
                 with pytest.raises(ChunkRejected):
                     controller.submit(**bad, now=now)
-            controller.update_state(home_state(), np.zeros_like(home_state()), now)
-            run.append(controller.step(now, DT).commands["arm"])
+            run.append(step_at_home(controller, now).commands["arm"])
         outputs.append(np.array(run))
     assert np.array_equal(outputs[0], outputs[1])
 

@@ -76,6 +76,8 @@ def validate(joints: Sequence[str], times, positions, velocities, stamp: float, 
     if times.ndim != 1 or len(times) == 0:
         raise ChunkRejected("no points")
     positions = _rows(positions, "positions", len(times))
+    if len(positions) != len(times):
+        raise ChunkRejected(f"{len(positions)} rows of positions do not make {len(times)} points")
     if positions.shape[1] != len(joints):
         raise ChunkRejected(f"points have {positions.shape[1]} positions for {len(joints)} joints")
     velocities = _rows(velocities, "velocities", len(times)) if velocities is not None and len(velocities) else None
@@ -100,13 +102,11 @@ def validate(joints: Sequence[str], times, positions, velocities, stamp: float, 
 
 
 def _rows(values, label: str, points: int) -> np.ndarray:
-    """(points, m) float array of per-point rows, or ChunkRejected if they are ragged."""
+    """(rows, m) float array of per-point rows, or ChunkRejected if there are none or they are ragged."""
     rows = [np.ravel(np.asarray(row, dtype=float)) for row in values]
+    if not rows:
+        raise ChunkRejected(f"no {label}")
     lengths = sorted({len(row) for row in rows})
     if len(lengths) > 1:
         raise ChunkRejected(f"points have different numbers of {label} ({lengths}): {len(rows)} rows do not make {points} points")
-    if not rows:
-        raise ChunkRejected(f"no {label}")
-    if len(rows) != points and label == "positions":
-        raise ChunkRejected(f"{len(rows)} rows of {label} do not make {points} points")
-    return np.array(rows).reshape(len(rows), -1)
+    return np.array(rows)

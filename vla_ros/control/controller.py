@@ -17,9 +17,9 @@ Watchdog, in order of precedence:
 """
 from __future__ import annotations
 
-import collections
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class Stats:
     chunks_rejected: int = 0
     last_rejection: str = ""
     newest_stamp: float = -math.inf
-    boundary_jumps: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))  # |qd* jump| [rad/s] at the last chunk arrivals
+    last_boundary_jump: float = 0.0  # [rad/s] max |qd*| change at the last accepted chunk's arrival
 
 
 class Controller:
@@ -128,14 +128,14 @@ class Controller:
         _, before = self.timeline.sample(now)
         self.timeline.add(chunk, np.array([self.index[j] for j in chunk.joints]), now)
         _, after = self.timeline.sample(now)
-        self.stats.boundary_jumps.append(float(np.max(np.abs(after - before))))
+        self.stats.last_boundary_jump = float(np.max(np.abs(after - before)))
         self.stats.chunks_accepted += 1
         self.stats.newest_stamp = max(self.stats.newest_stamp, chunk.stamp)
         return chunk
 
     def set_strategy(self, strategy: str) -> None:
         """Switch strategy; the current targets are kept and held until the next chunk."""
-        self.config = ControllerConfig(**{**self.config.__dict__, "strategy": strategy})
+        self.config = dataclasses.replace(self.config, strategy=strategy)
         held = self.timeline.last_target
         self.timeline = Timeline(len(self.joints), strategy, self.config.blend_s, self.config.ensemble_decay)
         if held is not None:

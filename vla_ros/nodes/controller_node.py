@@ -120,10 +120,10 @@ class ControllerNode(Node):
         self.ticks = 0
         self.overruns_reported = 0
         self.rate = PreciseRate(self.rate_hz)
+        self._sim_deadline: int | None = None  # [ns] next period's end under use_sim_time
 
         self.running = threading.Event()
         self.running.set()
-        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._until_shutdown, name="control_loop", daemon=True)
         self.thread.start()
         self.create_timer(self.diagnostics_period, self._publish_diagnostics)
@@ -174,8 +174,6 @@ class ControllerNode(Node):
         except RCLError:
             if self.context.ok():
                 raise
-        finally:
-            self.stopped.set()
 
     def _loop(self) -> None:
         set_timer_slack()
@@ -231,7 +229,7 @@ class ControllerNode(Node):
     def _sleep_sim(self, period: float) -> bool:
         """Under use_sim_time: wait until /clock passes the next deadline (False if it did not)."""
         clock = self.get_clock()
-        if not hasattr(self, "_sim_deadline"):
+        if self._sim_deadline is None:
             self._sim_deadline = clock.now().nanoseconds
         self._sim_deadline += int(period * 1e9)
         reached = clock.sleep_until(Time(nanoseconds=self._sim_deadline, clock_type=clock.clock_type))
@@ -248,7 +246,7 @@ class ControllerNode(Node):
                     chunk = self.controller.submit(payload.joints, payload.times, payload.positions,
                                                    payload.velocities, payload.stamp, now)
                     self.chunk_ages.add(now - chunk.stamp)
-                    self.boundary_jumps.add(self.controller.stats.boundary_jumps[-1])
+                    self.boundary_jumps.add(self.controller.stats.last_boundary_jump)
                 elif kind == "base" and self.base is not None:
                     if self.controller.estopped:
                         raise ChunkRejected("e-stop is latched; call reset")
