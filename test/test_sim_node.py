@@ -1,6 +1,7 @@
 """sim_node and the scripted expert through real topics over DDS."""
 import json
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -41,16 +42,27 @@ def colour_pixels(rgb: np.ndarray, colour: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_publishes_joint_states_at_the_control_rate_and_images_of_the_scene(ros, name):
-    """Over 5 s of stamps the joint_states rate is within 2% of control_rate_hz; cameras show robot and cubes."""
+    """joint_states come every control period and keep pace with the wall clock; cameras show robot and cubes.
+
+    Stamps are sim time, one per physics step, so their spacing is the control period by construction;
+    what can fail is the pace: a sim that falls behind real time delivers each stamp later than the last
+    (the smallest delivery lag, the transport's floor, grows). A
+    Python subscriber on a loaded machine may drop a few messages, which says nothing about the sim,
+    so the pace is measured from the stamp span, not from a message count.
+    """
     embodiment = load_embodiment(name)
     start_sim(ros, name)
     ros.wait_for("joint_states", JointState, timeout_s=60)
-    stamps = []
-    ros.node.create_subscription(JointState, "joint_states", lambda m: stamps.append(to_seconds(m.header.stamp)), 100)
-    ros.spin_until(lambda: len(stamps) > 1 and stamps[-1] - stamps[0] >= 5.0, 30, "5 s of joint_states")
-    window = [t for t in stamps if t <= stamps[0] + 5.0]
-    rate = (len(window) - 1) / (window[-1] - window[0])
-    assert rate == pytest.approx(embodiment.control_rate_hz, rel=0.02)
+    received = []
+    ros.node.create_subscription(JointState, "joint_states",
+                                 lambda m: received.append((to_seconds(m.header.stamp), time.monotonic())), 100)
+    ros.spin_until(lambda: len(received) > 1 and received[-1][0] - received[0][0] >= 5.0, 30, "5 s of joint_states")
+    stamps, arrivals = np.array(received).T
+    assert 1.0 / np.median(np.diff(stamps)) == pytest.approx(embodiment.control_rate_hz, rel=0.02)
+    lag = arrivals - stamps  # transport delay plus a constant clock offset, plus any growing backlog
+    first, last = lag[stamps < stamps[0] + 1.0].min(), lag[stamps > stamps[-1] - 1.0].min()
+    assert abs(last - first) < 0.02 * (stamps[-1] - stamps[0]), "the sim fell behind the wall clock"
+    assert len(stamps) >= 0.9 * (stamps[-1] - stamps[0]) * embodiment.control_rate_hz
     first = ros.wait_for("joint_states", JointState)
     assert set(first.name) == {j.name for j in embodiment.description.movable_joints}
     assert len(first.position) == len(first.velocity) == len(first.effort) == len(first.name)
