@@ -87,6 +87,8 @@ setup(
         "trimesh",
         "pycollada",
         "matplotlib",
+        "websockets",
+        "msgpack",
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,

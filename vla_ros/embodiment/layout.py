@@ -81,6 +81,27 @@ class ActionLayout:
             vector[slot.start:slot.stop] = group_values
         return vector
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The used slots' names (joints and base channels), in vector order: the embodiment layout."""
+        return tuple(name for slot in self.slots for name in slot.names)
+
+    def pad(self, values: np.ndarray) -> np.ndarray:
+        """(..., used) values in the embodiment layout -> (..., width) padded vectors, padding 0."""
+        values = np.asarray(values)
+        if values.shape[-1] != self.used:
+            raise LayoutError(f"expected {self.used} values per row ({', '.join(self.names)}), got shape {values.shape}")
+        vectors = np.zeros((*values.shape[:-1], self.width), dtype=values.dtype)
+        vectors[..., self.mask] = values
+        return vectors
+
+    def unpad(self, vectors: np.ndarray) -> np.ndarray:
+        """(..., width) padded vectors -> (..., used) values in the embodiment layout (the mask applied)."""
+        vectors = np.asarray(vectors)
+        if vectors.shape[-1] != self.width:
+            raise LayoutError(f"expected vectors of width {self.width}, got shape {vectors.shape}")
+        return vectors[..., self.mask]
+
     def unpack(self, vector: np.ndarray) -> dict[str, np.ndarray]:
         """One array per group from a (width,) vector (copies; padding is ignored)."""
         vector = np.asarray(vector)

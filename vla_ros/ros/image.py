@@ -1,9 +1,10 @@
-"""sensor_msgs/Image <-> numpy (H, W, 3) uint8 RGB."""
+"""sensor_msgs/Image and CompressedImage <-> numpy (H, W, 3) uint8 RGB."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from vla_ros.errors import VlaRosError
@@ -37,3 +38,22 @@ def from_image_msg(msg: Image) -> np.ndarray:
     if msg.encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     return pixels
+
+
+def from_compressed_msg(msg: CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a jpeg or png CompressedImage."""
+    pixels = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise ImageError(f"cannot decode a {msg.format!r} CompressedImage of {len(msg.data)} bytes")
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+def to_compressed_msg(rgb: np.ndarray, stamp: Time, frame_id: str, fmt: str = "jpeg", quality: int = 90) -> CompressedImage:
+    """A jpeg or png CompressedImage of an (H, W, 3) uint8 array (image_transport's format names)."""
+    extension = {"jpeg": ".jpg", "png": ".png"}.get(fmt)
+    if extension is None:
+        raise ImageError(f"format {fmt!r} is not jpeg or png")
+    ok, data = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ImageError(f"cannot encode a {rgb.shape} image as {fmt}")
+    return CompressedImage(header=Header(stamp=stamp, frame_id=frame_id), format=fmt, data=data.tobytes())

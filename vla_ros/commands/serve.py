@@ -1,0 +1,45 @@
+"""`vla-ros serve --backend NAME`: a policy backend behind the openpi websocket protocol.
+
+Any openpi client (`openpi_client.websocket_client_policy.WebsocketClientPolicy`) or our `remote`
+backend can then drive a robot with it: the big model on a GPU machine, the controller local.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+
+def register(verbs) -> None:
+    parser = verbs.add_parser("serve", help="serve a policy backend over the openpi websocket protocol")
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="hold", help="policy backend: hold, replay, remote, ... (default hold)")
+    parser.add_argument("--embodiment", default="arm7", help="embodiment name or file (default arm7)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a backend parameter (repeatable), e.g. --param path=chunks.npz")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000, openpi's; 0 picks a free one)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.policy import EmbodimentIO, make_policy, parse_params
+    from vla_ros.policy.server import PolicyServer, server_metadata
+
+    logging.basicConfig(level=logging.INFO, format="[policy_server] %(message)s")
+    embodiment = load_embodiment(args.embodiment)
+    params = parse_params(pairs=args.param)
+
+    def policy():
+        return make_policy(args.backend, embodiment, params)
+
+    first = policy()  # fails here, before listening, on a bad backend or parameter
+    metadata = server_metadata(first, EmbodimentIO(embodiment).home, "reach the red cube")
+    first.close()
+    server = PolicyServer(policy, metadata, args.host, args.port)
+    asyncio.run(server.serve(ready=lambda port: print(f"listening on ws://{args.host}:{port}", flush=True)))
+    return 0

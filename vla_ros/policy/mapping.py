@@ -1,0 +1,67 @@
+"""The embodiment's joints and base <-> the policy's vectors: applied here, and only here.
+
+`EmbodimentIO` turns joint positions and base velocities into a state vector in the embodiment
+layout and splits action chunks back into joint targets and base velocities. `pad`/`unpad`
+convert between the embodiment layout and the model's padded vector (with the layout's mask).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vla_ros.embodiment import Embodiment
+
+
+class EmbodimentIO:
+    """One embodiment's view of the policy vectors.
+
+    Attributes:
+        names: (D,) slot names in the embodiment layout.
+        joints: the joint slots' names, in layout order (what an action chunk commands).
+        base: the base group's name, or None when the layout has no base slots.
+    """
+
+    def __init__(self, embodiment: Embodiment):
+        self.layout = embodiment.layout
+        self.names = self.layout.names
+        self.base = embodiment.base.name if embodiment.base and embodiment.base.name in \
+            [s.group for s in self.layout.slots] else None
+        columns, start = {}, 0
+        for slot in self.layout.slots:
+            columns[slot.group] = np.arange(start, start + len(slot.names))
+            start += len(slot.names)
+        self._base_columns = columns.pop(self.base) if self.base else np.zeros(0, dtype=int)
+        self._joint_columns = np.concatenate([np.zeros(0, dtype=int), *columns.values()])
+        self.joints = tuple(self.names[i] for i in self._joint_columns)
+        self.home = self.state(np.concatenate([np.zeros(0), *(embodiment.groups[g].home for g in columns)]))
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def state(self, joint_positions: np.ndarray, base_velocity: np.ndarray | None = None) -> np.ndarray:
+        """(D,) float32 state from positions of `joints` (in that order) and the base's (vx, vy, wz)."""
+        state = np.zeros(self.size, dtype=np.float32)
+        state[self._joint_columns] = joint_positions
+        if base_velocity is not None and len(self._base_columns):
+            state[self._base_columns] = base_velocity
+        return state
+
+    def split(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(H, D) actions -> joint targets (H, len(joints)) and base velocities (H, 3) or None."""
+        actions = np.asarray(actions, dtype=float)
+        base = actions[:, self._base_columns] if self.base else None
+        return actions[:, self._joint_columns], base
+
+    def hold(self, state: np.ndarray, horizon: int) -> np.ndarray:
+        """(horizon, D) actions that keep the joints where `state` has them and stop the base."""
+        actions = np.tile(np.asarray(state, dtype=np.float32), (horizon, 1))
+        actions[:, self._base_columns] = 0.0
+        return actions
+
+    def pad(self, values: np.ndarray) -> np.ndarray:
+        """(..., D) -> (..., width), padding 0."""
+        return self.layout.pad(values)
+
+    def unpad(self, vectors: np.ndarray) -> np.ndarray:
+        """(..., width) -> (..., D): the mask applied."""
+        return self.layout.unpad(vectors)
