@@ -15,7 +15,7 @@ from harness import (
     ros2_run,
 )
 
-PENDING_NODES = ["policy_node", "recorder_node"]
+PENDING_NODES = ["recorder_node"]
 
 
 def test_session_runs_in_a_private_localhost_domain(ros):
@@ -54,6 +54,17 @@ def test_node_executable_runs_via_ros2_run_layout_and_reports(ros, name):
     assert status.level == DiagnosticStatus.ERROR
     assert "not configured yet" in status.message and "issue #" in status.message
     assert node.stop() == 0, node.describe()  # SIGINT is a clean shutdown, not a crash
+
+
+def test_policy_node_runs_via_ros2_run_layout_and_waits_for_an_instruction(ros):
+    """lib/vla_ros/policy_node starts the policy node (hold backend), which reports what it waits
+    for, and exits 0 on SIGINT."""
+    node = ros.start([ros2_run("policy_node")], name="policy_node")
+    msg = ros.wait_for("diagnostics", DiagnosticArray, timeout_s=20,
+                       predicate=lambda m: any(s.name == "vla_ros/policy_node" for s in m.status))
+    (status,) = msg.status
+    assert status.level == DiagnosticStatus.WARN and status.message == "waiting for an instruction on vla/instruction"
+    assert node.stop() == 0, node.describe()
 
 
 def test_controller_node_runs_via_ros2_run_layout_and_waits_for_joint_states(ros):

@@ -11,7 +11,8 @@ import logging
 
 
 def register(verbs) -> None:
-    parser = verbs.add_parser("serve", help="serve a policy backend over the openpi websocket protocol")
+    summary = "serve a policy backend over the openpi websocket protocol"
+    parser = verbs.add_parser("serve", help=summary, description=summary + " (GET /healthz answers 200)")
     add_arguments(parser)
     parser.set_defaults(handler=run)
 

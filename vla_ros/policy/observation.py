@@ -38,7 +38,8 @@ def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, 
     frames = {}
     for camera, (height, width, _) in metadata["cameras"].items():
         image = images.get(camera)
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3
+                or not image.size):  # an empty image cannot be resized
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise PolicyError(f"images[{camera!r}] must be an HxWx3 uint8 array ({height}x{width} preferred), got {got}")
         frames[camera] = resize(image, height, width)
@@ -47,7 +48,7 @@ def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, 
     if not isinstance(prompt, str):
         raise PolicyError(f"'prompt' must be a string, got {type(prompt).__name__}")
     stamp = request.get("stamp", time.time())
-    if not isinstance(stamp, (int, float, np.floating)) or not np.isfinite(stamp):
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float, np.integer, np.floating)) or not np.isfinite(stamp):
         raise PolicyError(f"'stamp' must be a finite number of seconds, got {stamp!r}")
     prefix = request.get("prefix")
     if prefix is not None:

@@ -72,8 +72,9 @@ class RemotePolicy(Policy):
             raise BackendUnavailable(f"{self._state}; next attempt in {wait:.1f} s")
         headers = {"Authorization": f"Api-Key {self.api_key}"} if self.api_key else None
         try:
+            # Entered like a context manager (websockets >= 17.1 warns otherwise); close() ends it.
             ws = connect(self.url, open_timeout=self.connect_timeout_s, compression=None, max_size=None,
-                         additional_headers=headers, user_agent_header=f"vla_ros/{__version__}")
+                         additional_headers=headers, user_agent_header=f"vla_ros/{__version__}").__enter__()
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
             self._lost(f"cannot connect to {self.url}: {error or type(error).__name__}")
             raise BackendUnavailable(self._state) from None

@@ -1,0 +1,219 @@
+"""policy_node through real DDS with the MuJoCo sim as the robot: freshness, instructions, the
+layered fallback (sim + controller + policy node with `remote` + `vla-ros serve`), bad setups."""
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from harness import console_script, python_module
+from vla_ros.embodiment import load_embodiment
+from vla_ros.nodes.chunk_source_node import reference
+from vla_ros.policy import EmbodimentIO
+from vla_ros.policy.replay import save_recording
+from vla_ros.ros.image import to_image_msg
+from vla_ros.ros.polled import polled_subscription, take_all
+from vla_ros.ros.time import to_seconds, to_stamp
+from vla_ros.ros.trajectory import duration_seconds
+
+ARM7 = load_embodiment("arm7")
+IO = EmbodimentIO(ARM7)
+
+
+def node(module, *params, remaps=()):
+    args = ["--ros-args", "-p", "embodiment:=arm7"]
+    for param in params:
+        args += ["-p", param]
+    for remap in remaps:
+        args += ["-r", remap]
+    return python_module(f"vla_ros.nodes.{module}", *args)
+
+
+def now(ros) -> float:
+    return ros.node.get_clock().now().nanoseconds * 1e-9
+
+
+class Diagnostics:
+    """The newest status of each node, by node name ("policy_node", "controller_node")."""
+
+    def __init__(self, ros):
+        self.ros = ros
+        self.inbox = ros.subscribe("diagnostics", DiagnosticArray)
+
+    def wait(self, name, predicate, timeout_s, what):
+        found = []
+
+        def matched():
+            for msg in self.inbox:
+                for status in msg.status:
+                    if status.name == f"vla_ros/{name}":
+                        values = {kv.key: kv.value for kv in status.values}
+                        values.update(level=int.from_bytes(status.level, "little"), message=status.message)
+                        if predicate(values):
+                            found.append(values)
+            self.inbox.clear()
+            return bool(found)
+
+        self.ros.spin_until(matched, timeout_s, what)
+        return found[0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def serve(ros, port, recording):
+    server = ros.start([console_script("vla-ros"), "serve", "--backend", "replay", "--param", f"path={recording}",
+                        "--port", str(port)], name="policy_server")
+    ros.spin_until(lambda: "listening on" in server.output() or not server.running(), 60, "the policy server")
+    assert server.running(), server.describe()
+    return server
+
+
+def test_an_unknown_backend_stops_the_node_with_the_fix():
+    result = subprocess.run(node("policy_node", "policy:=hodl"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no policy backend 'hodl' (did you mean 'hold'?)" in result.stderr
+
+
+@pytest.mark.slow
+def test_no_chunk_comes_from_a_camera_that_stopped(ros):
+    """The wrist camera is fed by the test; when it stops, chunks stop once its last frame is older than
+    max_image_age_s, none carries a newer observation stamp, diagnostics name the camera; feeding again resumes."""
+    ros.start(node("sim_node"), name="sim_node")
+    policy = ros.start(node("policy_node", "request_rate_hz:=5.0", "max_image_age_s:=0.3",
+                            remaps=["camera/wrist/image_raw:=test/wrist"]), name="policy_node")
+    wrist = ros.node.create_publisher(Image, "test/wrist", qos_profile_sensor_data)
+    frame = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    fed = []
+
+    def feed():
+        if feeding:
+            stamp = now(ros)
+            wrist.publish(to_image_msg(frame, to_stamp(stamp), "wrist_camera_link"))
+            fed.append(stamp)
+
+    feeding = True
+    ros.node.create_timer(0.1, feed)
+    chunks = ros.subscribe("vla/action_chunk", JointTrajectory)
+    diagnostics = Diagnostics(ros)
+    ros.spin_until(lambda: len(chunks) >= 3, 60, "chunks while both cameras run")
+
+    feeding = False
+    stopped, last_frame = now(ros), fed[-1]
+    chunks.clear()
+    status = diagnostics.wait("policy_node", lambda s: "camera wrist is stale" in s["message"], 10,
+                              "a diagnostic naming the stale camera")
+    assert status["level"] == 1  # WARN
+    late = [to_seconds(c.header.stamp) for c in chunks]
+    assert all(stamp <= last_frame for stamp in late), "a chunk claims an observation newer than the last frame"
+    arrivals = []
+    ros.node.create_subscription(JointTrajectory, "vla/action_chunk", lambda c: arrivals.append(now(ros)), 10)
+    ros.spin_until(lambda: now(ros) > stopped + 2.0, 10, "two seconds without the camera")
+    assert not [t for t in arrivals if t > stopped + 0.3 + 0.3], "a chunk was published from the stale frame"
+
+    feeding = True
+    ros.spin_until(lambda: any(to_seconds(c.header.stamp) > last_frame for c in chunks), 20, "chunks again")
+    assert policy.running()
+
+
+@pytest.mark.slow
+def test_a_new_instruction_resets_the_policy_and_asks_at_once(ros, tmp_path):
+    """With replay (chunk k = value k) and long chunks, the next request would be seconds away: a new
+    instruction brings chunk 0 again within a second."""
+    chunks = np.stack([np.tile(IO.home + 0.01 * k, (50, 1)) for k in range(3)])
+    save_recording(tmp_path / "r.npz", chunks, 0.1)
+    ros.start(node("sim_node"), name="sim_node")
+    ros.start(node("policy_node", "policy:=replay", f"policy_params:=\"{{path: {tmp_path / 'r.npz'}}}\"",
+                   "request_fraction:=0.1"), name="policy_node")
+    received = ros.subscribe("vla/action_chunk", JointTrajectory)
+    diagnostics = Diagnostics(ros)
+
+    def index(chunk):
+        return int(round((chunk.points[0].positions[0] - IO.home[0]) / 0.01))
+
+    ros.spin_until(lambda: received, 60, "the first chunk (the sim's own instruction)")
+    assert index(received[0]) == 0
+    ros.spin_until(lambda: len(received) >= 2, 10, "the next chunk by the fraction rule")
+    assert index(received[1]) == 1
+    received.clear()
+    instruction = ros.node.create_publisher(String, "vla/instruction",
+                                            QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    sent = now(ros)
+    instruction.publish(String(data="push the blue cube to the left"))
+    ros.spin_until(lambda: received, 5, "a chunk for the new instruction")
+    assert now(ros) - sent < 1.5, "the new instruction did not trigger a request at once"
+    assert index(received[0]) == 0, "the policy was not reset"
+    diagnostics.wait("policy_node", lambda s: s["instruction"] == "push the blue cube to the left", 5,
+                     "the instruction in diagnostics")
+
+
+@pytest.mark.slow
+def test_layered_fallback_the_robot_holds_when_the_server_dies_and_resumes_when_it_returns(ros, tmp_path):
+    """Sim + controller + policy_node(remote) + `vla-ros serve` (replay of a smooth motion). Killing the
+    server: the controller finishes the chunk and holds within limits, the policy node reports the loss.
+    Restarting it: chunks resume, no node restarted."""
+    horizon, dt = 25, 0.04
+    times = dt * np.arange(1, horizon + 1)
+    chunks = np.stack([reference(ARM7, 0.5 * i + times, 0.15, 0.25) for i in range(40)])
+    save_recording(tmp_path / "motion.npz", chunks, dt)
+    port = free_port()
+    server = serve(ros, port, tmp_path / "motion.npz")
+    nodes = [
+        ros.start(node("sim_node"), name="sim_node"),
+        ros.start(node("controller_node"), name="controller_node"),
+        ros.start(node("policy_node", "policy:=remote", f"policy_params:=\"{{url: 'ws://localhost:{port}', timeout_s: 1.0}}\""),
+                  name="policy_node"),
+    ]
+    states = polled_subscription(ros.node, JointState, "joint_states", 5000)
+    received = ros.subscribe("vla/action_chunk", JointTrajectory)
+    diagnostics = Diagnostics(ros)
+    diagnostics.wait("controller_node", lambda s: s["message"] == "tracking chunks", 90, "the controller tracking chunks")
+    ros.spin_until(lambda: len(received) >= 5, 30, "chunks flowing")
+    take_all(states)
+    count = len(received)
+    ros.spin_until(lambda: len(received) > count, 5, "a fresh chunk")  # kill mid-chunk, not in a gap
+
+    server.popen.kill()
+    killed = now(ros)
+    server.popen.wait()
+    last_end = max(to_seconds(c.header.stamp) + duration_seconds(c.points[-1].time_from_start) for c in received)
+    status = diagnostics.wait("policy_node", lambda s: s["level"] == 2 and "disconnected" in s["backend_state"], 10,
+                              "the policy node reporting the lost server")
+    assert "ws://localhost" in status["message"]
+    diagnostics.wait("controller_node", lambda s: s["state"] == "holding", 5, "the controller holding")
+    assert now(ros) < last_end + 2.0, "holding came long after the last chunk ran out"
+    ros.spin_until(lambda: now(ros) > last_end + 1.5, 10, "the robot at rest after its last chunk")
+    late = [c for c in received if to_seconds(c.header.stamp) > killed]
+    assert not late, "chunks after the server died"
+    motion = [(to_seconds(m.header.stamp), np.array([m.position[list(m.name).index(j)] for j in IO.joints]))
+              for m in take_all(states)]
+    stamps = np.array([t for t, _ in motion])
+    q = np.array([p for _, p in motion])
+    limits = [(ARM7.groups[s.group], s) for s in ARM7.layout.slots]
+    lower = np.concatenate([g.lower for g, _ in limits])
+    upper = np.concatenate([g.upper for g, _ in limits])
+    velocity = np.concatenate([g.velocity_limit for g, _ in limits])
+    assert np.all(q >= lower - 1e-3) and np.all(q <= upper + 1e-3), "left the position limits"
+    speeds = np.abs(np.diff(q, axis=0)) / np.diff(stamps)[:, None]
+    assert np.all(speeds <= velocity * 1.05), f"faster than the limits: {speeds.max(axis=0)}"
+    assert np.ptp(q[stamps < last_end][:, :7], axis=0).max() > 0.02, "the arm was not moving: nothing to finish"
+    held = q[stamps > last_end + 0.5]
+    assert len(held) and np.ptp(held[:, :7], axis=0).max() < 0.01, "the arm did not come to rest"
+
+    pids = [n.popen.pid for n in nodes]
+    received.clear()
+    serve(ros, port, tmp_path / "motion.npz")
+    ros.spin_until(lambda: len(received) >= 3, 30, "chunks after the server came back")
+    diagnostics.wait("controller_node", lambda s: s["message"] == "tracking chunks", 10, "tracking again")
+    diagnostics.wait("policy_node", lambda s: s["level"] == 0 and s["backend_state"].startswith("connected"), 10,
+                     "the policy node healthy again")
+    assert [n.popen.pid for n in nodes] == pids and all(n.running() for n in nodes), "a node restarted or died"
