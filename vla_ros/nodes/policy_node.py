@@ -211,12 +211,18 @@ class PolicyNode(Node):
     def _nearest(self, history: deque, stamp: float, topic: str):
         if not history:
             raise NotReady(f"no {topic} yet")
-        stamps = np.fromiter((s for s, _ in history), dtype=float, count=len(history))
-        index = int(np.argmin(np.abs(stamps - stamp)))
-        if abs(stamps[index] - stamp) > self.max_state_skew:
+        # Newest first: stamps rise and the image is at most max_image_age_s old, so this stops after
+        # a few entries instead of converting the whole history (1000 entries at 500 Hz).
+        best_stamp, best = history[-1]
+        for entry_stamp, msg in reversed(history):
+            if abs(entry_stamp - stamp) < abs(best_stamp - stamp):
+                best_stamp, best = entry_stamp, msg
+            elif entry_stamp < stamp:
+                break
+        if abs(best_stamp - stamp) > self.max_state_skew:
             raise NotReady(f"no {topic} within {self.max_state_skew} s of the image stamp "
-                           f"(nearest {stamps[index] - stamp:+.3f} s)")
-        return history[index][1]
+                           f"(nearest {best_stamp - stamp:+.3f} s)")
+        return best
 
     def _request(self, now: float) -> None:
         ready = time.perf_counter()

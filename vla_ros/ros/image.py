@@ -24,7 +24,7 @@ def to_image_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
 
 
 def from_image_msg(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an rgb8, bgr8 or mono8 Image (a view where the layout allows)."""
+    """(H, W, 3) uint8 RGB from an rgb8, bgr8 or mono8 Image (a view of the message for rgb8)."""
     channels = CHANNELS.get(msg.encoding)
     if channels is None:
         raise ImageError(f"encoding {msg.encoding!r} is not one of {', '.join(CHANNELS)}")
@@ -34,7 +34,7 @@ def from_image_msg(msg: Image) -> np.ndarray:
     rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
     pixels = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
     if msg.encoding == "bgr8":
-        return pixels[..., ::-1]
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # one contiguous copy: a reversed view costs every later copy more
     if msg.encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     return pixels

@@ -1,0 +1,44 @@
+"""The benchmarks' in-process parts: what they report, in what shape (no timing assertions)."""
+import json
+import math
+import runpy
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def policy_bench():
+    return runpy.run_path(str(BENCH / "policy.py"), run_name="bench_policy")
+
+
+def test_policy_bench_image_conversions_report_every_operation_per_resolution(policy_bench):
+    """Each conversion has finite p50 <= p99 in microseconds at 224x224 and 640x480, and the report is JSON."""
+    report = json.loads(json.dumps(policy_bench["image_conversions"](iterations=3)))
+    assert report["iterations"] == 3
+    assert set(report["resolutions"]) == {"224x224", "640x480"}
+    operations = {"from_image_msg_rgb8", "from_image_msg_bgr8", "to_image_msg",
+                  "resize_to_224x224", "from_compressed_msg_jpeg"}
+    for label, results in report["resolutions"].items():
+        assert set(results) == operations, label
+        for operation, timing in results.items():
+            assert set(timing) == {"p50_us", "p99_us"}, (label, operation)
+            assert math.isfinite(timing["p99_us"]) and 0 < timing["p50_us"] <= timing["p99_us"], (label, operation)
+    assert set(report["jpeg_bytes"]) == {"224x224", "640x480"}
+
+
+def test_policy_bench_frames_are_not_trivially_compressible(policy_bench):
+    """Textured frames keep jpeg at quality 90 above a tenth of their raw size (a plain gradient: under 3%)."""
+    report = policy_bench["image_conversions"](iterations=1)
+    for label, size in report["jpeg_bytes"].items():
+        width, height = map(int, label.split("x"))
+        assert size > width * height * 3 / 10, label
+
+
+def test_policy_bench_textured_frames_differ_and_have_the_camera_shape(policy_bench):
+    """Frames are (H, W, 3) uint8 and differ from one to the next (the camera stream is not one repeated image)."""
+    frames = policy_bench["textured_frames"](224, 224, 3)
+    assert all(frame.shape == (224, 224, 3) and frame.dtype.name == "uint8" for frame in frames)
+    assert not (frames[0] == frames[1]).all() and not (frames[1] == frames[2]).all()
