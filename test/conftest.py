@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from harness import RosHarness, kill_processes_with_token
+from harness import isolated
 
 # Set before any test module initialises rclpy; every child process inherits them.
 os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
@@ -43,11 +43,5 @@ def pytest_report_header(config):
 @pytest.fixture
 def ros(tmp_path):
     """A RosHarness whose children are all gone when the test ends; a survivor fails the test."""
-    harness = RosHarness(tmp_path)
-    try:
+    with isolated(tmp_path) as harness:
         yield harness
-    finally:
-        harness.close()
-        survivors = kill_processes_with_token(harness.token)
-        if survivors:
-            pytest.fail("processes outlived the test (now killed):\n" + "\n".join(survivors))

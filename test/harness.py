@@ -13,12 +13,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,3 +187,61 @@ class RosHarness:
             self.executor.shutdown()
             self.node.destroy_node()
             self.context.try_shutdown()
+
+
+@contextmanager
+def isolated(log_dir: Path) -> Iterator[RosHarness]:
+    """A RosHarness whose children are all gone afterwards; a survivor is killed and fails the caller."""
+    harness = RosHarness(log_dir)
+    try:
+        yield harness
+    finally:
+        harness.close()
+        survivors = kill_processes_with_token(harness.token)
+        if survivors:
+            raise AssertionError("processes outlived the test (now killed):\n" + "\n".join(survivors))
+
+
+def wait_for_status(ros: RosHarness, inbox: list, node: str, predicate: Callable[[dict], bool],
+                    timeout_s: float, what: str) -> dict:
+    """The first status of `vla_ros/<node>` in the DiagnosticArray `inbox` (consumed as it is read)
+    that satisfies `predicate`, as a dict of its values plus `level` (int) and `message`."""
+    found: list[dict] = []
+
+    def matched() -> bool:
+        for msg in inbox:
+            for status in msg.status:
+                if status.name == f"vla_ros/{node}":
+                    values = {kv.key: kv.value for kv in status.values}
+                    values.update(level=int.from_bytes(status.level, "little"), message=status.message)
+                    if predicate(values):
+                        found.append(values)
+        inbox.clear()
+        return bool(found)
+
+    ros.spin_until(matched, timeout_s, what)
+    return found[0]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a server a test restarts on the same port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+LISTENING = re.compile(r"listening on ws://\S+:(\d+)")
+
+
+def start_policy_server(harness: RosHarness, *args: str, port: int = 0, name: str = "policy_server",
+                        timeout_s: float = 20.0):
+    """Start `vla-ros serve ARGS --port PORT`; (process, port) once it says it is listening."""
+    process = harness.start([console_script("vla-ros"), "serve", *args, "--port", str(port)], name=name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = LISTENING.search(process.output())
+        if found:
+            return process, int(found.group(1))
+        if not process.running() or time.monotonic() > deadline:
+            raise AssertionError(f"`vla-ros serve` did not say it was listening:\n{process.describe()}")
+        time.sleep(0.02)

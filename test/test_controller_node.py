@@ -11,7 +11,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from trajectory_msgs.msg import JointTrajectory
 
-from harness import python_module
+from harness import python_module, wait_for_status
 from vla_ros.embodiment import load_embodiment
 from vla_ros.ros.polled import polled_subscription, take_all
 from vla_ros.ros.trajectory import to_chunk_msg
@@ -51,21 +51,7 @@ class Robot:
     def status(self, predicate, timeout_s=15.0, what="a controller diagnostic"):
         """The first controller diagnostic (as a dict with level and message) from now on matching `predicate`."""
         self.diagnostics.clear()
-        found = []
-
-        def matched():
-            for msg in self.diagnostics:
-                status = msg.status[0]
-                if status.name == "vla_ros/controller_node":
-                    values = {kv.key: kv.value for kv in status.values}
-                    values.update(level=int.from_bytes(status.level, "little"), message=status.message)
-                    if predicate(values):
-                        found.append(values)
-            self.diagnostics.clear()
-            return bool(found)
-
-        self.ros.spin_until(matched, timeout_s, what)
-        return found[0]
+        return wait_for_status(self.ros, self.diagnostics, "controller_node", predicate, timeout_s, what)
 
     def positions(self) -> np.ndarray:
         """The newest commanded-joint positions from joint_states."""

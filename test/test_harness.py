@@ -56,25 +56,18 @@ def test_node_executable_runs_via_ros2_run_layout_and_reports(ros, name):
     assert node.stop() == 0, node.describe()  # SIGINT is a clean shutdown, not a crash
 
 
-def test_policy_node_runs_via_ros2_run_layout_and_waits_for_an_instruction(ros):
-    """lib/vla_ros/policy_node starts the policy node (hold backend), which reports what it waits
-    for, and exits 0 on SIGINT."""
-    node = ros.start([ros2_run("policy_node")], name="policy_node")
+@pytest.mark.parametrize("name, waiting", [
+    ("policy_node", "waiting for an instruction on vla/instruction"),
+    ("controller_node", "waiting for joint_states"),
+])
+def test_built_node_runs_via_ros2_run_layout_and_says_what_it_waits_for(ros, name, waiting):
+    """lib/vla_ros/<name> starts the real node (policy_node: the hold backend), which reports on
+    /diagnostics what input it waits for, and exits 0 on SIGINT."""
+    node = ros.start([ros2_run(name)], name=name)
     msg = ros.wait_for("diagnostics", DiagnosticArray, timeout_s=20,
-                       predicate=lambda m: any(s.name == "vla_ros/policy_node" for s in m.status))
+                       predicate=lambda m: any(s.name == f"vla_ros/{name}" for s in m.status))
     (status,) = msg.status
-    assert status.level == DiagnosticStatus.WARN and status.message == "waiting for an instruction on vla/instruction"
-    assert node.stop() == 0, node.describe()
-
-
-def test_controller_node_runs_via_ros2_run_layout_and_waits_for_joint_states(ros):
-    """lib/vla_ros/controller_node starts the controller, which reports it waits for joint_states,
-    and exits 0 on SIGINT."""
-    node = ros.start([ros2_run("controller_node")], name="controller_node")
-    msg = ros.wait_for("diagnostics", DiagnosticArray, timeout_s=20,
-                       predicate=lambda m: any(s.name == "vla_ros/controller_node" for s in m.status))
-    (status,) = msg.status
-    assert status.level == DiagnosticStatus.WARN and status.message == "waiting for joint_states"
+    assert status.level == DiagnosticStatus.WARN and status.message == waiting
     assert node.stop() == 0, node.describe()
 
 

@@ -1,6 +1,5 @@
 """policy_node through real DDS with the MuJoCo sim as the robot: freshness, instructions, the
 layered fallback (sim + controller + policy node with `remote` + `vla-ros serve`), bad setups."""
-import socket
 import subprocess
 import time
 
@@ -12,7 +11,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from harness import console_script, python_module
+from harness import free_port, python_module, start_policy_server, wait_for_status
 from vla_ros.embodiment import load_embodiment
 from vla_ros.nodes.chunk_source_node import reference
 from vla_ros.policy import EmbodimentIO
@@ -40,42 +39,18 @@ def now(ros) -> float:
 
 
 class Diagnostics:
-    """The newest status of each node, by node name ("policy_node", "controller_node")."""
+    """Node statuses from `diagnostics`, collected from now on."""
 
     def __init__(self, ros):
         self.ros = ros
         self.inbox = ros.subscribe("diagnostics", DiagnosticArray)
 
     def wait(self, name, predicate, timeout_s, what):
-        found = []
-
-        def matched():
-            for msg in self.inbox:
-                for status in msg.status:
-                    if status.name == f"vla_ros/{name}":
-                        values = {kv.key: kv.value for kv in status.values}
-                        values.update(level=int.from_bytes(status.level, "little"), message=status.message)
-                        if predicate(values):
-                            found.append(values)
-            self.inbox.clear()
-            return bool(found)
-
-        self.ros.spin_until(matched, timeout_s, what)
-        return found[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return probe.getsockname()[1]
+        return wait_for_status(self.ros, self.inbox, name, predicate, timeout_s, what)
 
 
 def serve(ros, port, recording):
-    server = ros.start([console_script("vla-ros"), "serve", "--backend", "replay", "--param", f"path={recording}",
-                        "--port", str(port)], name="policy_server")
-    ros.spin_until(lambda: "listening on" in server.output() or not server.running(), 60, "the policy server")
-    assert server.running(), server.describe()
-    return server
+    return start_policy_server(ros, "--backend", "replay", "--param", f"path={recording}", port=port, timeout_s=60)[0]
 
 
 def test_an_unknown_backend_stops_the_node_with_the_fix():

@@ -7,15 +7,13 @@ server passes the same checks. Then how `remote` behaves with no server, and wit
 """
 from __future__ import annotations
 
-import re
-import socket
 import time
 import urllib.request
 
 import msgpack
 import numpy as np
 import pytest
-from harness import RosHarness, console_script, kill_processes_with_token
+from harness import free_port, isolated, start_policy_server
 from openpi_protocol import OpenpiClient, ServerError
 
 from vla_ros.embodiment import load_embodiment
@@ -25,38 +23,18 @@ from vla_ros.policy.replay import save_recording
 
 STATE_SIZE = 8  # arm7: seven joints and the finger
 CAMERAS = {"front": [224, 224, 3], "wrist": [224, 224, 3]}
-LISTENING = re.compile(r"listening on ws://\S+:(\d+)")
-
-
-def start_server(harness: RosHarness, *args: str, port: int = 0, name: str = "serve"):
-    """Start `vla-ros serve ARGS --port PORT`; (process, port) once it says it is listening."""
-    process = harness.start([console_script("vla-ros"), "serve", "--embodiment", "arm7", *args, "--port", str(port)],
-                            name=name)
-    deadline = time.monotonic() + 20.0
-    while True:
-        found = LISTENING.search(process.output())
-        if found:
-            return process, int(found.group(1))
-        if not process.running() or time.monotonic() > deadline:
-            raise AssertionError(f"`vla-ros serve` did not say it was listening:\n{process.describe()}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """A harness for the servers shared by this module's tests; nothing outlives the module."""
-    harness = RosHarness(tmp_path_factory.mktemp("servers"))
-    try:
+    with isolated(tmp_path_factory.mktemp("servers")) as harness:
         yield harness
-    finally:
-        harness.close()
-        survivors = kill_processes_with_token(harness.token)
-        assert not survivors, f"processes outlived the tests: {survivors}"
 
 
 @pytest.fixture(scope="module")
 def hold_port(servers):
-    return start_server(servers, "--backend", "hold", name="serve-hold")[1]
+    return start_policy_server(servers, "--backend", "hold", name="serve-hold")[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +48,7 @@ def recording(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def replay_port(servers, recording):
-    return start_server(servers, "--backend", "replay", "--param", f"path={recording[0]}", name="serve-replay")[1]
+    return start_policy_server(servers, "--backend", "replay", "--param", f"path={recording[0]}", name="serve-replay")[1]
 
 
 def observation_dict(state=None, images=None, prompt="reach the red cube") -> dict:
@@ -86,12 +64,6 @@ def observation(state=None, images=None) -> Observation:
     """The same observation as our backends take it."""
     request = observation_dict(state, images)
     return Observation(request["images"], request["state"], request["prompt"], time.time())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def remote(port: int, **params):
@@ -291,7 +263,7 @@ def test_remote_without_a_server_backs_off_and_connects_once_it_is_up(ros, monke
             policy.infer(observation())  # within the backoff: no new attempt
         assert len(attempts) == 1
 
-        start_server(ros, "--backend", "hold", port=port)
+        start_policy_server(ros, "--backend", "hold", port=port)
         chunk = infer_once_back(policy)
         assert chunk.actions.shape[1] == STATE_SIZE and len(attempts) >= 2
         assert policy.state.startswith("connected")
@@ -300,7 +272,7 @@ def test_remote_without_a_server_backs_off_and_connects_once_it_is_up(ros, monke
 
 
 def test_remote_reports_a_killed_server_as_unavailable_and_reconnects_to_its_successor(ros):
-    server, port = start_server(ros, "--backend", "hold", name="serve-first")
+    server, port = start_policy_server(ros, "--backend", "hold", name="serve-first")
     policy = remote(port, backoff_s=0.1, max_backoff_s=0.5)
     try:
         policy.infer(observation())
@@ -314,7 +286,7 @@ def test_remote_reports_a_killed_server_as_unavailable_and_reconnects_to_its_suc
                 policy.infer(observation())
         assert not policy.state.startswith("connected")
 
-        start_server(ros, "--backend", "hold", port=port, name="serve-second")
+        start_policy_server(ros, "--backend", "hold", port=port, name="serve-second")
         chunk = infer_once_back(policy)
         assert chunk.actions.shape[1] == STATE_SIZE and policy.state.startswith("connected")
     finally:
