@@ -19,7 +19,7 @@ setup: $(STAMP)
 # torch goes first and pinned (constraints.txt): that spec takes the CPU build, while an unpinned
 # torch, asked for directly or by another package, pulls gigabytes of CUDA wheels.
 # The shipped files are copied into the venv's share/vla_ros, so a change to them reinstalls too.
-SHIPPED_FILES := $(shell find launch config urdf bench resource -type f 2>/dev/null)
+SHIPPED_FILES := $(shell find launch config urdf bench resource models -type f 2>/dev/null)
 
 $(STAMP): constraints.txt setup.py setup.cfg package.xml Makefile $(SHIPPED_FILES)
 	@missing="$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \

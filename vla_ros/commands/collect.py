@@ -1,0 +1,69 @@
+"""`vla-ros collect`: record scripted-expert demonstrations in the simulator, one rosbag2 (MCAP) per episode."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(verbs) -> None:
+    parser = verbs.add_parser("collect", help="record scripted demonstrations in the simulator as rosbag2 (MCAP) bags")
+    parser.add_argument("--embodiment", required=True, help="embodiment name (arm7, ...) or file")
+    parser.add_argument("--task", action="append", required=True,
+                        help="task spec (reach, reach:red, push:blue:left, ...); repeat for several tasks")
+    parser.add_argument("--episodes", type=int, required=True, help="episodes per task")
+    parser.add_argument("--out", type=Path, required=True, help="dataset directory (bags are added to it)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up (default 0)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="sim time limit per episode (default 10)")
+    parser.add_argument("--linger", type=float, default=1.0,
+                        help="seconds recorded after success, the expert holding still (default 1)")
+    parser.add_argument("--phrasing", default="train", choices=("train", "held_out"),
+                        help="which phrasings of the instruction to record (default train)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vla_ros.data.bag import BagError
+    from vla_ros.data.collect import Collector
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.errors import VlaRosError
+    from vla_ros.sim.tasks import TASKS
+    from vla_ros.terminal import console as make_console
+
+    if args.episodes < 1:
+        raise VlaRosError(f"--episodes must be at least 1, got {args.episodes}")
+    for spec in args.task:
+        if spec.split(":")[0] not in TASKS:
+            raise VlaRosError(f"no task {spec.split(':')[0]!r}; tasks: {', '.join(TASKS)}")
+    embodiment = load_embodiment(args.embodiment)
+    console = make_console()
+    args.out.mkdir(parents=True, exist_ok=True)
+    collector = Collector(embodiment)
+    summary = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[status]}"))
+    try:
+        with Progress(*columns, console=console) as progress:
+            for spec in args.task:
+                bar = progress.add_task(f"{embodiment.name} {spec}", total=args.episodes, status="")
+                successes = 0
+                for index in range(args.episodes):
+                    seed = args.seed + index
+                    try:
+                        recorded = collector.record(spec, seed, args.out, args.phrasing, args.seconds, args.linger)
+                    except BagError as error:
+                        raise VlaRosError(f"{error} (remove it, or collect with another --seed)") from None
+                    successes += recorded.result.success
+                    progress.update(bar, advance=1, status=f"{successes}/{index + 1} succeeded")
+                summary[spec] = {"episodes": args.episodes, "successes": successes}
+    finally:
+        collector.close()
+    for spec, counts in summary.items():
+        console.print(f"{embodiment.name} {spec}: {counts['successes']}/{counts['episodes']} expert episodes succeeded")
+    console.print(f"wrote {sum(c['episodes'] for c in summary.values())} bags to {args.out} "
+                  "(training uses the successful ones)")
+    (args.out / f"collect-{embodiment.name}-s{args.seed}.json").write_text(json.dumps(
+        {"embodiment": embodiment.name, "seed": args.seed, "phrasing": args.phrasing, "tasks": summary}, indent=2))
+    return 0

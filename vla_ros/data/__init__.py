@@ -1,0 +1,1 @@
+"""Episodes: recorded as rosbag2 bags, read back as arrays, turned into training samples (no ROS)."""

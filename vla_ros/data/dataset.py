@@ -1,0 +1,116 @@
+"""Training samples from episode bags: one per camera frame, with the chunk of targets that followed.
+
+A sample at frame time t holds every camera's picture at t (resized for the model), the state at
+t (joint positions interpolated from joint_states, the base velocity from odom) in the embodiment
+layout, the instruction in force at t, and the commanded targets at t + k dt, k = 1..H (held at
+the last one past the end): the same timing the policy node uses (ActionChunk.times).
+
+Decoding bags is the slow part, so each bag's samples are cached as .npz under the dataset's
+`.cache/`, keyed by the bag file and the sampling settings; a changed bag or setting misses.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vla_ros.data.bag import BagError, Episode, read_episode
+from vla_ros.embodiment import Embodiment
+from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.policy.observation import resize
+
+CACHE_FORMAT = 1
+CAMERA_SKEW_S = 0.02  # frames of different cameras closer than this count as one moment
+
+
+@dataclass
+class EpisodeSamples:
+    """N samples of one episode. images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D)."""
+
+    embodiment: str
+    images: dict[str, np.ndarray]
+    states: np.ndarray
+    actions: np.ndarray
+    instructions: list[str]
+    success: bool
+    task: str
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+
+def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: float,
+                    image_size: tuple[int, int]) -> EpisodeSamples:
+    """The samples of one episode for `embodiment`; BagError when the bag lacks what they need."""
+    io = EmbodimentIO(embodiment)
+    topics = {camera.topic: name for name, camera in embodiment.cameras.items()}
+    missing = [topic for topic in topics if topic not in episode.images]
+    if missing:
+        raise BagError(f"{episode.path}: no images on {', '.join(missing)} (embodiment {embodiment.name})")
+    state_columns = _columns(episode.joint_states.names, io.joints, episode.path, "joint_states")
+    command_columns = _columns(episode.commands.names, io.joints, episode.path, "joint_commands")
+    if io.base is not None and episode.base_velocity is None:
+        raise BagError(f"{episode.path}: {embodiment.name} has a base, the bag has no odom / cmd_vel")
+    first = next(iter(topics))
+    times = episode.images[first][0]
+    keep = [i for i, t in enumerate(times) if episode.instruction_at(t) is not None
+            and all(np.min(np.abs(episode.images[topic][0] - t)) <= CAMERA_SKEW_S for topic in topics)]
+    times = times[keep]
+    images = {}
+    for topic, name in topics.items():
+        camera_times, frames = episode.images[topic]
+        nearest = [int(np.argmin(np.abs(camera_times - t))) for t in times]
+        images[name] = np.stack([resize(frames[i], *image_size) for i in nearest]) if len(nearest) else \
+            np.zeros((0, *image_size, 3), np.uint8)
+    targets = times[:, None] + dt * np.arange(1, horizon + 1)[None, :]
+    states = np.stack([io.state(_interp(episode.joint_states, state_columns, [t])[0],
+                                _interp(episode.base_velocity, None, [t])[0] if io.base else None)
+                       for t in times]) if len(times) else np.zeros((0, io.size), np.float32)
+    actions = np.zeros((len(times), horizon, io.size), np.float32)
+    for i, row in enumerate(targets):
+        joints = _interp(episode.commands, command_columns, row)
+        base = _interp(episode.base_commands, None, row) if io.base else None
+        actions[i] = np.stack([io.state(joints[k], base[k] if base is not None else None) for k in range(horizon)])
+    outcome = episode.outcome or {}
+    return EpisodeSamples(embodiment.name, images, states.astype(np.float32), actions,
+                          [episode.instruction_at(t) for t in times], bool(outcome.get("success", False)),
+                          str(outcome.get("task", episode.info.get("task", ""))))
+
+
+def _columns(names: tuple[str, ...], wanted: tuple[str, ...], path: Path, topic: str) -> np.ndarray:
+    absent = [n for n in wanted if n not in names]
+    if absent:
+        raise BagError(f"{path}: {topic} lacks the joints {', '.join(absent)}")
+    return np.array([names.index(n) for n in wanted])
+
+
+def _interp(series, columns, times) -> np.ndarray:
+    """(len(times), K) values of `series` (its `columns`, or all) linearly interpolated, held at the ends."""
+    values = series.values if columns is None else series.values[:, columns]
+    return np.stack([np.interp(times, series.times, values[:, j]) for j in range(values.shape[1])], axis=1)
+
+
+def cached_samples(bag: Path, embodiment: Embodiment, horizon: int, dt: float, image_size: tuple[int, int],
+                   cache_dir: Path) -> EpisodeSamples:
+    """episode_samples of `bag`, from the cache when the bag and the settings are unchanged."""
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(bag.iterdir()) if p.is_file()]
+    key = json.dumps([CACHE_FORMAT, str(bag.resolve()), stats, embodiment.name, list(EmbodimentIO(embodiment).names),
+                      horizon, dt, list(image_size)])
+    path = cache_dir / f"{bag.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            return EpisodeSamples(str(data["embodiment"]),
+                                  {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("image/")},
+                                  data["states"], data["actions"], [str(s) for s in data["instructions"]],
+                                  bool(data["success"]), str(data["task"]))
+    samples = episode_samples(read_episode(bag), embodiment, horizon, dt, image_size)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, embodiment=samples.embodiment, states=samples.states, actions=samples.actions,
+             instructions=np.array(samples.instructions, dtype=str), success=samples.success, task=samples.task,
+             **{f"image/{name}": frames for name, frames in samples.images.items()})
+    partial.replace(path)
+    return samples
