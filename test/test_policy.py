@@ -92,7 +92,8 @@ def test_replay_refuses_recordings_that_do_not_fit(tmp_path, actions, message):
 
 @pytest.mark.parametrize("name, params, message", [
     ("hodl", {}, "no policy backend 'hodl' .*did you mean 'hold'"),
-    ("builtin", {}, "arrives with the model"),
+    ("lerobot", {}, "LeRobot backend .*is not built yet"),
+    ("builtin", {"checkpoint": "nowhere"}, "no checkpoint .nowhere."),
     ("hold", {"chunk_lenght": 3}, "no parameter 'chunk_lenght' .*did you mean 'chunk_length'.*takes: chunk_length, dt"),
     ("replay", {}, "needs the parameter.* path"),
     ("hold", {"chunk_length": 0}, "bad parameters"),

@@ -21,10 +21,10 @@ MODULES = {
     "hold": "vla_ros.policy.hold",
     "replay": "vla_ros.policy.replay",
     "remote": "vla_ros.policy.remote",
+    "builtin": "vla_ros.policy.builtin",
 }
 # Names of the contract whose backends later work brings; asking for one says so.
 NOT_YET = {
-    "builtin": "the built-in VLA backend arrives with the model (issue #7)",
     "lerobot": "the LeRobot backend (an optional extra) is not built yet",
 }
 _BACKENDS: dict[str, type[Policy]] = {}

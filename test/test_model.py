@@ -1,0 +1,219 @@
+"""The built-in VLA: shapes and masks per embodiment, learning, checkpoints, the builtin backend."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vla_ros.data.collect import Collector
+from vla_ros.data.dataset import episode_samples
+from vla_ros.data.bag import read_episode
+from vla_ros.embodiment import load_embodiment
+from vla_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from vla_ros.model.config import Architecture, CheckpointError, EmbodimentStats, ModelConfig
+from vla_ros.model.language import shared_encoder
+from vla_ros.model.network import VLA
+from vla_ros.model.training import Batches, Normalization, TrainSettings, make_optimizer, model_config, train
+from vla_ros.policy import Observation, PolicyError, make_policy
+from vla_ros.policy.mapping import EmbodimentIO
+
+SHIPPED = ("arm7", "mobile_manipulator", "humanoid_upper")
+TINY = Architecture(image_size=(32, 32), channels=(8, 16, 16, 32), d_model=32, heads=2, trunk_layers=1,
+                    expert_layers=1, denoising_steps=4, rtc_overlap=2)
+
+
+def synthetic_stats(embodiment, rng) -> EmbodimentStats:
+    io = EmbodimentIO(embodiment)
+    states = rng.normal(size=(50, io.size)).astype(np.float32)
+    actions = states[:, None, :] + rng.normal(scale=0.1, size=(50, 4, io.size)).astype(np.float32)
+    return EmbodimentStats.from_data(io.names, embodiment.layout.mask, list(embodiment.cameras),
+                                     [n in io.joints for n in io.names], states, actions)
+
+
+@pytest.fixture(scope="module")
+def embodiments():
+    return {name: load_embodiment(name) for name in SHIPPED}
+
+
+@pytest.fixture(scope="module")
+def multi(embodiments):
+    """One untrained model for all three shipped embodiments."""
+    rng = np.random.default_rng(0)
+    stats = {name: synthetic_stats(e, rng) for name, e in embodiments.items()}
+    cameras = list(dict.fromkeys(c for e in embodiments.values() for c in e.cameras))
+    torch.manual_seed(0)
+    return VLA(ModelConfig(architecture=TINY, horizon=4, dt=0.1, cameras=cameras, embodiments=stats))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_one_model_serves_every_shipped_embodiment_in_its_own_slots(multi, embodiments, name):
+    embodiment = embodiments[name]
+    stats = multi.config.embodiments[name]
+    normalization = Normalization(stats, multi.config.width)
+    images = {c: torch.rand(3, 3, 32, 32) for c in stats.cameras}
+    state = torch.from_numpy(normalization.state(np.zeros((3, len(stats.names)), np.float32)))
+    context = multi.prefix(images, torch.randn(3, 384), state, name)
+    mask = torch.from_numpy(normalization.mask.astype(np.float32))
+    chunk = multi.sample(context, mask, 4, torch.Generator().manual_seed(0))
+    assert chunk.shape == (3, 4, 32)
+    assert torch.all(chunk[..., ~normalization.mask] == 0) and torch.all(chunk[..., normalization.mask] != 0)
+    assert normalization.mask.sum() == EmbodimentIO(embodiment).size == len(embodiment.layout.names)
+    # The loss sees only the embodiment's slots: whatever sits in the padding does not change it.
+    actions = torch.randn(3, 4, 32) * mask
+    noisy_padding = actions + torch.randn(3, 4, 32) * (1 - mask)
+    with torch.no_grad():
+        losses = [float(multi.loss(context, a, torch.from_numpy(normalization.mask), torch.Generator().manual_seed(1)))
+                  for a in (actions, noisy_padding)]
+    assert losses[0] == pytest.approx(losses[1])
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_normalization_round_trips_actions_relative_to_the_state(embodiments, name):
+    rng = np.random.default_rng(1)
+    stats = synthetic_stats(embodiments[name], rng)
+    normalization = Normalization(stats, 32)
+    states = rng.normal(size=(5, len(stats.names))).astype(np.float32)
+    actions = rng.normal(size=(5, 4, len(stats.names))).astype(np.float32)
+    vectors = normalization.actions(actions, states)
+    assert vectors.shape == (5, 4, 32) and np.all(vectors[..., ~normalization.mask] == 0)
+    np.testing.assert_allclose(normalization.unnormalize(vectors, states), actions, atol=1e-5)
+    if EmbodimentIO(embodiments[name]).base:  # base velocities are absolute, joints relative to the state
+        assert not all(stats.relative) and any(stats.relative)
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory):
+    arm7 = load_embodiment("arm7")
+    out = tmp_path_factory.mktemp("episodes")
+    collector = Collector(arm7)
+    try:
+        recorded = [collector.record("reach", seed, out, linger_s=0.3) for seed in range(3)]
+    finally:
+        collector.close()
+    return arm7, [episode_samples(read_episode(r.path), arm7, 4, 0.1, (32, 32)) for r in recorded]
+
+
+@pytest.fixture(scope="module")
+def trained(episodes, tmp_path_factory):
+    """A tiny model overfit on three episodes, saved as a checkpoint."""
+    arm7, samples = episodes
+    torch.manual_seed(0)
+    model = VLA(model_config(samples, {"arm7": arm7}, 4, 0.1, TINY))
+    settings = TrainSettings(steps=150, batch_size=16, learning_rate=3e-3, warmup=10, validate_every=50, shift=0)
+    batches = Batches(samples, model.config, shared_encoder())
+    optimizer = make_optimizer(model, settings)
+    history = train(model, optimizer, batches, batches, settings)
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny"
+    save_checkpoint(path, model, optimizer, {"step": settings.steps})
+    return model, history, path
+
+
+def test_the_loss_falls_on_a_handful_of_episodes(trained):
+    _, history, _ = trained
+    first, last = history.train[0][1], history.train[-1][1]
+    assert last < 0.5 * first, history.train
+    errors = [e for _, e in history.action_error]
+    assert errors[-1] < errors[0]
+
+
+def test_a_checkpoint_round_trips_weights_config_and_samples(trained):
+    model, _, path = trained
+    loaded = load_checkpoint(path)
+    assert loaded.config.to_json() == model.config.to_json()
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[key]), key
+    context = torch.randn(1, 10, 32)
+    mask = torch.ones(32)
+    model.eval()
+    first = model.sample(context, mask, 4, torch.Generator().manual_seed(5))
+    second = loaded.sample(context, mask, 4, torch.Generator().manual_seed(5))
+    assert torch.equal(first, second)
+    assert {"model.safetensors", "config.json", "optimizer.safetensors", "train_state.json"} <= {p.name for p in path.iterdir()}
+
+
+def test_a_mismatched_checkpoint_fails_and_says_what_does_not_fit(trained, tmp_path):
+    _, _, path = trained
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    config = json.loads((path / "config.json").read_text())
+    config["architecture"]["d_model"] = 48
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"do not match config.json:\n.*shape \(4, 32\) in the file, \(4, 48\)"):
+        load_checkpoint(broken)
+    config["architecture"]["d_model"] = 32
+    config["architecture"]["expert_layers"] = 2
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"expert.layers.1.*: missing"):
+        load_checkpoint(broken)
+    (broken / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="does not describe a vla_ros model"):
+        load_checkpoint(broken)
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        load_checkpoint(tmp_path)
+    (broken / "config.json").write_text((path / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="cannot read the weights"):
+        load_checkpoint(broken)
+
+
+def test_the_builtin_backend_refuses_an_embodiment_the_checkpoint_does_not_know(trained):
+    _, _, path = trained
+    with pytest.raises(PolicyError, match="was not trained on 'mobile_manipulator'.*knows arm7"):
+        make_policy("builtin", load_embodiment("mobile_manipulator"), {"checkpoint": str(path)})
+    with pytest.raises(PolicyError, match="no checkpoint 'nowhere'"):
+        make_policy("builtin", load_embodiment("arm7"), {"checkpoint": "nowhere"})
+
+
+def test_the_builtin_backend_answers_in_the_embodiment_layout_and_honours_the_prefix(trained, episodes):
+    arm7, samples = episodes
+    _, _, path = trained
+    guided = make_policy("builtin", arm7, {"checkpoint": str(path)})
+    free = make_policy("builtin", arm7, {"checkpoint": str(path), "guidance": False})
+    sample = samples[0]
+    observation = Observation({c: np.repeat(np.repeat(f[0], 7, 0), 7, 1) for c, f in sample.images.items()},
+                              sample.states[0], sample.instructions[0], 12.5)
+    chunk = guided.infer(observation)
+    assert chunk.actions.shape == (4, EmbodimentIO(arm7).size) and np.all(np.isfinite(chunk.actions))
+    assert chunk.stamp == 12.5 and chunk.dt == pytest.approx(0.1)
+    assert guided.metadata["cameras"] == {"front": [32, 32, 3], "wrist": [32, 32, 3]}
+    assert guided.metadata["supports_prefix"] is True
+    prefix = chunk.actions[:2] + 0.05
+    np.testing.assert_allclose(guided.infer(observation, prefix).actions[:2], prefix, atol=1e-4)
+    assert np.abs(free.infer(observation, prefix).actions[:2] - prefix).max() > 1e-3
+    with pytest.raises(PolicyError, match="camera 'wrist'"):
+        guided.infer(Observation({"front": observation.images["front"]}, sample.states[0], "x", 0.0))
+
+
+def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_path):
+    data = tmp_path / "data"
+    collector = Collector(load_embodiment("arm7"))
+    try:
+        for seed in (11, 12, 13):
+            collector.record("reach", seed, data, linger_s=0.2)
+    finally:
+        collector.close()
+
+    def train_cli(out, *extra):
+        return subprocess.run([sys.executable, "-m", "vla_ros.cli", "train", "--data", str(data), "--out", str(out),
+                               "--image-size", "32", "--batch-size", "4", "--validate-every", "2", *extra],
+                              capture_output=True, text=True, timeout=600)
+
+    done = train_cli(tmp_path / "a", "--steps", "2")
+    assert done.returncode == 0, done.stderr
+    assert {"model.safetensors", "config.json", "loss.png"} <= {p.name for p in (tmp_path / "a").iterdir()}
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["training"]["episodes"] == 3 and config["training"]["step"] == 2
+    again = train_cli(tmp_path / "b", "--steps", "2")
+    assert again.returncode == 0, again.stderr
+    first, second = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    resumed = train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))
+    assert resumed.returncode == 0, resumed.stderr
+    state = json.loads((tmp_path / "a" / "train_state.json").read_text())
+    assert state["step"] == 4 and [s for s, _ in state["history"]["validation"]] == [2, 4]
+    stale = train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))
+    assert stale.returncode == 2 and "at step 4 already" in stale.stderr

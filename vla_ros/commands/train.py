@@ -1,0 +1,136 @@
+"""`vla-ros train`: train the built-in VLA on recorded episodes and write a checkpoint."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+
+def register(verbs) -> None:
+    parser = verbs.add_parser("train", help="train the built-in VLA on episode bags and write a checkpoint")
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset directories (bags in or under them)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    parser.add_argument("--steps", type=int, default=4000, help="optimizer steps in total (default 4000)")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split, batches, noise and weights (default 0)")
+    parser.add_argument("--horizon", type=int, default=16, help="actions per chunk (default 16)")
+    parser.add_argument("--dt", type=float, default=0.05, help="seconds between actions (default 0.05)")
+    parser.add_argument("--image-size", type=int, default=96, help="cameras are resized to this square size (default 96)")
+    parser.add_argument("--validation", type=float, default=0.1, help="fraction of episodes held out (default 0.1)")
+    parser.add_argument("--validate-every", type=int, default=250, help="steps between validations and checkpoints")
+    parser.add_argument("--resume", type=Path, help="continue a checkpoint written by train (same data) up to --steps")
+    parser.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from vla_ros.data.bag import find_bags, read_info
+    from vla_ros.data.dataset import cached_samples
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.errors import VlaRosError
+    from vla_ros.model.checkpoint import load_checkpoint, load_optimizer, read_config, save_checkpoint
+    from vla_ros.model.config import Architecture
+    from vla_ros.model.language import shared_encoder
+    from vla_ros.model.network import VLA
+    from vla_ros.model.training import (Batches, TrainSettings, history_from_json, history_to_json, make_optimizer,
+                                        model_config, plot_losses, train)
+    from vla_ros.terminal import console as make_console
+
+    console = make_console()
+    torch.manual_seed(args.seed)
+    settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                             validate_every=args.validate_every)
+    resumed = read_config(args.resume) if args.resume else None
+    horizon, dt = (resumed.horizon, resumed.dt) if resumed else (args.horizon, args.dt)
+    architecture = resumed.architecture if resumed else Architecture(image_size=(args.image_size, args.image_size))
+
+    bags, skipped = [], 0
+    for bag in find_bags(args.data):
+        info = read_info(bag)
+        if "embodiment" not in info:
+            raise VlaRosError(f"{bag}: metadata.yaml custom_data names no embodiment (not recorded by vla_ros?)")
+        if info.get("outcome.success") != "true" and not args.include_failures:
+            skipped += 1
+            continue
+        bags.append((bag, info))
+    if not bags:
+        raise VlaRosError(f"no successful episodes in {', '.join(map(str, args.data))} ({skipped} failed ones skipped)")
+    embodiments = {name: load_embodiment(name) for name in sorted({info["embodiment"] for _, info in bags})}
+    order = np.random.default_rng(args.seed).permutation(len(bags))
+    held = max(1, round(args.validation * len(bags))) if args.validation > 0 and len(bags) > 1 else 0
+    validation_bags = {int(i) for i in order[:held]}
+
+    samples = {"train": [], "validation": []}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("reading episodes (cached after the first time)", total=len(bags))
+        for index, (bag, info) in enumerate(bags):
+            episode = cached_samples(bag, embodiments[info["embodiment"]], horizon, dt, architecture.image_size,
+                                     bag.parent / ".cache")
+            samples["validation" if index in validation_bags else "train"].append(episode)
+            progress.update(bar, advance=1)
+
+    if resumed:
+        model = load_checkpoint(args.resume)
+        missing = sorted(set(embodiments) - set(model.config.embodiments))
+        if missing:
+            raise VlaRosError(f"--resume {args.resume}: the checkpoint has no statistics for {', '.join(missing)}")
+    else:
+        model = VLA(model_config(samples["train"], embodiments, horizon, dt, architecture))
+    optimizer = make_optimizer(model, settings)
+    start_step, history = 0, None
+    if resumed:
+        state = load_optimizer(args.resume, model, optimizer)
+        start_step, history = int(state["step"]), history_from_json(state["history"])
+        if start_step >= settings.steps:
+            raise VlaRosError(f"--resume {args.resume} is at step {start_step} already; ask for more --steps")
+    encoder = shared_encoder()
+    training = Batches(samples["train"], model.config, encoder)
+    validation = Batches(samples["validation"], model.config, encoder)
+    instructions = sorted({t for split in samples.values() for s in split for t in s.instructions})
+    summary = {
+        "data": [str(p) for p in args.data], "episodes": len(bags), "failed_episodes_skipped": skipped,
+        "validation_episodes": held, "training_samples": len(training), "validation_samples": len(validation),
+        "tasks": sorted({s.task for split in samples.values() for s in split}), "instructions": instructions,
+        "embodiments": sorted(embodiments), "settings": asdict(settings),
+    }
+    parameters = sum(p.numel() for p in model.parameters())
+    console.print(f"{len(bags)} episodes ({held} for validation), {len(training)} training samples, "
+                  f"{len(instructions)} distinct instructions; model {parameters / 1e6:.2f} M parameters, "
+                  f"chunk {horizon} x {dt} s, {architecture.denoising_steps} denoising steps")
+    started = time.monotonic()
+    elapsed_before = float(json.loads((args.resume / "train_state.json").read_text()).get("seconds", 0.0)) if resumed else 0.0
+
+    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[status]}"), console=console) as progress:
+        bar = progress.add_task("train", total=settings.steps, completed=start_step, status="")
+        last = {"validation": ""}
+
+        def on_step(step: int, loss: float) -> None:
+            progress.update(bar, completed=step, status=f"loss {loss:.4f} {last['validation']}")
+
+        def on_validation(step: int, loss: float, error: float) -> None:
+            last["validation"] = f"val {loss:.4f}, |a| err {error:.4f}"
+            progress.console.print(f"step {step}: validation loss {loss:.4f}, sampled chunk error {error:.4f} rad")
+
+        def on_checkpoint(step: int, history) -> None:
+            seconds = elapsed_before + time.monotonic() - started
+            model.config.training = {**summary, "step": step, "seconds": round(seconds, 1),
+                                     "final_validation_loss": history.validation[-1][1] if history.validation else None,
+                                     "final_action_error": history.action_error[-1][1] if history.action_error else None}
+            save_checkpoint(args.out, model, optimizer,
+                            {"step": step, "seconds": seconds, "history": history_to_json(history)})
+            plot_losses(history, args.out / "loss.png", f"vla_ros builtin ({', '.join(embodiments)})")
+
+        history = train(model, optimizer, training, validation, settings, start_step, history,
+                        on_step, on_validation, on_checkpoint)
+    console.print(f"wrote {args.out} (model.safetensors, config.json, loss.png) after "
+                  f"{elapsed_before + time.monotonic() - started:.0f} s of training")
+    return 0

@@ -1,0 +1,86 @@
+"""What a checkpoint is: the architecture, the chunk, and per-embodiment layouts and statistics (JSON)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from vla_ros.errors import VlaRosError
+
+STD_FLOOR = 1e-3  # a slot that never moves in the data keeps unit-ish scale instead of exploding
+
+
+class CheckpointError(VlaRosError):
+    """A checkpoint that cannot be read, or does not fit what it is asked to drive."""
+
+
+@dataclass
+class Architecture:
+    """Sizes of the network (vla_ros.model.network.VLA)."""
+
+    image_size: tuple[int, int] = (96, 96)  # (H, W) every camera is resized to
+    channels: tuple[int, ...] = (16, 32, 64, 128)  # image encoder stages (stride 2 each)
+    d_model: int = 128
+    heads: int = 4
+    trunk_layers: int = 3
+    expert_layers: int = 3
+    text_dim: int = 384  # all-MiniLM-L6-v2 sentence embedding
+    denoising_steps: int = 10
+    rtc_overlap: int = 5  # steps after the prefix over which guidance fades out
+
+
+@dataclass
+class EmbodimentStats:
+    """One embodiment as the model sees it: its slots in the padded vector and data statistics.
+
+    Actions are learned as offsets from the current state on joint slots (absolute on base
+    velocity slots), normalised per slot: (offset - mean) / std.
+    """
+
+    names: list[str]  # the embodiment layout (slot names in order)
+    mask: list[bool]  # (width,) used slots
+    cameras: list[str]
+    relative: list[bool]  # (D,) True: action = state + offset (joints); False: absolute (base velocities)
+    state_mean: list[float]
+    state_std: list[float]
+    action_mean: list[float]
+    action_std: list[float]
+
+    @classmethod
+    def from_data(cls, names, mask, cameras, relative, states: np.ndarray, actions: np.ndarray) -> EmbodimentStats:
+        """Statistics of states (N, D) and actions (N, H, D) in the embodiment layout."""
+        offsets = actions - np.where(relative, states, 0.0)[:, None, :]
+        flat = offsets.reshape(-1, offsets.shape[-1])
+        return cls(list(names), [bool(m) for m in mask], list(cameras), [bool(r) for r in relative],
+                   states.mean(0).tolist(), np.maximum(states.std(0), STD_FLOOR).tolist(),
+                   flat.mean(0).tolist(), np.maximum(flat.std(0), STD_FLOOR).tolist())
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild and use a trained model (config.json of a checkpoint)."""
+
+    architecture: Architecture = field(default_factory=Architecture)
+    width: int = 32  # the padded action vector
+    horizon: int = 16  # actions per chunk
+    dt: float = 0.05  # [s] between actions
+    cameras: list[str] = field(default_factory=list)  # every camera name the model has an embedding for
+    embodiments: dict[str, EmbodimentStats] = field(default_factory=dict)
+    training: dict = field(default_factory=dict)  # data summary, steps, losses: for people, not for loading
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelConfig:
+        try:
+            architecture = dict(data["architecture"])
+            architecture["image_size"] = tuple(architecture["image_size"])
+            architecture["channels"] = tuple(architecture["channels"])
+            return cls(
+                architecture=Architecture(**architecture), width=int(data["width"]), horizon=int(data["horizon"]),
+                dt=float(data["dt"]), cameras=list(data["cameras"]),
+                embodiments={name: EmbodimentStats(**stats) for name, stats in data["embodiments"].items()},
+                training=dict(data.get("training", {})))
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"config.json does not describe a vla_ros model: {error!r}") from None

@@ -1,0 +1,144 @@
+"""The built-in VLA: images + instruction + state -> a chunk of actions by flow matching (pi0-style).
+
+Prefix (computed once per request): each camera through a small convolutional encoder whose last
+stages are FiLM-conditioned on the instruction (so what the image encoder looks for depends on the
+words), one token per feature-map cell plus camera and position embeddings; a token for the
+sentence embedding, one for the normalised state, one for the embodiment; a transformer trunk
+over all of them.
+
+Action expert: a transformer over the H noisy action tokens (padded width, flow time added)
+that cross-attends to the prefix and predicts the flow velocity. Sampling integrates the flow
+from noise (t = 0) to actions (t = 1) with Euler steps, reusing the prefix at every step.
+
+Real-time chunking: given the actions that will execute while inference runs (the prefix of
+the chunk, K steps), each Euler step pulls its estimate of the clean chunk towards them: fully on
+the first K steps, fading out over the next `rtc_overlap` (inpainting guidance: the first K
+actions come out equal to what the robot is doing, the rest bends smoothly away from it).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vla_ros.model.config import ModelConfig
+
+
+class FiLMEncoder(nn.Module):
+    """(B, 3, H, W) in [0, 1] -> (B, h*w, d) tokens; FiLM from the text on the last two stages."""
+
+    def __init__(self, channels: tuple[int, ...], d_model: int, text_dim: int, image_size: tuple[int, int]):
+        super().__init__()
+        stages, previous = [], 3
+        for index, width in enumerate(channels):
+            kernel = 5 if index == 0 else 3
+            stages.append(nn.Sequential(nn.Conv2d(previous, width, kernel, stride=2, padding=kernel // 2),
+                                        nn.GroupNorm(8, width), nn.GELU()))
+            previous = width
+        self.stages = nn.ModuleList(stages)
+        self.film_from = len(channels) - 2
+        self.films = nn.ModuleList(nn.Linear(text_dim, 2 * width) for width in channels[self.film_from:])
+        for film in self.films:  # start as the identity
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+        height, width = image_size
+        for _ in channels:
+            height, width = (height + 1) // 2, (width + 1) // 2
+        self.cells = height * width
+        self.project = nn.Linear(previous, d_model)
+        self.position = nn.Parameter(torch.randn(self.cells, d_model) * 0.02)
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = images - 0.5
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index >= self.film_from:
+                gamma, beta = self.films[index - self.film_from](text).chunk(2, dim=-1)
+                x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        return self.project(x.flatten(2).transpose(1, 2)) + self.position
+
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of flow times t (B,) in [0, 1] -> (B, dim)."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
+    angles = t[:, None] * 1000.0 * frequencies[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class VLA(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        arch = config.architecture
+        self.config = config
+        d = arch.d_model
+        self.camera_index = {name: i for i, name in enumerate(config.cameras)}
+        self.embodiment_index = {name: i for i, name in enumerate(config.embodiments)}
+        self.encoder = FiLMEncoder(arch.channels, d, arch.text_dim, arch.image_size)
+        self.camera_embedding = nn.Embedding(max(len(config.cameras), 1), d)
+        self.embodiment_embedding = nn.Embedding(max(len(config.embodiments), 1), d)
+        self.text_projection = nn.Sequential(nn.Linear(arch.text_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.state_projection = nn.Sequential(nn.Linear(config.width, d), nn.GELU(), nn.Linear(d, d))
+        self.trunk = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(d, arch.heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True), arch.trunk_layers, enable_nested_tensor=False)
+        self.trunk_norm = nn.LayerNorm(d)
+        self.action_in = nn.Linear(config.width, d)
+        self.step_embedding = nn.Parameter(torch.randn(config.horizon, d) * 0.02)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.expert = nn.TransformerDecoder(
+            nn.TransformerDecoderLayer(d, arch.heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True), arch.expert_layers)
+        self.action_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.width))
+
+    def prefix(self, images: dict[str, torch.Tensor], text: torch.Tensor, state: torch.Tensor,
+               embodiment: str) -> torch.Tensor:
+        """Context tokens (B, T, d) from camera images (B, 3, H, W) in [0, 1], sentence embeddings
+        (B, text_dim), normalised padded states (B, width) of one embodiment."""
+        batch = state.shape[0]
+        tokens = []
+        for name, pixels in images.items():
+            camera = self.camera_embedding.weight[self.camera_index[name]]
+            tokens.append(self.encoder(pixels, text) + camera)
+        body = self.embodiment_embedding.weight[self.embodiment_index[embodiment]].expand(batch, 1, -1)
+        tokens += [self.text_projection(text)[:, None], self.state_projection(state)[:, None], body]
+        return self.trunk_norm(self.trunk(torch.cat(tokens, dim=1)))
+
+    def velocity(self, context: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Flow velocity (B, H, width) at noisy chunks (B, H, width) and flow times t (B,)."""
+        d = self.step_embedding.shape[1]
+        x = self.action_in(noisy) + self.step_embedding + self.time_mlp(time_embedding(t, d))[:, None]
+        return self.action_out(self.expert(x, context))
+
+    def loss(self, context: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Flow-matching loss on normalised padded chunks (B, H, width); `mask` (width,) picks the used slots.
+
+        Padding is zero in the noisy input as it is when sampling, and out of the loss."""
+        keep = mask.to(actions.dtype)
+        actions = actions * keep
+        noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype) * keep
+        t = torch.rand(actions.shape[0], generator=generator, dtype=actions.dtype)
+        noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
+        error = (self.velocity(context, noisy, t) - (actions - noise)) ** 2
+        return error[..., mask].mean()
+
+    @torch.no_grad()
+    def sample(self, context: torch.Tensor, mask: torch.Tensor, steps: int, generator: torch.Generator | None = None,
+               guide: torch.Tensor | None = None, guide_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Chunks (B, H, width) by `steps` Euler steps of the flow; padding comes out 0.
+
+        `guide` (B, H, width) with `guide_weights` (H,) in [0, 1]: inpainting guidance towards it.
+        """
+        batch, horizon, width = context.shape[0], self.config.horizon, self.config.width
+        x = torch.randn((batch, horizon, width), generator=generator, dtype=context.dtype) * mask
+        for index in range(steps):
+            t = index / steps
+            v = self.velocity(context, x, torch.full((batch,), t, dtype=context.dtype))
+            if guide is not None:
+                clean = x + (1 - t) * v
+                clean = clean + guide_weights[None, :, None] * (guide - clean)
+                v = (clean - x) / (1 - t)
+            x = (x + v / steps) * mask
+        return x

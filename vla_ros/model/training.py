@@ -1,0 +1,260 @@
+"""Training the built-in VLA on episode samples: batches, the loop, validation, the loss plot.
+
+Batches come from one embodiment at a time (chosen in proportion to its samples), so each batch
+has one set of cameras and one action layout. Images get a random shift of a few pixels (the
+usual augmentation for behaviour cloning from pixels). The first frames of each episode are drawn
+`EARLY_WEIGHT` times as often: there only the instruction says where to go, while later frames
+also show where the arm is heading, and a model that learns to continue the motion it sees
+instead of reading the instruction (the "copycat" failure of behaviour cloning) picks a target
+at random. Everything random draws from generators
+seeded by `TrainSettings.seed`; a resumed run continues the step count, the learning-rate
+schedule and the optimizer moments.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from vla_ros.data.dataset import EpisodeSamples
+from vla_ros.embodiment import Embodiment
+from vla_ros.model.config import Architecture, EmbodimentStats, ModelConfig
+from vla_ros.model.language import LanguageEncoder
+from vla_ros.model.network import VLA
+from vla_ros.policy.mapping import EmbodimentIO
+
+EARLY_FRAMES = 5  # the first frames of an episode (0.5 s at 10 Hz) ...
+EARLY_WEIGHT = 3.0  # ... are drawn this many times as often as the others
+
+@dataclass
+class TrainSettings:
+    steps: int = 4000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    seed: int = 0
+    validate_every: int = 250
+    shift: int = 4  # [px] random image shift
+
+
+@dataclass
+class History:
+    """Loss curves: (step, value) pairs."""
+
+    train: list[tuple[int, float]] = field(default_factory=list)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    action_error: list[tuple[int, float]] = field(default_factory=list)  # [rad | m] of sampled chunks
+
+
+def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodiment], horizon: int, dt: float,
+                 architecture: Architecture) -> ModelConfig:
+    """A config whose per-embodiment statistics come from `samples` (the training split)."""
+    stats, cameras, widths = {}, [], set()
+    for name, embodiment in embodiments.items():
+        mine = [s for s in samples if s.embodiment == name]
+        io = EmbodimentIO(embodiment)
+        relative = [n in io.joints for n in io.names]
+        stats[name] = EmbodimentStats.from_data(
+            io.names, embodiment.layout.mask, list(embodiment.cameras), relative,
+            np.concatenate([s.states for s in mine]), np.concatenate([s.actions for s in mine]))
+        cameras += [c for c in embodiment.cameras if c not in cameras]
+        widths.add(embodiment.layout.width)
+    if len(widths) != 1:
+        raise ValueError(f"embodiments with different action widths {sorted(widths)} cannot share a model")
+    return ModelConfig(architecture=architecture, width=widths.pop(), horizon=horizon, dt=dt, cameras=cameras,
+                       embodiments=stats)
+
+
+class Normalization:
+    """One embodiment's state/action <-> the model's normalised padded vectors (torch or numpy)."""
+
+    def __init__(self, stats: EmbodimentStats, width: int):
+        self.mask = np.array(stats.mask, dtype=bool)
+        self.width = width
+        self.relative = np.array(stats.relative, dtype=np.float32)
+        self.state_mean, self.state_std = np.array(stats.state_mean, np.float32), np.array(stats.state_std, np.float32)
+        self.action_mean, self.action_std = np.array(stats.action_mean, np.float32), np.array(stats.action_std, np.float32)
+
+    def _pad(self, values: np.ndarray) -> np.ndarray:
+        padded = np.zeros((*values.shape[:-1], self.width), np.float32)
+        padded[..., self.mask] = values
+        return padded
+
+    def state(self, states: np.ndarray) -> np.ndarray:
+        """(..., D) -> (..., width)."""
+        return self._pad((states - self.state_mean) / self.state_std)
+
+    def actions(self, actions: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """(B, H, D) actions with their states (B, D) -> (B, H, width) normalised offsets."""
+        offsets = actions - (self.relative * states)[:, None, :]
+        return self._pad((offsets - self.action_mean) / self.action_std)
+
+    def unnormalize(self, vectors: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """Inverse of actions(): (B, H, width) -> (B, H, D)."""
+        offsets = vectors[..., self.mask] * self.action_std + self.action_mean
+        return offsets + (self.relative * states)[:, None, :]
+
+
+class Batches:
+    """The samples of a split held as arrays per embodiment, served as random batches."""
+
+    def __init__(self, samples: list[EpisodeSamples], config: ModelConfig, encoder: LanguageEncoder):
+        self.config = config
+        texts = sorted({t for s in samples for t in s.instructions})
+        self.text = torch.from_numpy(encoder.encode(texts)) if texts else torch.zeros(0, config.architecture.text_dim)
+        index = {t: i for i, t in enumerate(texts)}
+        self.parts = {}
+        for name, stats in config.embodiments.items():
+            mine = [s for s in samples if s.embodiment == name and len(s)]
+            if not mine:
+                continue
+            normalization = Normalization(stats, config.width)
+            states = np.concatenate([s.states for s in mine])
+            actions = np.concatenate([s.actions for s in mine])
+            self.parts[name] = {
+                "images": {c: np.concatenate([s.images[c] for s in mine]) for c in stats.cameras},
+                "state": torch.from_numpy(normalization.state(states)),
+                "actions": torch.from_numpy(normalization.actions(actions, states)),
+                "text": torch.tensor([index[t] for s in mine for t in s.instructions]),
+                "mask": torch.from_numpy(normalization.mask.copy()),
+                "raw_states": states, "raw_actions": actions, "normalization": normalization,
+                "weights": np.concatenate([np.where(np.arange(len(s)) < EARLY_FRAMES, EARLY_WEIGHT, 1.0) for s in mine]),
+            }
+            self.parts[name]["weights"] /= self.parts[name]["weights"].sum()
+        self.sizes = {name: len(part["state"]) for name, part in self.parts.items()}
+
+    def __len__(self) -> int:
+        return sum(self.sizes.values())
+
+    def draw(self, rng: np.random.Generator, size: int, shift: int) -> tuple[str, dict]:
+        names = list(self.sizes)
+        weights = np.array([self.sizes[n] for n in names], dtype=float)
+        name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        rows = rng.choice(self.sizes[name], size, p=self.parts[name]["weights"])
+        return name, self.select(name, rows, rng, shift)
+
+    def select(self, name: str, rows: np.ndarray, rng: np.random.Generator | None = None, shift: int = 0) -> dict:
+        part = self.parts[name]
+        images = {c: _to_tensor(frames[rows], rng, shift) for c, frames in part["images"].items()}
+        return {"images": images, "text": self.text[part["text"][rows]], "state": part["state"][rows],
+                "actions": part["actions"][rows], "mask": part["mask"], "rows": rows}
+
+
+def _to_tensor(frames: np.ndarray, rng: np.random.Generator | None, shift: int) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], each randomly shifted by up to `shift` px."""
+    pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous().float() / 255.0
+    if rng is None or shift == 0:
+        return pixels
+    batch, _, height, width = pixels.shape
+    padded = torch.nn.functional.pad(pixels, (shift, shift, shift, shift), mode="replicate")
+    offsets = rng.integers(0, 2 * shift + 1, (batch, 2))
+    return torch.stack([padded[i, :, y:y + height, x:x + width] for i, (y, x) in enumerate(offsets)])
+
+
+def learning_rate(settings: TrainSettings, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < settings.warmup:
+        return settings.learning_rate * (step + 1) / settings.warmup
+    progress = (step - settings.warmup) / max(settings.steps - settings.warmup, 1)
+    return settings.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def make_optimizer(model: VLA, settings: TrainSettings) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+@torch.no_grad()
+def validate(model: VLA, batches: Batches, seed: int, limit: int = 256) -> tuple[float, float]:
+    """(flow-matching loss, mean |error| of sampled chunks [rad | m]) on up to `limit` samples per
+    embodiment, with fixed noise so successive validations compare."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    losses, errors = [], []
+    for name, size in batches.sizes.items():
+        rows = np.linspace(0, size - 1, min(size, limit)).astype(int)
+        for start in range(0, len(rows), 64):
+            chosen = rows[start:start + 64]
+            batch = batches.select(name, chosen)
+            context = model.prefix(batch["images"], batch["text"], batch["state"], name)
+            losses.append(float(model.loss(context, batch["actions"], batch["mask"], generator)) * len(chosen))
+            sampled = model.sample(context, batch["mask"].float(), model.config.architecture.denoising_steps, generator)
+            part = batches.parts[name]
+            actions = part["normalization"].unnormalize(sampled.numpy(), part["raw_states"][chosen])
+            errors.append(float(np.abs(actions - part["raw_actions"][chosen]).mean()) * len(chosen))
+    model.train()
+    count = sum(min(size, limit) for size in batches.sizes.values())
+    return sum(losses) / count, sum(errors) / count
+
+
+def train(model: VLA, optimizer: torch.optim.Optimizer, training: Batches, validation: Batches | None,
+          settings: TrainSettings, start_step: int = 0, history: History | None = None,
+          on_step: Callable[[int, float], None] | None = None,
+          on_validation: Callable[[int, float, float], None] | None = None,
+          on_checkpoint: Callable[[int, History], None] | None = None) -> History:
+    """Train from `start_step` to `settings.steps`; validates and checkpoints every `validate_every` steps."""
+    history = history or History()
+    rng = np.random.default_rng([settings.seed, start_step])
+    generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + start_step)
+    model.train()
+    smoothed = None
+    for step in range(start_step, settings.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(settings, step)
+        name, batch = training.draw(rng, settings.batch_size, settings.shift)
+        context = model.prefix(batch["images"], batch["text"], batch["state"], name)
+        loss = model.loss(context, batch["actions"], batch["mask"], generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        value = loss.item()
+        smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+        if step % 10 == 0:
+            history.train.append((step, smoothed))
+        if on_step is not None:
+            on_step(step + 1, smoothed)
+        last = step + 1 == settings.steps
+        if (step + 1) % settings.validate_every == 0 or last:
+            if validation is not None and len(validation):
+                val_loss, error = validate(model, validation, settings.seed)
+                history.validation.append((step + 1, val_loss))
+                history.action_error.append((step + 1, error))
+                if on_validation is not None:
+                    on_validation(step + 1, val_loss, error)
+            if on_checkpoint is not None:
+                on_checkpoint(step + 1, history)
+    return history
+
+
+def history_to_json(history: History) -> dict:
+    return asdict(history)
+
+
+def history_from_json(data: dict) -> History:
+    return History(**{k: [tuple(v) for v in values] for k, values in data.items()})
+
+
+def plot_losses(history: History, path, title: str) -> None:
+    """Training loss (smoothed), validation loss and sampled-chunk error against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if history.train:
+        left.plot(*zip(*history.train), label="training (smoothed)")
+    if history.validation:
+        left.plot(*zip(*history.validation), "o-", label="validation")
+    left.set(xlabel="step", ylabel="flow-matching loss", yscale="log", title=title)
+    left.legend()
+    if history.action_error:
+        right.plot(*zip(*history.action_error), "o-", color="tab:green")
+    right.set(xlabel="step", ylabel="mean |action error| [rad]", title="validation: sampled chunks vs demonstrations")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

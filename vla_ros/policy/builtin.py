@@ -1,0 +1,129 @@
+"""`builtin`: the built-in VLA (vla_ros.model) from a checkpoint, on the CPU.
+
+`checkpoint` is a checkpoint directory, or the name of one shipped in share/vla_ros/models
+(default: the arm7 reaching demo). The embodiment must be one the checkpoint was trained on,
+with the same action layout and cameras; anything else is refused at load time, naming what
+differs. With a prefix (the actions that execute while inference runs) and `guidance` on, the
+chunk is sampled to agree with it (real-time chunking).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_ros import resources
+from vla_ros.embodiment import Embodiment
+from vla_ros.model.checkpoint import load_checkpoint
+from vla_ros.model.config import CheckpointError
+from vla_ros.model.language import shared_encoder
+from vla_ros.model.training import Normalization
+from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
+from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.policy.observation import resize
+from vla_ros.policy.registry import backend, describe
+
+DEFAULT_CHECKPOINT = "arm7_reach"
+
+
+def checkpoint_path(checkpoint: str) -> Path:
+    """A checkpoint directory given as a path, or by the name of a shipped one."""
+    path = Path(checkpoint).expanduser()
+    if path.exists():
+        return path
+    shipped = resources.share_dir() / "models" / checkpoint
+    if shipped.exists():
+        return shipped
+    available = sorted(p.name for p in (resources.share_dir() / "models").glob("*") if p.is_dir())
+    raise PolicyError(f"builtin: no checkpoint {checkpoint!r}: not a directory, and not a shipped model "
+                      f"(shipped: {', '.join(available) or 'none'})")
+
+
+@backend("builtin")
+class BuiltinPolicy(Policy):
+    supports_prefix = True
+
+    def __init__(self, embodiment: Embodiment, checkpoint: str = DEFAULT_CHECKPOINT, steps: int = 0,
+                 guidance: bool = True, seed: int = 0, threads: int = 1):
+        self.path = checkpoint_path(checkpoint)
+        try:
+            self.model = load_checkpoint(self.path)
+        except CheckpointError as error:
+            raise PolicyError(f"builtin: {error}") from None
+        config = self.model.config
+        self.io = EmbodimentIO(embodiment)
+        stats = config.embodiments.get(embodiment.name)
+        if stats is None:
+            raise PolicyError(f"builtin: checkpoint {self.path} was not trained on {embodiment.name!r} "
+                              f"(it knows {', '.join(config.embodiments) or 'no embodiment'})")
+        if tuple(stats.names) != self.io.names:
+            raise PolicyError(f"builtin: checkpoint {self.path} has the layout {stats.names} for {embodiment.name}, "
+                              f"the embodiment now has {list(self.io.names)}")
+        if list(embodiment.cameras) != stats.cameras:
+            raise PolicyError(f"builtin: checkpoint {self.path} expects cameras {stats.cameras}, "
+                              f"{embodiment.name} has {list(embodiment.cameras)}")
+        self.embodiment = embodiment.name
+        self.cameras = stats.cameras
+        self.normalization = Normalization(stats, config.width)
+        self.mask = torch.from_numpy(self.normalization.mask.astype(np.float32))
+        self.steps = int(steps) or config.architecture.denoising_steps
+        self.guidance = bool(guidance)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        torch.set_num_threads(max(1, int(threads)))
+        self.encoder = shared_encoder()
+        self.encoder.encode(["warm up"])  # load the language model now, not at the first request
+        height, width = config.architecture.image_size
+        self.image_size = (height, width)
+        self._metadata = describe(embodiment, "builtin", config.horizon, config.dt,
+                                  cameras={name: (height, width) for name in stats.cameras}, supports_prefix=True)
+        self._metadata.update({"checkpoint": str(self.path), "denoising_steps": self.steps, "guidance": self.guidance})
+
+    @property
+    def metadata(self) -> dict:
+        return self._metadata
+
+    def guide(self, prefix: np.ndarray, state: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised guide chunk (1, H, width) and per-step weights (H,) for a prefix (K, D)."""
+        horizon = self.model.config.horizon
+        overlap = self.model.config.architecture.rtc_overlap
+        known = min(len(prefix), horizon)
+        padded = np.repeat(prefix[-1:], horizon, axis=0)
+        padded[:known] = prefix[:known]
+        guide = self.normalization.actions(padded[None].astype(np.float32), state[None])
+        weights = np.zeros(horizon, np.float32)
+        weights[:known] = 1.0
+        fade = np.arange(1, overlap + 1) / (overlap + 1)
+        weights[known:known + overlap] = (1.0 - fade)[: max(0, horizon - known)]
+        return torch.from_numpy(guide), torch.from_numpy(weights)
+
+    def infer(self, observation: Observation, prefix: np.ndarray | None = None) -> ActionChunk:
+        state = np.asarray(observation.state, dtype=np.float32)
+        if state.shape != (self.io.size,) or not np.all(np.isfinite(state)):
+            raise PolicyError(f"state must be {self.io.size} finite values ({', '.join(self.io.names)}), got {state.shape}")
+        images = {}
+        for name in self.cameras:
+            frame = observation.images.get(name)
+            if frame is None or frame.ndim != 3 or frame.shape[2] != 3:
+                raise PolicyError(f"camera {name!r}: expected an HxWx3 image, got "
+                                  f"{None if frame is None else frame.shape}")
+            pixels = resize(np.asarray(frame, dtype=np.uint8), *self.image_size)
+            images[name] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
+        text = torch.from_numpy(self.encoder.encode([observation.instruction]))
+        with torch.inference_mode():
+            context = self.model.prefix(images, text, torch.from_numpy(self.normalization.state(state[None])),
+                                        self.embodiment)
+            guide, weights = (None, None)
+            if prefix is not None and self.guidance and len(prefix):
+                guide, weights = self.guide(np.asarray(prefix, dtype=np.float32), state)
+            sampled = self.model.sample(context, self.mask, self.steps, self.generator, guide, weights)
+        actions = self.normalization.unnormalize(sampled.numpy(), state[None])[0]
+        return ActionChunk(actions.astype(np.float32), self.model.config.dt, observation.stamp)
+
+    def reset(self) -> None:
+        self.generator.manual_seed(self.seed)
+
+    @property
+    def state(self) -> str:
+        return f"{self.path.name}: {self.steps} denoising steps, guidance {'on' if self.guidance else 'off'}"
