@@ -27,6 +27,15 @@ def test_pending_verbs_say_which_issue_builds_them(verb, capsys):
     assert f"issue #{cli.PENDING_VERBS[verb]}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("verb", cli.VERBS)
+def test_built_verbs_have_their_own_parser_and_are_not_pending(verb, capsys):
+    """A built verb answers --help (exit 0) with its own usage, and is no longer listed as pending."""
+    assert verb not in cli.PENDING_VERBS
+    with pytest.raises(SystemExit) as exited:
+        cli.main([verb, "--help"])
+    assert exited.value.code == 0 and f"usage: vla-ros {verb}" in capsys.readouterr().out
+
+
 def test_user_errors_print_a_message_and_exit_2(monkeypatch, capsys):
     """A VlaRosError raised by a verb becomes one line on stderr and exit code 2."""
     def fail(args):

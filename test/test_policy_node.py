@@ -103,7 +103,7 @@ def test_no_chunk_comes_from_a_camera_that_stopped(ros):
 @pytest.mark.slow
 def test_a_new_instruction_resets_the_policy_and_asks_at_once(ros, tmp_path):
     """With replay (chunk k = value k) and long chunks, the next request would be seconds away: a new
-    instruction brings chunk 0 again within a second."""
+    instruction brings chunk 0 again within a second, computed from frames taken after it arrived."""
     chunks = np.stack([np.tile(IO.home + 0.01 * k, (50, 1)) for k in range(5)])
     save_recording(tmp_path / "r.npz", chunks, 0.1)
     received = ros.subscribe("vla/action_chunk", JointTrajectory)
@@ -127,6 +127,7 @@ def test_a_new_instruction_resets_the_policy_and_asks_at_once(ros, tmp_path):
     ros.spin_until(lambda: received, 5, "a chunk for the new instruction")
     assert now(ros) - sent < 1.5, "the new instruction did not trigger a request at once"
     assert index(received[0]) == 0, "the policy was not reset"
+    assert all(to_seconds(c.header.stamp) >= sent for c in received), "a chunk from a frame before the instruction"
     diagnostics.wait("policy_node", lambda s: s["instruction"] == "push the blue cube to the left", 5,
                      "the instruction in diagnostics")
 

@@ -8,9 +8,9 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -18,6 +18,7 @@ from harness import console_script, python_module
 from vla_ros.embodiment import load_embodiment
 from vla_ros.ros.image import from_image_msg
 from vla_ros.ros.time import to_seconds
+from vla_ros.sim.tasks import Reach
 from vla_ros.sim.world import COLOURS
 
 SHIPPED = ["arm7", "mobile_manipulator", "humanoid_upper"]
@@ -142,6 +143,53 @@ def test_reset_with_the_same_seed_restores_the_same_scene(ros):
     reset()
     third = scene()
     assert not all(np.allclose(third[name], first[name], atol=1e-3) for name in first)
+
+
+def test_held_out_phrasing_is_fixed_by_the_seed_and_names_the_target(ros):
+    """phrasing held_out: the instruction (on ~/reset, vla/instruction, sim/task_status) is a held-out
+    phrasing naming the target, the same for the same seed; a phrasing that is no split is refused."""
+    start_sim(ros, "arm7", "publish_cameras:=false", "seed:=11", "task:=reach", "phrasing:=held_out")
+    reset = ros.node.create_client(Trigger, "sim_node/reset")
+    parameters = ros.node.create_client(SetParameters, "sim_node/set_parameters")
+    ros.spin_until(lambda: reset.service_is_ready() and parameters.service_is_ready(), 60, "the sim's services")
+    instructions = ros.subscribe("vla/instruction", String,
+                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+
+    def call(client, request):
+        future = client.call_async(request)
+        ros.spin_until(future.done, 10, f"an answer from {client.srv_name}")
+        return future.result()
+
+    def status(episode: int) -> dict:
+        msg = ros.wait_for("sim/task_status", DiagnosticStatus, timeout_s=30, predicate=lambda m: any(
+            kv.key == "episode" and kv.value == str(episode) for kv in m.values))
+        return {kv.key: kv.value for kv in msg.values}
+
+    first = status(0)  # the episode the node starts with, at seed 11
+    colour = first["target"].removesuffix("_cube")
+    assert first["instruction"] in {t.format(colour=colour) for t in Reach.phrasings["held_out"]}
+    answer = call(reset, Trigger.Request())
+    assert answer.success and answer.message == first["instruction"], "the same seed worded differently"
+    assert status(1)["instruction"] == answer.message
+    ros.spin_until(lambda: instructions and instructions[-1].data == answer.message, 10, "vla/instruction")
+
+    def set_phrasing(value: str):
+        return call(parameters, SetParameters.Request(parameters=[Parameter(
+            name="phrasing", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))])).results[0]
+
+    refused = set_phrasing("paraphrased")
+    assert not refused.successful and "phrasing 'paraphrased' is not one of canonical, train, held_out" in refused.reason
+    assert set_phrasing("canonical").successful
+    assert call(reset, Trigger.Request()).message == f"reach the {colour} cube"
+
+
+def test_a_bad_phrasing_stops_the_node_at_start_up():
+    """phrasing:=paraphrased at start-up: exit 2 with the allowed values, no traceback."""
+    result = subprocess.run(python_module("vla_ros.nodes.sim_node", "--ros-args", "-p", "publish_cameras:=false",
+                                          "-p", "phrasing:=paraphrased"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "phrasing 'paraphrased' is not one of canonical, train, held_out" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

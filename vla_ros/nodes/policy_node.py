@@ -12,7 +12,9 @@ stamped with the oldest of them, and the joint state nearest that stamp within
 at fault. The chunk is published stamped with the observation time, so the controller places it
 in time correctly. Backend errors, timeouts and a lost server never stop the node: it publishes
 nothing (the controller finishes its chunk and holds), reports, and carries on when the backend
-answers again. A new instruction resets the policy and asks at once.
+answers again. A new instruction resets the policy and asks at once, with frames taken after it
+arrived (an episode reset in the sim teleports the robot: older frames show another scene); a
+chunk whose inference was under way when the instruction changed is dropped.
 
 Camera frames and joint states are taken by the worker straight from their subscriptions, not
 through the executor (vla_ros.ros.polled), which only handles the instruction and the timers.
@@ -111,6 +113,8 @@ class PolicyNode(Node):
         self.create_subscription(String, "vla/instruction", self._on_instruction, TRANSIENT_LOCAL)
 
         self.new_instruction = threading.Event()
+        self.instructions_seen = 0  # counts instructions; a chunk asked for under an older one is dropped
+        self.instruction_stamp = -np.inf  # [s] observations for the current instruction are newer
         if self.instruction:
             self.new_instruction.set()
         self.latency = Window(window)
@@ -132,6 +136,8 @@ class PolicyNode(Node):
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
+        self.instructions_seen += 1
+        self.instruction_stamp = self._now()
         self.new_instruction.set()
         self.get_logger().info(f"instruction: {msg.data!r}")
 
@@ -185,6 +191,8 @@ class PolicyNode(Node):
                 raise NotReady(f"camera {name} is stale: newest frame {now - stamps[name]:.3f} s old "
                                f"(max_image_age_s {self.max_image_age})")
         stamp = min(stamps.values())
+        if stamp < self.instruction_stamp:
+            raise NotReady("waiting for camera frames taken after the new instruction")
         executing = self.schedule.executing
         if executing is not None and stamp <= executing.stamp:
             raise NotReady("no frame newer than the last observation")
@@ -226,6 +234,7 @@ class PolicyNode(Node):
 
     def _request(self, now: float) -> None:
         ready = time.perf_counter()
+        asked_under = self.instructions_seen
         observation = self._observation(now)
         self.schedule.requested(now)
         prefix = None
@@ -244,6 +253,8 @@ class PolicyNode(Node):
             time.sleep(self.retry)
             return
         model = time.perf_counter() - started
+        if self.instructions_seen != asked_under:
+            return  # the instruction changed while the model thought: this chunk answers the old one
         end = observation.stamp + chunk.times[-1]
         if end <= self._now():
             self._failed(PolicyError(f"the chunk arrived after its last point ({model:.3f} s inference for "

@@ -3,7 +3,7 @@
 Publishes what a robot does (joint_states, camera/<name>/image_raw, clock, odom for a mobile
 base) and takes what a robot takes (<group>_controller/commands, cmd_vel), plus what only a
 simulator has: the task (vla/instruction, sim/task_status), the cubes (sim/objects, in the robot's
-root frame) and ~/reset (std_srvs/Trigger) with the `task` and `seed` parameters.
+root frame) and ~/reset (std_srvs/Trigger) with the `task`, `seed` and `phrasing` parameters.
 
 Physics runs on its own thread, paced to real time times `real_time_factor` (0: as fast as
 possible); cameras render in a child process from snapshots of the state. Stamps are the sim
@@ -39,14 +39,16 @@ from vla_ros.nodes.common import declare, run
 from vla_ros.ros.diagnostics import OK, WARN, diagnostic_array
 from vla_ros.ros.polled import polled_subscription, take_latest
 from vla_ros.ros.time import to_stamp
-from vla_ros.sim.episode import start_episode, step
+from vla_ros.sim.episode import phrasing_rng, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
+from vla_ros.sim.tasks import PHRASING_SPLITS
 from vla_ros.sim.world import COLOURS, CUBE_SIZE, World
 
 TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Python hands the GIL between threads every 5 ms by default: far too coarse for a 500 Hz physics
 # thread sharing the process with the executor and the renderer.
 SWITCH_INTERVAL_S = 0.0002
+PHRASINGS = ("canonical", *PHRASING_SPLITS)
 
 
 class SimNode(Node):
@@ -55,6 +57,10 @@ class SimNode(Node):
         embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
         self.task_spec = declare(self, "task", "reach", "task spec for the next ~/reset, e.g. reach:red, push:blue:left")
         self.seed = declare(self, "seed", 0, "seed of the next ~/reset", low=0, high=2**31 - 1)
+        self.phrasing = declare(self, "phrasing", "canonical", "how the next ~/reset words the instruction: "
+                                f"{', '.join(PHRASINGS)} (a split's phrasing is drawn from the seed)")
+        if self.phrasing not in PHRASINGS:
+            raise VlaRosError(f"phrasing {self.phrasing!r} is not one of {', '.join(PHRASINGS)}")
         self.real_time_factor = declare(self, "real_time_factor", 1.0, "sim seconds per wall second; 0 = as fast as possible",
                                         read_only=True, low=0.0, high=100.0)
         timeout = declare(self, "command_timeout_s", 0.25, "brakes go on for a group without commands this long",
@@ -111,11 +117,17 @@ class SimNode(Node):
 
     # -- inputs (executor threads) ----------------------------------------------------------
     def _on_parameters(self, parameters):
+        refused = [p.value for p in parameters if p.name == "phrasing" and p.value not in PHRASINGS]
+        if refused:  # before any change: a refused set leaves every parameter as it was
+            return SetParametersResult(successful=False,
+                                       reason=f"phrasing {refused[0]!r} is not one of {', '.join(PHRASINGS)}")
         for parameter in parameters:
             if parameter.name == "task":
                 self.task_spec = parameter.value
             elif parameter.name == "seed":
                 self.seed = parameter.value
+            elif parameter.name == "phrasing":
+                self.phrasing = parameter.value
         return SetParametersResult(successful=True)
 
     def _take_commands(self) -> None:
@@ -146,19 +158,21 @@ class SimNode(Node):
         except VlaRosError as error:
             response.success, response.message = False, str(error)
             return response
-        response.success, response.message = True, self.task.instruction
+        response.success, response.message = True, self.instruction
         return response
 
     # -- simulation ------------------------------------------------------------------------
     def _reset_episode(self) -> None:
         """Called with the lock held (or before the threads start)."""
         self.task = start_episode(self.world, self.hardware, self.task_spec, self.seed)
+        self.instruction = self.task.instruction if self.phrasing == "canonical" else \
+            self.task.phrase(self.phrasing, phrasing_rng(self.seed))
         self.episode += 1
         self.status = self.task.update(0.0)
         self.episode_start = self.clock
         self.next_camera = {name: self.clock for name in self.world.embodiment.cameras}
-        self.instruction_pub.publish(String(data=self.task.instruction))
-        self.get_logger().info(f"episode: task {self.task.spec}, seed {self.seed}: {self.task.instruction!r}")
+        self.instruction_pub.publish(String(data=self.instruction))
+        self.get_logger().info(f"episode: task {self.task.spec}, seed {self.seed}: {self.instruction!r}")
 
     def _physics_loop(self) -> None:
         # Sim time starts now: stamps track the wall clock from here (a sim that falls behind
@@ -224,7 +238,7 @@ class SimNode(Node):
 
     def _publish_status(self, stamp) -> None:
         values = {
-            "task": self.task.spec, "instruction": self.task.instruction, "target": f"{self.task.target}_cube",
+            "task": self.task.spec, "instruction": self.instruction, "target": f"{self.task.target}_cube",
             "success": str(self.status.success).lower(), "progress": f"{self.status.progress:.3f}",
             "seed": str(self.world.seed), "episode": str(self.episode),
             "episode_time": f"{self.clock - self.episode_start:.3f}",

@@ -1,4 +1,8 @@
-"""Drive a running sim_node over ROS: set the episode, reset, watch the task, collect frames."""
+"""Drive a running sim_node over ROS: set the episode, reset, watch the task, collect frames.
+
+With a controller_node in the graph, each sim reset also resets the controller: the sim teleports
+the robot, and the controller must drop the last episode's chunk and hold the new pose.
+"""
 from __future__ import annotations
 
 import time
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
@@ -29,6 +33,7 @@ class EpisodeOutcome:
     task: str
     seed: int
     instruction: str
+    target: str  # the object the task is about, e.g. red_cube
     success: bool
     seconds: float  # sim time the episode ran
     progress: float
@@ -38,7 +43,7 @@ class EpisodeOutcome:
 class SimClient:
     """A client node in its own context, talking to `sim_node` (optionally in a namespace)."""
 
-    def __init__(self, sim_node: str = "sim_node", camera_topic: str | None = None):
+    def __init__(self, sim_node: str = "sim_node", camera_topic: str | None = None, controller_node: str | None = None):
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("vla_ros_sim_client", context=self.context)
@@ -50,11 +55,14 @@ class SimClient:
         self.images_seen = 0
         self.camera_topic = camera_topic
         self.frame_labels: list[str] = []
+        self.frame_times: list[float] = []  # [s] episode time of each kept frame
         self.node.create_subscription(DiagnosticStatus, "sim/task_status", self._on_status, 10)
         if camera_topic is not None:
             self.node.create_subscription(Image, camera_topic, self._on_image, qos_profile_sensor_data)
         self.set_parameters = self.node.create_client(SetParameters, f"{sim_node}/set_parameters")
         self.reset_service = self.node.create_client(Trigger, f"{sim_node}/reset")
+        self.controller_reset = (self.node.create_client(Trigger, f"{controller_node}/reset")
+                                 if controller_node else None)
         self.keep_frame: Callable[[], bool] = lambda: False
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
@@ -68,8 +76,29 @@ class SimClient:
             return  # rendered before the last reset
         if self.keep_frame():
             self.frames.append(from_image_msg(msg).copy())
+            self.frame_times.append(float(self.status.get("episode_time", 0)))
             self.frame_labels.append(f"{self.status.get('task', '')} s{self.status.get('seed', '')} "
                                      f"t={float(self.status.get('episode_time', 0)):.1f}")
+
+    def watch_diagnostics(self, name: str) -> list[dict]:
+        """Collect the statuses called `name` on `diagnostics` from now on, as their values plus
+        `level` (int) and `message`; the returned list fills as the client spins."""
+        inbox: list[dict] = []
+
+        def on_array(msg: DiagnosticArray) -> None:
+            for status in msg.status:
+                if status.name == name:
+                    inbox.append({**{kv.key: kv.value for kv in status.values},
+                                  "level": int.from_bytes(status.level, "little"), "message": status.message})
+
+        self.node.create_subscription(DiagnosticArray, "diagnostics", on_array, 10)
+        return inbox
+
+    def take_frames(self) -> list[tuple[float, np.ndarray]]:
+        """The (episode time [s], frame) pairs kept so far; the client forgets them."""
+        taken = list(zip(self.frame_times, self.frames))
+        self.frames, self.frame_labels, self.frame_times = [], [], []
+        return taken
 
     def spin_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -83,6 +112,8 @@ class SimClient:
         self.spin_until(lambda: bool(self.status), timeout_s, "sim/task_status from the sim node")
         self.spin_until(lambda: self.reset_service.service_is_ready() and self.set_parameters.service_is_ready(),
                         timeout_s, "the sim node's services")
+        if self.controller_reset is not None:
+            self.spin_until(self.controller_reset.service_is_ready, timeout_s, self.controller_reset.srv_name)
         self.spin_until(lambda: self.node.count_publishers(command_topic) > 0, timeout_s,
                         f"a publisher on {command_topic}")
         if self.camera_topic is not None:  # the camera process starts last: wait for it too
@@ -94,7 +125,7 @@ class SimClient:
         return future.result()
 
     def start_episode(self, task: str, seed: int, timeout_s: float = 30.0) -> str:
-        """Set the sim's task and seed, reset it, and return the instruction."""
+        """Set the sim's task and seed, reset it (and the controller), and return the instruction."""
         request = SetParameters.Request(parameters=[
             Parameter(name="task", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=task)),
             Parameter(name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed)),
@@ -107,6 +138,8 @@ class SimClient:
         response = self._call(self.reset_service, Trigger.Request(), timeout_s)
         if not response.success:
             raise VlaRosError(f"the sim could not start task={task!r} seed={seed}: {response.message}")
+        if self.controller_reset is not None:
+            self._call(self.controller_reset, Trigger.Request(), timeout_s)
         self.spin_until(lambda: self.status.get("episode") != previous, timeout_s, "the new episode's status")
         return response.message
 
@@ -128,8 +161,9 @@ class SimClient:
                             seconds * 20 + 60, f"the end of episode {task} seed {seed}")
         finally:
             self.keep_frame = lambda: False
-        return EpisodeOutcome(self.status["task"], seed, instruction, self.status["success"] == "true",
-                              float(self.status["episode_time"]), float(self.status["progress"]), self.status_message)
+        return EpisodeOutcome(self.status["task"], seed, instruction, self.status["target"],
+                              self.status["success"] == "true", float(self.status["episode_time"]),
+                              float(self.status["progress"]), self.status_message)
 
     def close(self) -> None:
         self.executor.shutdown()

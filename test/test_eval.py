@@ -1,0 +1,56 @@
+"""`vla-ros eval`: the Wilson interval, a closed-loop run through sim, controller and policy nodes, bad arguments."""
+import json
+import subprocess
+
+import cv2
+import pytest
+
+from harness import console_script
+from vla_ros.commands.eval import SHEET_FRAMES, wilson_interval
+from vla_ros.embodiment import load_embodiment
+from vla_ros.sim.tasks import Reach
+
+
+def test_wilson_interval_matches_known_values():
+    """36/40 gives (0.769, 0.960); 0/n and n/n keep a width; no trials know nothing."""
+    assert wilson_interval(36, 40) == pytest.approx((0.7695, 0.9604), abs=5e-4)
+    assert wilson_interval(0, 2) == pytest.approx((0.0, 0.6576), abs=5e-4)
+    low, high = wilson_interval(40, 40)
+    assert high == pytest.approx(1.0) and low == pytest.approx(0.9124, abs=5e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.slow
+def test_eval_with_the_hold_policy_reports_failures_in_held_out_words(ros, tmp_path):
+    """hold never reaches the cube: 0% over two seeded episodes whose instructions are held-out phrasings
+    naming each episode's target; the JSON has latencies and the sheet one row of frames per episode."""
+    out, sheet = tmp_path / "eval.json", tmp_path / "eval.png"
+    run = ros.start([console_script("vla-ros"), "eval", "--policy", "hold", "--episodes", "2", "--seconds", "2",
+                     "--json", str(out), "--sheet", str(sheet), "--embodiment", "arm7"], name="vla-ros-eval")
+    assert run.popen.wait(timeout=300) == 0, run.output()
+    report = json.loads(out.read_text())
+    assert report["policy"] == "hold" and report["phrasing"] == "held_out"
+    assert report["success_rate"] == 0.0 and report["ci95"][0] == 0.0 and report["ci95"][1] > 0.5
+    episodes = report["episodes"]
+    assert len(episodes) == 2 and episodes[0]["seed"] != episodes[1]["seed"]
+    for episode in episodes:
+        colour = episode["target"].removesuffix("_cube")
+        assert episode["instruction"] in {t.format(colour=colour) for t in Reach.phrasings["held_out"]}
+        assert not episode["success"] and episode["seconds"] >= 2.0
+    assert sum(n["episodes"] for n in report["per_instruction"].values()) == 2
+    assert report["inference_p50_ms"] is not None and report["inference_p95_ms"] >= report["inference_p50_ms"]
+    front = load_embodiment("arm7").cameras["front"]
+    assert cv2.imread(str(sheet)).shape == (2 * front.height, SHEET_FRAMES * front.width, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "rech"], "no task 'rech' (did you mean 'reach'?)"),
+    (["--policy", "hodl"], "no policy backend 'hodl' (did you mean 'hold'?)"),
+    (["--phrasing", "paraphrased"], "phrasing 'paraphrased' is not one of canonical, train, held_out"),
+])
+def test_bad_arguments_exit_2_with_the_fix(args, message):
+    """A wrong task, policy or phrasing is named on stderr (exit 2) before any node starts."""
+    result = subprocess.run([console_script("vla-ros"), "eval", "--episodes", "1", *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,297 @@
+"""`vla-ros eval`: closed-loop evaluation of a policy through the real ROS graph.
+
+sim_node, controller_node and policy_node run as separate processes over DDS, as on a robot.
+Seeded episodes announce their instruction in the held-out phrasings by default (words no
+demonstration used), so the success rate measures whether the policy understood the words, not
+whether it memorised strings. Reports success per episode and per instruction, the overall rate
+with its 95% Wilson interval and the policy node's inference latency; optionally JSON and a
+contact sheet of what a camera saw.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SHEET_EPISODES = 4  # the first episodes shown on the contact sheet
+SHEET_FRAMES = 4  # per episode, evenly spaced through it
+FRAME_EVERY_S = 0.25  # [s] sim time between kept frames of a sheet episode
+LABEL_CHARS = 16  # of the instruction in a sheet label, so it fits a 224 px tile
+READY_TIMEOUT_S = 120.0  # policy_node loads its backend (a checkpoint, a language model) before it reports
+HEALTHY_TIMEOUT_S = 60.0  # then the cameras start rendering; the first episode waits for chunks to flow
+
+
+def register(verbs) -> None:
+    parser = verbs.add_parser("eval", help="evaluate a policy closed-loop in the simulator through ROS")
+    parser.add_argument("--checkpoint", help="checkpoint of the builtin policy (default: its own)")
+    parser.add_argument("--embodiment", default="arm7", help="embodiment name or file (default arm7)")
+    parser.add_argument("--task", default="reach", help="task spec: reach, reach:red, push:blue:left, ... (default reach)")
+    parser.add_argument("--episodes", type=int, default=40, help="number of seeded episodes (default 40)")
+    parser.add_argument("--seed", type=int, default=1000, help="seed of the first episode; the next ones count up "
+                        "(default 1000, away from the seeds demonstrations are collected with)")
+    parser.add_argument("--phrasing", default="held_out",
+                        help="instruction phrasings: held_out, train or canonical (default held_out)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="sim time limit per episode (default 10)")
+    parser.add_argument("--policy", default="builtin", help="policy backend: builtin, hold, replay, remote (default builtin)")
+    parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a backend parameter (repeatable), e.g. --policy-param path=chunks.npz")
+    parser.add_argument("--camera", help="camera for --sheet (default: the embodiment's first)")
+    parser.add_argument("--json", type=Path, help="write the report as JSON")
+    parser.add_argument("--sheet", type=Path, help="write a PNG contact sheet of the first episodes")
+    parser.set_defaults(handler=run)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95% for z = 1.96).
+
+    Unlike p +- z*sqrt(p(1-p)/n) it stays inside [0, 1] and does not shrink to a point at 0/n or
+    n/n, which is where a 40-episode evaluation often lands. No trials: (0, 1), nothing is known.
+    """
+    if trials == 0:
+        return 0.0, 1.0
+    rate = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (rate + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(rate * (1.0 - rate) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class EvalEpisode:
+    seed: int
+    task: str  # the full spec, e.g. reach:red
+    instruction: str  # as announced on vla/instruction
+    target: str  # e.g. red_cube
+    success: bool
+    seconds: float  # sim time the episode ran
+    progress: float
+    detail: str
+    # policy_node's diagnostics during the episode: medians of its reports, None without any
+    inference_p50_ms: float | None
+    inference_p95_ms: float | None
+    chunks_per_s: float | None
+    errors: int  # backend errors the policy node counted during the episode
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    policy: str
+    checkpoint: str | None
+    embodiment: str
+    task: str
+    phrasing: str
+    seed: int
+    seconds: float
+    episodes: list[EvalEpisode]
+    inference_p50_ms: float | None  # median of policy_node's reports over the run
+    inference_p95_ms: float | None
+    log_dir: Path  # the nodes' output
+    sheet: np.ndarray | None = None  # (H, W, 3) uint8 RGB contact sheet of the first episodes, given a camera
+
+    @property
+    def successes(self) -> int:
+        return sum(e.success for e in self.episodes)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(len(self.episodes), 1)
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, len(self.episodes))
+
+    @property
+    def per_instruction(self) -> dict[str, tuple[int, int]]:
+        """instruction -> (successes, episodes), in order of first appearance."""
+        counts: dict[str, tuple[int, int]] = {}
+        for episode in self.episodes:
+            successes, episodes = counts.get(episode.instruction, (0, 0))
+            counts[episode.instruction] = (successes + episode.success, episodes + 1)
+        return counts
+
+    def to_json(self) -> dict:
+        return {
+            "policy": self.policy, "checkpoint": self.checkpoint, "embodiment": self.embodiment, "task": self.task,
+            "phrasing": self.phrasing, "seed": self.seed, "seconds": self.seconds,
+            "episodes": [asdict(e) for e in self.episodes],
+            "per_instruction": {text: {"successes": s, "episodes": n} for text, (s, n) in self.per_instruction.items()},
+            "successes": self.successes, "success_rate": self.success_rate, "ci95": list(self.ci95),
+            "inference_p50_ms": self.inference_p50_ms, "inference_p95_ms": self.inference_p95_ms,
+            "log_dir": str(self.log_dir),
+        }
+
+
+def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str, seconds: float, policy: str,
+             checkpoint: str | None, policy_params: Mapping[str, object], camera: str | None, console) -> EvalReport:
+    """Run seeded episodes (seeds seed, seed + 1, ...) of `task` with `policy` in charge of the sim robot.
+
+    Args:
+        embodiment: name or file.
+        task: task spec; parameters left out are drawn from each episode's seed.
+        phrasing: how the sim words each instruction: held_out, train or canonical.
+        seconds: sim time limit per episode [s].
+        policy, checkpoint, policy_params: policy_node's backend, its checkpoint (builtin; None: the
+            backend's default) and its other parameters.
+        camera: camera whose frames make `EvalReport.sheet`; None: no sheet.
+        console: a rich Console; a line per episode is printed as it finishes.
+
+    Raises:
+        VlaRosError: bad arguments, a node that died, a graph that did not come up.
+    """
+    import numpy as np
+    import yaml
+
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.errors import VlaRosError, did_you_mean
+    from vla_ros.media import contact_sheet
+    from vla_ros.nodes.sim_node import PHRASINGS
+    from vla_ros.policy.registry import MODULES, backend_class
+    from vla_ros.process import ProcessGroup
+    from vla_ros.ros.sim_client import SimClient, SimUnavailable
+    from vla_ros.sim.tasks import TASKS
+
+    robot = load_embodiment(embodiment)
+    task_name = task.split(":")[0]
+    if task_name not in TASKS:
+        raise VlaRosError(f"no task {task_name!r}{did_you_mean(task_name, TASKS)}; tasks: {', '.join(TASKS)}")
+    if phrasing not in PHRASINGS:
+        raise VlaRosError(f"phrasing {phrasing!r} is not one of {', '.join(PHRASINGS)}")
+    if episodes < 1 or not seconds > 0:
+        raise VlaRosError(f"need at least one episode of some seconds, got episodes={episodes} seconds={seconds}")
+    if policy not in MODULES:  # says what is wrong; known backends load in the node (builtin imports torch)
+        backend_class(policy)
+    if camera is not None and camera not in robot.cameras:
+        raise VlaRosError(f"no camera {camera!r}; cameras: {', '.join(robot.cameras) or 'none'}")
+
+    log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-eval-"))
+    ros_args = ["--ros-args", "-p", f"embodiment:={robot.path}"]
+    policy_args = ["-p", f"policy:={policy}"]
+    if checkpoint:  # quoted: a YAML string, whatever the path looks like
+        policy_args += ["-p", f"checkpoint:={json.dumps(str(checkpoint))}"]
+    if policy_params:
+        flow = yaml.safe_dump(dict(policy_params), default_flow_style=True, width=math.inf).strip()
+        policy_args += ["-p", f"policy_params:={json.dumps(flow)}"]
+    results: list[EvalEpisode] = []
+    latencies: dict[str, list[float]] = {"inference_p50_ms": [], "inference_p95_ms": []}
+    tiles, labels = [], []
+    with ProcessGroup(log_dir) as graph:
+        graph.start("sim_node", [sys.executable, "-m", "vla_ros.nodes.sim_node", *ros_args,
+                                 "-p", f"task:={task}", "-p", f"seed:={seed}", "-p", f"phrasing:={phrasing}",
+                                 "-p", "publish_cameras:=true"])
+        graph.start("controller_node", [sys.executable, "-m", "vla_ros.nodes.controller_node", *ros_args])
+        graph.start("policy_node", [sys.executable, "-m", "vla_ros.nodes.policy_node", *ros_args, *policy_args])
+        client = SimClient(camera_topic=robot.cameras[camera].topic if camera else None,
+                           controller_node="controller_node")
+        reports = client.watch_diagnostics("vla_ros/policy_node")
+
+        def policy_up() -> bool:
+            graph.check()
+            return bool(reports)
+
+        try:
+            client.spin_until(policy_up, READY_TIMEOUT_S, "policy_node's first diagnostics (it loads its backend first)")
+            client.wait_ready(60, robot.commanded_groups[0].command_topic)
+            try:  # level 0: OK, chunks are flowing
+                client.spin_until(lambda: policy_up() and reports[-1]["level"] == 0, HEALTHY_TIMEOUT_S,
+                                  "policy_node publishing chunks")
+                console.print(f"policy_node ready: {reports[-1]['message']}")
+            except SimUnavailable:  # a policy that cannot answer is evaluated as it is: its episodes fail
+                console.print(f"[yellow]policy_node is not healthy: {reports[-1]['message']}; evaluating anyway[/]")
+            errors = int(reports[-1]["errors"])
+            reports.clear()
+            for index in range(episodes):
+                sheet_episode = camera is not None and index < SHEET_EPISODES
+                outcome = client.run_episode(task, seed + index, seconds,
+                                             frame_every_s=FRAME_EVERY_S if sheet_episode else 0.0)
+                graph.check()  # an episode without its policy node says nothing about the policy
+                seen = list(reports)
+                reports.clear()
+                for key, values in latencies.items():
+                    values.extend(_values(seen, key))
+                episode = EvalEpisode(
+                    outcome.seed, outcome.task, outcome.instruction, outcome.target, outcome.success, outcome.seconds,
+                    outcome.progress, outcome.detail, _median(_values(seen, "inference_p50_ms")),
+                    _median(_values(seen, "inference_p95_ms")), _median(_values(seen, "chunks_per_s")),
+                    int(seen[-1]["errors"]) - errors if seen else 0)
+                errors += episode.errors
+                results.append(episode)
+                console.print(f"episode {index + 1}/{episodes} seed {episode.seed} {episode.task} "
+                              f"{episode.instruction!r}: {'[green]success[/]' if episode.success else '[red]failure[/]'} "
+                              f"after {episode.seconds:.2f} s ({episode.detail}); inference p50 "
+                              f"{_ms(episode.inference_p50_ms)}, {episode.errors} errors")
+                if sheet_episode:
+                    frames = client.take_frames()
+                    for pick in np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int) if frames else ():
+                        time_s, frame = frames[pick]
+                        tiles.append(frame)
+                        labels.append(f"{index + 1} t={time_s:.1f} {_shorten(episode.instruction)}")
+        finally:
+            client.close()
+    return EvalReport(policy, checkpoint, robot.name, task, phrasing, seed, seconds, results,
+                      _median(latencies["inference_p50_ms"]), _median(latencies["inference_p95_ms"]), log_dir,
+                      contact_sheet(tiles, columns=SHEET_FRAMES, labels=labels) if tiles else None)
+
+
+def _values(reports: list[dict], key: str) -> list[float]:
+    """The finite values of `key` in diagnostics reports (latencies are NaN before the first chunk)."""
+    values = [float(r[key]) for r in reports if key in r]
+    return [v for v in values if math.isfinite(v)]
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 2] + ".."
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.media import write_image
+    from vla_ros.policy import parse_params
+    from vla_ros.terminal import console as make_console
+
+    params = parse_params(pairs=args.policy_param)
+    camera = (args.camera or next(iter(load_embodiment(args.embodiment).cameras), None)) if args.sheet else None
+    console = make_console()
+    report = evaluate(args.embodiment, args.task, args.episodes, args.seed, args.phrasing, args.seconds, args.policy,
+                      args.checkpoint, params, camera, console)
+    table = Table(title=f"{report.embodiment} {report.task}, {report.phrasing} phrasings, policy {report.policy}")
+    for column in ("instruction", "successes", "episodes", "rate"):
+        table.add_column(column, justify="left" if column == "instruction" else "right")
+    for instruction, (successes, episodes) in report.per_instruction.items():
+        table.add_row(instruction, str(successes), str(episodes), f"{successes / episodes:.0%}")
+    console.print(table)
+    low, high = report.ci95
+    console.print(f"success {report.successes}/{len(report.episodes)} = {report.success_rate:.0%} "
+                  f"(95% Wilson interval {low:.0%}-{high:.0%}); inference p50 {_ms(report.inference_p50_ms)}, "
+                  f"p95 {_ms(report.inference_p95_ms)} (node logs in {report.log_dir})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.to_json(), indent=2))
+        console.print(f"wrote {args.json}")
+    if args.sheet:
+        if report.sheet is None:
+            console.print(f"[yellow]no frames of camera {camera} arrived: no contact sheet[/]")
+        else:
+            write_image(args.sheet, report.sheet)
+            console.print(f"wrote {args.sheet} (camera {camera}, the first {min(len(report.episodes), SHEET_EPISODES)} "
+                          "episodes)")
+    return 0
