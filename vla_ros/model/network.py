@@ -1,14 +1,20 @@
 """The built-in VLA: images + instruction + state -> a chunk of actions by flow matching (pi0-style).
 
-Prefix (computed once per request): each camera through a small convolutional encoder whose last
-stages are FiLM-conditioned on the instruction (so what the image encoder looks for depends on the
-words), one token per feature-map cell plus camera and position embeddings; a token for the
+Prefix (computed once per request): each camera through a small convolutional encoder whose
+stages are all FiLM-conditioned on the instruction (what the image encoder looks for depends on the
+words, down to the first stage, where a small cube's colour is still a pixel of its own), one token per feature-map cell plus camera and position embeddings; a token for the
 sentence embedding, one for the normalised state, one for the embodiment; a transformer trunk
 over all of them.
 
 Action expert: a transformer over the H noisy action tokens (padded width, flow time added)
 that cross-attends to the prefix and predicts the flow velocity. Sampling integrates the flow
 from noise (t = 0) to actions (t = 1) with Euler steps, reusing the prefix at every step.
+
+Grounding: a flow model can sample any of the motions seen in a scene without reading the
+instruction (reaching for a random cube costs it little loss), so a regression head on the trunk's
+output at the instruction token also predicts the chunk, with a squared error: regression cannot
+hedge between targets, and its gradient makes the prefix carry what the instruction asks for.
+The head only trains; sampling uses the flow.
 
 Real-time chunking: given the actions that will execute while inference runs (the prefix of
 the chunk, K steps), each Euler step pulls its estimate of the clean chunk towards them: fully on
@@ -24,9 +30,12 @@ from torch import nn
 
 from vla_ros.model.config import ModelConfig
 
+GROUNDING_WEIGHT = 1.0  # of the regression head's loss beside the flow-matching loss
+TEXT_TOKEN = -3  # the instruction's position in the prefix: [cameras..., instruction, state, embodiment]
+
 
 class FiLMEncoder(nn.Module):
-    """(B, 3, H, W) in [0, 1] -> (B, h*w, d) tokens; FiLM from the text on the last two stages."""
+    """(B, 3, H, W) in [0, 1] -> (B, h*w, d) tokens; FiLM from the text on every stage."""
 
     def __init__(self, channels: tuple[int, ...], d_model: int, text_dim: int, image_size: tuple[int, int]):
         super().__init__()
@@ -37,8 +46,7 @@ class FiLMEncoder(nn.Module):
                                         nn.GroupNorm(8, width), nn.GELU()))
             previous = width
         self.stages = nn.ModuleList(stages)
-        self.film_from = len(channels) - 2
-        self.films = nn.ModuleList(nn.Linear(text_dim, 2 * width) for width in channels[self.film_from:])
+        self.films = nn.ModuleList(nn.Linear(text_dim, 2 * width) for width in channels)
         for film in self.films:  # start as the identity
             nn.init.zeros_(film.weight)
             nn.init.zeros_(film.bias)
@@ -51,11 +59,9 @@ class FiLMEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         x = images - 0.5
-        for index, stage in enumerate(self.stages):
-            x = stage(x)
-            if index >= self.film_from:
-                gamma, beta = self.films[index - self.film_from](text).chunk(2, dim=-1)
-                x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        for stage, film in zip(self.stages, self.films):
+            gamma, beta = film(text).chunk(2, dim=-1)
+            x = stage(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
         return self.project(x.flatten(2).transpose(1, 2)) + self.position
 
 
@@ -91,6 +97,7 @@ class VLA(nn.Module):
             nn.TransformerDecoderLayer(d, arch.heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True,
                                        norm_first=True), arch.expert_layers)
         self.action_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.width))
+        self.grounding = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.horizon * config.width))
 
     def prefix(self, images: dict[str, torch.Tensor], text: torch.Tensor, state: torch.Tensor,
                embodiment: str) -> torch.Tensor:
@@ -113,16 +120,17 @@ class VLA(nn.Module):
 
     def loss(self, context: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Flow-matching loss on normalised padded chunks (B, H, width); `mask` (width,) picks the used slots.
-
-        Padding is zero in the noisy input as it is when sampling, and out of the loss."""
+        """Flow-matching loss plus the grounding head's squared error on normalised padded chunks
+        (B, H, width); `mask` (width,) picks the used slots. Padding is zero in the noisy input as
+        it is when sampling, and out of the loss."""
         keep = mask.to(actions.dtype)
         actions = actions * keep
         noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype) * keep
         t = torch.rand(actions.shape[0], generator=generator, dtype=actions.dtype)
         noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
         error = (self.velocity(context, noisy, t) - (actions - noise)) ** 2
-        return error[..., mask].mean()
+        regressed = self.grounding(context[:, TEXT_TOKEN]).view(actions.shape)
+        return error[..., mask].mean() + GROUNDING_WEIGHT * ((regressed - actions) ** 2)[..., mask].mean()
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, mask: torch.Tensor, steps: int, generator: torch.Generator | None = None,
