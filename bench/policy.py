@@ -14,7 +14,16 @@ its camera frames' stamp) to its arrival here; that delay includes the frame's w
 request, up to one request period. The machine's CPU steal over the span is reported beside them:
 on a VM, time the host gives other guests stalls threads for milliseconds and sets the p99s.
 Image conversions (vla_ros.ros.image, resize) are timed in-process, no DDS, at 224x224 and 640x480.
-Run with `vla-ros bench policy [--seconds N] [--request-rate HZ] [--json OUT] [--png OUT]`.
+
+With `--backend builtin` the node runs the built-in VLA (`--checkpoint`, default the shipped
+arm7_reach) and the report adds its chunk inference p50/p95 (the node's own measurement), the
+chunk length and the denoising steps. Then, in-process, the real-time-chunking seam: `--seams`
+expert episodes are recorded in the simulator (held-out phrasings), and along each one the
+model is asked for a chunk every `SEAM_PERIOD_S`, each time with the running chunk's actions for
+the next `SEAM_DELAY_S` as the prefix, once with guidance and once without (same observations,
+same noise). The seam is the largest joint difference between the new chunk and the running one
+at the moment the new one takes over.
+Run with `vla-ros bench policy [--backend hold|builtin] [--seconds N] [--request-rate HZ] [--json OUT] [--png OUT]`.
 """
 from __future__ import annotations
 
@@ -57,6 +66,8 @@ STATE_RATE_HZ = 500.0
 RESOLUTIONS = {"224x224": (224, 224), "640x480": (480, 640)}  # label: (height, width)
 OVERHEAD_BUDGET_MS = 3.0  # the node's own overhead p99 the issue accepts
 INSTRUCTION = "reach the red cube"
+SEAM_PERIOD_S = 0.4  # a new chunk every 0.4 s: half of a 16 x 0.05 s chunk, the policy node's default fraction
+SEAM_DELAY_S = 0.1  # the new chunk takes over this long after its observation (inference plus transport)
 
 
 def textured_frames(height: int, width: int, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -234,6 +245,7 @@ def summarise(robot: Robot, start: Mark, end: Mark) -> dict:
                         "p99_worst_report": max(number(r, "overhead_p99_ms") for r in reports)},
         "node_chunks_per_s": number(last, "chunks_per_s"),
         "node_inference_p50_ms": number(last, "inference_p50_ms"),
+        "node_inference_p95_ms": number(last, "inference_p95_ms"),
         "node_observation_age_ms": number(last, "observation_age_ms"),
         "node_message": last["message"],
         "node_cpu_percent": 100 * (end.node_cpu_s - start.node_cpu_s) / seconds,
@@ -250,7 +262,51 @@ def summarise(robot: Robot, start: Mark, end: Mark) -> dict:
     }
 
 
-def measure_node(seconds: float, warmup_s: float, request_rate_hz: float, console) -> dict:
+def measure_seams(checkpoint: str, episodes: int, console) -> dict:
+    """The real-time-chunking seam [rad] with and without guidance, over recorded expert episodes."""
+    from vla_ros.data.bag import read_episode
+    from vla_ros.data.collect import collect
+    from vla_ros.data.dataset import episode_samples
+    from vla_ros.policy import Observation, make_policy
+    from vla_ros.policy.schedule import ChunkSchedule
+
+    embodiment = load_embodiment("arm7")
+    policies = {name: make_policy("builtin", embodiment, {"checkpoint": checkpoint, "guidance": name == "guided"})
+                for name in ("guided", "unguided")}
+    horizon, dt = policies["guided"].model.config.horizon, policies["guided"].model.config.dt
+    folder = Path(tempfile.mkdtemp(prefix="vla_ros-bench-seams-"))
+    console.print(f"seams: recording {episodes} expert episodes (held-out phrasings) in {folder} ...")
+    recorded = collect(embodiment, "reach", list(range(50_000, 50_000 + episodes)), folder, phrasing="held_out")
+    seams = {name: [] for name in policies}
+    for episode in recorded:
+        samples = episode_samples(read_episode(episode.path), embodiment, horizon, dt, (224, 224))
+        stamps = np.arange(len(samples)) * 0.1  # the cameras' 10 Hz
+        every = int(round(SEAM_PERIOD_S / 0.1))
+        for name, policy in policies.items():
+            policy.reset()
+            schedule = ChunkSchedule()
+            for i in range(0, len(samples), every):
+                observation = Observation({c: frames[i] for c, frames in samples.images.items()}, samples.states[i],
+                                          samples.instructions[i], float(stamps[i]))
+                prefix = schedule.prefix(observation.stamp, dt, observation.stamp + SEAM_DELAY_S)
+                chunk = policy.infer(observation, prefix)
+                if schedule.executing is not None:
+                    switch = observation.stamp + SEAM_DELAY_S
+                    seams[name].append(float(np.max(np.abs(_at(chunk, switch) - _at(schedule.executing, switch)))))
+                schedule.answered(chunk, SEAM_DELAY_S)
+    summary = {name: {"mean_rad": float(np.mean(v)), "p95_rad": float(np.percentile(v, 95)), "max_rad": float(np.max(v)),
+                      "seams": len(v)} for name, v in seams.items()}
+    return {"episodes": episodes, "period_s": SEAM_PERIOD_S, "delay_s": SEAM_DELAY_S, **summary}
+
+
+def _at(chunk, time_s: float) -> np.ndarray:
+    """A chunk's actions linearly interpolated at `time_s` (held before its first point)."""
+    times = chunk.stamp + chunk.times
+    return np.array([np.interp(time_s, times, chunk.actions[:, j]) for j in range(chunk.actions.shape[1])])
+
+
+def measure_node(seconds: float, warmup_s: float, request_rate_hz: float, console, backend: str = "hold",
+                 checkpoint: str = "") -> dict:
     """policy_node as a process, this process its robot: the summary of `seconds` after `warmup_s`."""
     embodiment = load_embodiment("arm7")
     env = {"ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(random.randint(1, 200))),
@@ -259,14 +315,15 @@ def measure_node(seconds: float, warmup_s: float, request_rate_hz: float, consol
     log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-bench-policy-"))
     with ProcessGroup(log_dir, env) as graph:
         node = graph.start("policy_node", [sys.executable, "-m", "vla_ros.nodes.policy_node", "--ros-args",
-                                           "-p", "embodiment:=arm7", "-p", "policy:=hold",
+                                           "-p", "embodiment:=arm7", "-p", f"policy:={backend}",
+                                           *(["-p", f"checkpoint:={checkpoint}"] if checkpoint else []),
                                            "-p", f"instruction:={INSTRUCTION}",
                                            "-p", f"request_rate_hz:={float(request_rate_hz)}"])
         robot = Robot(embodiment)
         try:
-            robot.spin_for(60.0, graph.check, until=lambda: bool(robot.chunks))
+            robot.spin_for(120.0, graph.check, until=lambda: bool(robot.chunks))
             if not robot.chunks:
-                raise VlaRosError(f"policy_node sent no chunk in 60 s; its log ({log_dir}):\n"
+                raise VlaRosError(f"policy_node sent no chunk in 120 s; its log ({log_dir}):\n"
                                   f"{graph.output('policy_node')}")
             console.print(f"first chunk; warming up {warmup_s:g} s, then measuring {seconds:g} s ...")
             robot.spin_for(warmup_s, graph.check)
@@ -303,6 +360,23 @@ def print_report(console, report: dict) -> None:
     for row in rows:
         table.add_row(*map(escape, row))
     console.print(table)
+
+    model = report.get("model")
+    if model:
+        console.print(f"builtin model {model['checkpoint']}: chunk {model['chunk_length']} x {model['dt']} s, "
+                      f"{model['denoising_steps']} denoising steps; chunk inference in the node "
+                      f"p50 {model['inference_ms']['p50']:.1f} ms, p95 {model['inference_ms']['p95']:.1f} ms")
+        seams = model["seams"]
+        if seams:
+            table = Table(title=f"real-time chunking seam [rad], {seams['episodes']} episodes, a chunk every "
+                                f"{seams['period_s']:g} s taking over {seams['delay_s']:g} s after its observation")
+            for column in ("", "mean", "p95", "max", "seams"):
+                table.add_column(column, justify="left" if not column else "right")
+            for name in ("guided", "unguided"):
+                row = seams[name]
+                table.add_row(name, f"{row['mean_rad']:.4f}", f"{row['p95_rad']:.4f}", f"{row['max_rad']:.4f}",
+                              str(row["seams"]))
+            console.print(table)
 
     images = report["image_conversion"]
     table = Table(title=escape(f"image conversion [us], in-process, {images['iterations']} iterations"))
@@ -352,19 +426,36 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, default=1000, help="iterations per image conversion (default 1000)")
     parser.add_argument("--json", type=Path, default=Path("bench_results/policy.json"), help="where to write the results")
     parser.add_argument("--png", type=Path, help="PNG: chunk delay histogram and the node's overhead over time")
+    parser.add_argument("--backend", default="hold", choices=("hold", "builtin"),
+                        help="policy backend in the node (default hold: no model time)")
+    parser.add_argument("--checkpoint", default="arm7_reach", help="builtin checkpoint (default the shipped arm7_reach)")
+    parser.add_argument("--seams", type=int, default=6,
+                        help="builtin: expert episodes for the real-time-chunking seam measurement (default 6, 0: skip)")
     args = parser.parse_args(argv)
     console = make_console()
     console.print(f"image conversions: {args.iterations} iterations each ...")
     images = image_conversions(args.iterations)
-    console.print(f"policy_node: request_rate_hz {args.request_rate:g}, waiting for the first chunk ...")
-    node = measure_node(args.seconds, args.warmup, args.request_rate, console)
+    console.print(f"policy_node ({args.backend}): request_rate_hz {args.request_rate:g}, waiting for the first chunk ...")
+    builtin = args.backend == "builtin"
+    node = measure_node(args.seconds, args.warmup, args.request_rate, console, args.backend,
+                        args.checkpoint if builtin else "")
+    model = None
+    if builtin:
+        from vla_ros.model.checkpoint import read_config
+        from vla_ros.policy.builtin import checkpoint_path
+
+        config = read_config(checkpoint_path(args.checkpoint))
+        model = {"checkpoint": str(checkpoint_path(args.checkpoint)), "chunk_length": config.horizon, "dt": config.dt,
+                 "denoising_steps": config.architecture.denoising_steps,
+                 "inference_ms": {"p50": node["node_inference_p50_ms"], "p95": node["node_inference_p95_ms"]},
+                 "seams": measure_seams(args.checkpoint, args.seams, console) if args.seams else None}
     report = {"benchmark": "policy", "machine": platform.machine(), "processor": platform.processor(),
-              "cpus": os.cpu_count(), "python": platform.python_version(), "embodiment": "arm7", "backend": "hold",
+              "cpus": os.cpu_count(), "python": platform.python_version(), "embodiment": "arm7", "backend": args.backend,
               "camera_rate_hz": CAMERA_RATE_HZ, "joint_states_rate_hz": STATE_RATE_HZ,
               "request_rate_hz": args.request_rate, "seconds": args.seconds, "warmup_s": args.warmup,
               "overhead_budget_ms": OVERHEAD_BUDGET_MS,
               "overhead_within_budget": bool(node["overhead_ms"]["p99"] <= OVERHEAD_BUDGET_MS),
-              "node": node, "image_conversion": images}
+              "node": node, "image_conversion": images, "model": model}
     print_report(console, report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))

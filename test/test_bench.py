@@ -1,10 +1,12 @@
-"""The benchmarks' in-process parts: what they report, in what shape (no timing assertions)."""
+"""The benchmarks: what they report, in what shape (no timing assertions)."""
 import json
 import math
 import runpy
 from pathlib import Path
 
 import pytest
+
+from harness import console_script
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -42,3 +44,21 @@ def test_policy_bench_textured_frames_differ_and_have_the_camera_shape(policy_be
     frames = policy_bench["textured_frames"](224, 224, 3)
     assert all(frame.shape == (224, 224, 3) and frame.dtype.name == "uint8" for frame in frames)
     assert not (frames[0] == frames[1]).all() and not (frames[1] == frames[2]).all()
+
+
+@pytest.mark.slow
+def test_policy_bench_with_the_builtin_model_reports_inference_and_both_seams(ros, tmp_path):
+    """The node runs the shipped model: inference percentiles, chunk length and denoising steps are
+    reported, and the seam measurement covers guided and unguided chunks over the same episodes."""
+    out = tmp_path / "policy.json"
+    run = ros.start([console_script("vla-ros"), "bench", "policy", "--backend", "builtin", "--seconds", "3",
+                     "--warmup", "1", "--request-rate", "10", "--iterations", "2", "--seams", "1", "--json", str(out)],
+                    name="bench-policy")
+    assert run.popen.wait(timeout=600) == 0, run.output()
+    report = json.loads(out.read_text())
+    model = report["model"]
+    assert report["backend"] == "builtin" and model["chunk_length"] >= 1 and model["denoising_steps"] >= 1
+    assert 0 < model["inference_ms"]["p50"] <= model["inference_ms"]["p95"]
+    seams = model["seams"]
+    assert seams["guided"]["seams"] == seams["unguided"]["seams"] > 0
+    assert seams["guided"]["mean_rad"] < seams["unguided"]["mean_rad"]

@@ -63,7 +63,7 @@ class ChunkSchedule:
         chunk = self.executing
         if chunk is None:
             return None
-        times = stamp + dt * np.arange(1, int(np.floor((until - stamp) / dt)) + 1)
+        times = stamp + dt * np.arange(1, int(np.floor((until - stamp) / dt + 1e-9)) + 1)  # 0.1 / 0.05 is 1.999...
         times = times[times <= chunk.stamp + chunk.times[-1]]
         if not len(times):
             return None
