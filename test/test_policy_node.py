@@ -1,7 +1,6 @@
 """policy_node through real DDS with the MuJoCo sim as the robot: freshness, instructions, the
 layered fallback (sim + controller + policy node with `remote` + `vla-ros serve`), bad setups."""
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -171,8 +170,8 @@ def test_layered_fallback_the_robot_holds_when_the_server_dies_and_resumes_when_
     late = [c for c in received if to_seconds(c.header.stamp) > killed]
     assert not late, "chunks after the server died"
     # In stamp order: DDS may hand over a message or two out of order, which is not motion.
-    motion = sorted((to_seconds(m.header.stamp), np.array([m.position[list(m.name).index(j)] for j in IO.joints]))
-                    for m in take_all(states)), key=lambda entry: entry[0])
+    motion = sorted([(to_seconds(m.header.stamp), np.array([m.position[list(m.name).index(j)] for j in IO.joints]))
+                     for m in take_all(states)], key=lambda entry: entry[0])
     stamps = np.array([t for t, _ in motion])
     q = np.array([p for _, p in motion])
     limits = [(ARM7.groups[s.group], s) for s in ARM7.layout.slots]
