@@ -303,7 +303,9 @@ def _quat_to_matrix(quaternion: np.ndarray) -> np.ndarray:
 
 def main(args=None):
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    run(SimNode, args)
+    # Ctrl-C stops the physics thread before ROS shuts down: a publish racing the shutdown of the
+    # middleware can crash the process instead of raising.
+    run(SimNode, args, graceful_stop=True)
 
 
 if __name__ == "__main__":
