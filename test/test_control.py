@@ -254,8 +254,35 @@ def test_stale_state_stops_motion_and_restarts_from_the_measured_pose():
     assert np.allclose(controller.limiter.q[:7], moved[controller.kinematics_index][:7])
 
 
+def test_a_joint_far_from_its_command_drops_the_chunk_and_holds_where_it_is():
+    """A teleported (or blocked) arm is held where it is measured, not pulled back; a gripper
+    squeezing an object stays on its command."""
+    controller = arm7_controller(following_error_rad=0.2)
+    step_at_home(controller)
+    controller.submit(**chunk_args(controller, stamp=0.0, offset=0.3), now=0.0)
+    for k in range(1, 50):
+        step_at_home(controller, k * DT)
+    squeezed = home_state()
+    squeezed[ARM7.kinematics.index(["finger_joint"])] = 0.0  # commanded open (0.04), held shut by an object
+    controller.update_state(squeezed, np.zeros_like(squeezed), 0.1)
+    controller.step(0.1, DT)
+    assert controller.stats.following_faults == 0
+    teleported = home_state()
+    teleported[ARM7.kinematics.index(["joint1"])] += 0.4
+    controller.update_state(teleported, np.zeros_like(teleported), 0.102)
+    out = controller.step(0.102, DT)
+    assert controller.stats.following_faults == 1 and "joint1" in controller.stats.last_following_fault
+    assert out.state == HOLDING, "the chunk is dropped"
+    np.testing.assert_allclose(out.q_command[:7], teleported[controller.kinematics_index][:7])
+    for k in range(52, 300):
+        controller.update_state(teleported, np.zeros_like(teleported), k * DT)
+        out = controller.step(k * DT, DT)
+    np.testing.assert_allclose(out.q_command[:7], teleported[controller.kinematics_index][:7])
+    assert controller.stats.following_faults == 1
+
+
 def test_estop_latches_decelerates_within_limits_and_refuses_chunks_until_reset():
-    controller = arm7_controller()
+    controller = arm7_controller(following_error_rad=10.0)  # measured at home while commanded away
     step_at_home(controller)
     controller.submit(**chunk_args(controller, stamp=0.0, offset=0.8), now=0.0)
     velocities = []
@@ -313,8 +340,10 @@ def chunk_streams(draw):
 @given(stream=chunk_streams(), strategy=st.sampled_from(["splice", "replace", "ensemble"]))
 def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
     """Whatever valid chunks arrive, commands stay inside position, velocity, acceleration and
-    effort limits, and commanded velocity never jumps more than a_max * dt per period."""
-    controller = arm7_controller(strategy=strategy)
+    effort limits, and commanded velocity never jumps more than a_max * dt per period. (The arm is
+    measured at home throughout, so the following-error check, which restarts at rest on purpose,
+    is off here; it has its own test.)"""
+    controller = arm7_controller(strategy=strategy, following_error_rad=10.0)
     step_at_home(controller)
     lower = np.concatenate([g.lower for g in controller.groups])
     upper = np.concatenate([g.upper for g in controller.groups])

@@ -13,6 +13,12 @@ Watchdog, in order of precedence:
   frozen or model-only torque lets it swing), so the hardware's own command watchdog takes over
   with its brakes, as a torque-controlled robot does on a lost link. When states return, control
   restarts from the measured pose with old chunks forgotten.
+- following error: a measured joint (of an arm, torso or head) further than `following_error_rad`
+  from what was commanded means the robot is not where the chunk assumes: it hit something, a
+  joint slips, or a simulator teleported it to a new episode. Pulling it back would fight the
+  obstacle or swing it across the workspace, so the chunk is dropped and the controller restarts
+  from the measured pose, holding it (counted and reported). Grippers and hands are left out:
+  squeezing an object holds them away from their command on purpose.
 - chunks run out: the targets hold at the last point (the arm comes to rest, held there).
 """
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 
 from vla_ros.control.chunk import Chunk, ChunkRejected, validate
 from vla_ros.control.limits import MotionLimiter
-from vla_ros.control.pd import group_command
+from vla_ros.control.pd import group_command, wrap_to_pi
 from vla_ros.control.timeline import STRATEGIES, Timeline
 from vla_ros.embodiment import Embodiment
 from vla_ros.errors import VlaRosError, did_you_mean
@@ -45,12 +51,14 @@ class ControllerConfig:
     state_timeout_s: float = 0.1  # [s] joint_states older than this are stale
     gravity_compensation: bool = True
     upper_body_ramp_s: float = 1.0  # [s] blend-weight ramp, for embodiments with delegated groups
+    following_error_rad: float = 0.2  # [rad | m] measured this far from the command: drop the chunk, hold
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise VlaRosError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}"
                               f"{did_you_mean(self.strategy, STRATEGIES)}")
-        for name in ("blend_s", "max_chunk_age_s", "state_timeout_s", "upper_body_ramp_s", "margin_scale"):
+        for name in ("blend_s", "max_chunk_age_s", "state_timeout_s", "upper_body_ramp_s", "margin_scale",
+                     "following_error_rad"):
             if not getattr(self, name) >= 0:
                 raise VlaRosError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -72,6 +80,8 @@ class Stats:
     last_rejection: str = ""
     newest_stamp: float = -math.inf
     last_boundary_jump: float = 0.0  # [rad/s] max |qd*| change at the last accepted chunk's arrival
+    following_faults: int = 0  # restarts because a joint was too far from its command
+    last_following_fault: str = ""
 
 
 class Controller:
@@ -96,6 +106,9 @@ class Controller:
             stack("continuous"),
         )
         self.kinematics_index = embodiment.kinematics.index(self.joints)
+        self.continuous = stack("continuous").astype(bool)
+        self.watched = np.concatenate([np.full(len(g.joints), g.kind not in ("gripper", "hand")) for g in self.groups])
+        self._commanded: np.ndarray | None = None  # (n,) the last step's q_command
         self.timeline = Timeline(len(self.joints), config.strategy, config.blend_s, config.ensemble_decay)
         self.ramp = config.upper_body_ramp_s if embodiment.delegated_groups else 0.0
         self.stats = Stats()
@@ -167,6 +180,10 @@ class Controller:
             return self._stale_output()
         if not self._active:
             self._start(q, now)
+        elif not self.estopped and (fault := self._following_fault(q)):
+            self.stats.following_faults += 1
+            self.stats.last_following_fault = fault
+            self._start(q, now)
         targets, target_velocities = self.timeline.sample(now)
         if self.estopped:
             self.state = ESTOP
@@ -174,6 +191,7 @@ class Controller:
             self.state = HOLDING if self.timeline.exhausted(now) else RUNNING
         q_cmd, qd_cmd = self.limiter.step(targets, target_velocities, dt)
         q_cmd, qd_cmd = self._blend(q_cmd, qd_cmd, now)
+        self._commanded = q_cmd
         gravity = self.embodiment.kinematics.gravity(q_full)[self.kinematics_index] \
             if self.config.gravity_compensation else None
         commands = {}
@@ -183,10 +201,22 @@ class Controller:
                                                  None if gravity is None else gravity[part])
         return Output(commands, self.state, q_cmd, qd_cmd)
 
+    def _following_fault(self, q: np.ndarray) -> str | None:
+        """What is wrong when a watched joint is further than following_error_rad from its command."""
+        error = q - self._commanded
+        error[self.continuous] = wrap_to_pi(error[self.continuous])
+        error = np.where(self.watched, np.abs(error), 0.0)
+        worst = int(np.argmax(error))
+        if error[worst] <= self.config.following_error_rad:
+            return None
+        return (f"{self.joints[worst]} measured {error[worst]:.3f} from its command (following_error_rad "
+                f"{self.config.following_error_rad}): chunk dropped, holding where the joints are")
+
     def _start(self, q: np.ndarray, now: float) -> None:
         """(Re)start from the measured pose at rest, holding it."""
         self.limiter.reset(q)
         self.timeline.reset(self.limiter.q)
+        self._commanded = self.limiter.q.copy()
         self._active = True
         self._anchor = self.limiter.q.copy()
         self._weight = self._ramp_from = 0.0 if self.ramp > 0 else 1.0

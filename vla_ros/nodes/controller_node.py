@@ -75,6 +75,10 @@ class ControllerNode(Node):
             upper_body_ramp_s=declare(self, "upper_body_ramp_s", 1.0,
                                       "blend-weight ramp on start, stop and e-stop for embodiments with delegated groups [s]",
                                       read_only=True, low=0.0, high=10.0),
+            following_error_rad=declare(self, "following_error_rad", 0.2,
+                                        "an arm, torso or head joint measured further than this from its command: the "
+                                        "chunk is dropped and the controller holds where the joints are [rad | m]",
+                                        read_only=True, low=0.01, high=10.0),
         )
         base_timeout = declare(self, "base_timeout_s", 0.3, "the base stops this long after its last chunk arrived [s]",
                                read_only=True, low=0.01, high=10.0)
@@ -209,7 +213,10 @@ class ControllerNode(Node):
                     self.bad_states += 1
                     self.last_bad_state = str(error)
                     self.get_logger().error(f"ignoring joint_states: {error}", throttle_duration_sec=2.0)
+            faults = self.controller.stats.following_faults
             out = self.controller.step(now, period)
+            if self.controller.stats.following_faults > faults:
+                self.get_logger().warning(self.controller.stats.last_following_fault, throttle_duration_sec=2.0)
             for name, command in out.commands.items():
                 if command is not None:
                     self.command_pubs[name].publish(Float64MultiArray(data=command.tolist()))
@@ -311,6 +318,7 @@ class ControllerNode(Node):
             "chunk_age_at_arrival_p50_s": f"{self.chunk_ages.percentile(50):.3f}",
             "chunks_accepted": stats.chunks_accepted, "chunks_rejected": stats.chunks_rejected,
             "last_rejection": stats.last_rejection,
+            "following_faults": stats.following_faults, "last_following_fault": stats.last_following_fault,
             "boundary_velocity_jump_max": f"{self.boundary_jumps.percentile(100):.4f}",
             "bad_joint_states": self.bad_states, "overruns": self.rate.overruns,
         }
