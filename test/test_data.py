@@ -11,10 +11,11 @@ from mcap.reader import make_reader
 
 from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
 from vla_ros.data.collect import Collector
-from vla_ros.data.dataset import cached_samples, episode_samples
+from vla_ros.data.dataset import cached_samples, episode_samples, hindsight_goal
 from vla_ros.embodiment import load_embodiment
 from vla_ros.policy.mapping import EmbodimentIO
-from vla_ros.sim.tasks import Reach
+from vla_ros.sim.episode import observe
+from vla_ros.sim.tasks import REACH_RADIUS, Reach
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,23 @@ def test_samples_pair_each_frame_with_the_targets_that_followed(recorded, arm7):
     # Past the end of the episode the last target is held.
     np.testing.assert_allclose(samples.actions[-1, -1], episode.commands.values[-1], atol=1e-6)
     assert set(samples.instructions) == {episode.instructions[0][1]}
+
+
+def test_the_hindsight_goal_is_the_named_cube_from_the_bag_alone(arm7, tmp_path):
+    """The goal, computed from the bag's last commanded joints, lies at the cube the instruction named
+    and not at the others."""
+    collector = Collector(arm7)
+    try:
+        recorded = collector.record("reach:green", 11, tmp_path)
+        cubes = observe(collector.world).cubes  # in the robot's root frame, as the goal is
+    finally:
+        collector.close()
+    samples = episode_samples(read_episode(recorded.path), arm7, 8, 0.05, (32, 32))
+    assert recorded.result.success and samples.goal.shape == (3,)
+    distances = {colour: float(np.linalg.norm(samples.goal - cube)) for colour, cube in cubes.items()}
+    assert distances["green"] < REACH_RADIUS, distances
+    assert min(distances["red"], distances["blue"]) > REACH_RADIUS, distances
+    np.testing.assert_allclose(hindsight_goal(samples.actions, arm7), samples.goal)
 
 
 def test_the_sample_cache_hits_for_the_same_bag_and_settings_only(recorded, arm7, tmp_path):

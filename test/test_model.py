@@ -55,7 +55,8 @@ def test_one_model_serves_every_shipped_embodiment_in_its_own_slots(multi, embod
     normalization = Normalization(stats, multi.config.width)
     images = {c: torch.rand(3, 3, 32, 32) for c in stats.cameras}
     state = torch.from_numpy(normalization.state(np.zeros((3, len(stats.names)), np.float32)))
-    context = multi.prefix(images, torch.randn(3, 384), state, name)
+    context, goal = multi.prefix(images, torch.randn(3, 384), state, name)
+    assert goal is None, "these statistics name no goal frame: no goal token"
     mask = torch.from_numpy(normalization.mask.astype(np.float32))
     chunk = multi.sample(context, mask, 4, torch.Generator().manual_seed(0))
     assert chunk.shape == (3, 4, 32)
@@ -117,6 +118,31 @@ def test_the_loss_falls_on_a_handful_of_episodes(trained):
     assert last < 0.5 * first, history.train
     errors = [e for _, e in history.action_error]
     assert errors[-1] < errors[0]
+    goal_errors = [e for _, e in history.goal_error]
+    assert goal_errors[-1] < 0.5 * goal_errors[0], history.goal_error
+
+
+def test_the_goal_token_steers_the_chunk_and_the_head_is_what_sampling_uses(trained, episodes):
+    """The goal token reaches the action expert: moving the goal moves the sampled chunk; given no
+    goal, the prefix is built from the head's prediction."""
+    model, _, _ = trained
+    arm7, samples = episodes
+    stats = model.config.embodiments["arm7"]
+    assert stats.goal_frame == "tcp" and len(stats.goal_mean) == 3
+    normalization = Normalization(stats, model.config.width)
+    sample = samples[0]
+    images = {c: torch.from_numpy(f[:1]).permute(0, 3, 1, 2).float() / 255 for c, f in sample.images.items()}
+    text = shared_encoder().encode(sample.instructions[:1])
+    state = torch.from_numpy(normalization.state(sample.states[:1]))
+    model.eval()
+    with torch.no_grad():
+        own, predicted = model.prefix(images, torch.from_numpy(text), state, "arm7")
+        same, _ = model.prefix(images, torch.from_numpy(text), state, "arm7", predicted)
+        moved, _ = model.prefix(images, torch.from_numpy(text), state, "arm7", predicted + 2.0)
+    assert torch.allclose(own, same)
+    mask = torch.from_numpy(normalization.mask.astype(np.float32))
+    chunks = [model.sample(c, mask, 4, torch.Generator().manual_seed(0)) for c in (own, moved)]
+    assert (chunks[0] - chunks[1]).abs().max() > 0.02
 
 
 def test_a_checkpoint_round_trips_weights_config_and_samples(trained):
@@ -177,6 +203,7 @@ def test_the_builtin_backend_answers_in_the_embodiment_layout_and_honours_the_pr
     observation = Observation({c: np.repeat(np.repeat(f[0], 7, 0), 7, 1) for c, f in sample.images.items()},
                               sample.states[0], sample.instructions[0], 12.5)
     chunk = guided.infer(observation)
+    assert "goal (" in guided.state and "(tcp)" in guided.state
     assert chunk.actions.shape == (4, EmbodimentIO(arm7).size) and np.all(np.isfinite(chunk.actions))
     assert chunk.stamp == 12.5 and chunk.dt == pytest.approx(0.1)
     assert guided.metadata["cameras"] == {"front": [32, 32, 3], "wrist": [32, 32, 3]}

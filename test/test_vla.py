@@ -1,10 +1,7 @@
 """The shipped checkpoint in charge of arm7 through the ROS graph (sim_node, controller_node,
-policy_node with `builtin`, separate processes over DDS).
-
-Issue #7 asks for 90% on held-out phrasings and a change of course when the instruction changes;
-the shipped checkpoint measures 15/40 and does not turn to the new cube yet. Those two checks are
-written below and skipped with that reason until a checkpoint passes them; what runs meanwhile is
-the pipeline check: the model, loaded by the node, drives the arm to a cube through the graph."""
+policy_node with `builtin`, separate processes over DDS): it reaches the cube named in words it
+was not trained on. Turning to another cube when the instruction changes mid-motion is written
+below and skipped (issue #7): halfway to one cube the model keeps to it."""
 import json
 
 import numpy as np
@@ -35,11 +32,14 @@ def tool_and_cubes(embodiment, states: list, objects: list) -> tuple[np.ndarray,
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue #7 open: the shipped checkpoint keeps going for the first cube it heads to")
+@pytest.mark.skip(reason="issue #7 open: demonstrations never turn away from a cube, so halfway to one the model "
+                         "keeps to it (its goal lands 15 cm short of the new cube, and the arm stays)")
 def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros):
+    """Told "red", the tool heads for the red cube; told "blue" halfway there, it ends at the blue one."""
     embodiment = load_embodiment("arm7")
     args = ["--ros-args", "-p", "embodiment:=arm7"]
-    ros.start(python_module("vla_ros.nodes.sim_node", *args, "-p", "task:=reach:red", "-p", f"seed:={SWAP_SEED}"),
+    ros.start(python_module("vla_ros.nodes.sim_node", *args, "-p", "task:=reach:red", "-p", f"seed:={SWAP_SEED}",
+                            "-p", "publish_cameras:=true"),
               name="sim_node")
     ros.start(python_module("vla_ros.nodes.controller_node", *args), name="controller_node")
     ros.start(python_module("vla_ros.nodes.policy_node", *args, "-p", "policy:=builtin"), name="policy_node")
@@ -77,17 +77,8 @@ def evaluate(ros, tmp_path, episodes: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue #7 open: the shipped checkpoint reaches 15/40 (38%) with held-out words, not 90%")
 def test_the_shipped_model_reaches_cubes_named_in_held_out_words(ros, tmp_path):
     """A short version of the acceptance evaluation (the full one is 40 episodes, README)."""
     report = evaluate(ros, tmp_path, 10)
     assert report["successes"] >= 8, json.dumps(report["episodes"], indent=1)
-
-
-@pytest.mark.slow
-def test_the_shipped_model_drives_the_arm_to_a_cube_through_the_graph(ros, tmp_path):
-    """The pipeline: the node loads the shipped checkpoint, answers without errors, and the arm gets
-    to the named cube in some of 10 held-out-worded episodes (hold gets to none)."""
-    report = evaluate(ros, tmp_path, 10)
-    assert report["successes"] >= 1, json.dumps(report["episodes"], indent=1)
     assert all(e["errors"] == 0 and e["inference_p50_ms"] is not None for e in report["episodes"])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -85,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = VLA(model_config(samples["train"], embodiments, horizon, dt, architecture))
     optimizer = make_optimizer(model, settings)
-    start_step, history = 0, None
+    start_step, history, elapsed_before = 0, None, 0.0
     if resumed:
         state = load_optimizer(args.resume, model, optimizer)
         start_step, history = int(state["step"]), history_from_json(state["history"])
+        elapsed_before = float(state.get("seconds", 0.0))
         if start_step >= settings.steps:
             raise VlaRosError(f"--resume {args.resume} is at step {start_step} already; ask for more --steps")
     encoder = shared_encoder()
@@ -106,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
                   f"{len(instructions)} distinct instructions; model {parameters / 1e6:.2f} M parameters, "
                   f"chunk {horizon} x {dt} s, {architecture.denoising_steps} denoising steps")
     started = time.monotonic()
-    elapsed_before = float(json.loads((args.resume / "train_state.json").read_text()).get("seconds", 0.0)) if resumed else 0.0
 
     with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[status]}"), console=console) as progress:
@@ -116,15 +115,17 @@ def run(args: argparse.Namespace) -> int:
         def on_step(step: int, loss: float) -> None:
             progress.update(bar, completed=step, status=f"loss {loss:.4f} {last['validation']}")
 
-        def on_validation(step: int, loss: float, error: float) -> None:
-            last["validation"] = f"val {loss:.4f}, |a| err {error:.4f}"
-            progress.console.print(f"step {step}: validation loss {loss:.4f}, sampled chunk error {error:.4f} rad")
+        def on_validation(step: int, loss: float, error: float, goal_error: float) -> None:
+            last["validation"] = f"val {loss:.4f}, |a| err {error:.4f}, goal err {goal_error:.3f} m"
+            progress.console.print(f"step {step}: validation loss {loss:.4f}, sampled chunk error {error:.4f} rad, "
+                                   f"goal error {goal_error:.3f} m")
 
         def on_checkpoint(step: int, history) -> None:
             seconds = elapsed_before + time.monotonic() - started
             model.config.training = {**summary, "step": step, "seconds": round(seconds, 1),
                                      "final_validation_loss": history.validation[-1][1] if history.validation else None,
-                                     "final_action_error": history.action_error[-1][1] if history.action_error else None}
+                                     "final_action_error": history.action_error[-1][1] if history.action_error else None,
+                                     "final_goal_error_m": history.goal_error[-1][1] if history.goal_error else None}
             save_checkpoint(args.out, model, optimizer,
                             {"step": step, "seconds": seconds, "history": history_to_json(history)})
             plot_losses(history, args.out / "loss.png", f"vla_ros builtin ({', '.join(embodiments)})")

@@ -5,6 +5,10 @@ t (joint positions interpolated from joint_states, the base velocity from odom) 
 layout, the instruction in force at t, and the commanded targets at t + k dt, k = 1..H (held at
 the last one past the end): the same timing the policy node uses (ActionChunk.times).
 
+An episode's goal is where the end effector was commanded to at its end (hindsight: for a reach,
+the cube the instruction named), from the final commanded joints by forward kinematics in the
+robot's root frame. It needs nothing but the bag, so it works for any robot's recorded episodes.
+
 Decoding bags is the slow part, so each bag's samples are cached as .npz under the dataset's
 `.cache/`, keyed by the bag file and the sampling settings; a changed bag or setting misses.
 """
@@ -28,7 +32,8 @@ CAMERA_SKEW_S = 0.02  # frames of different cameras closer than this count as on
 
 @dataclass
 class EpisodeSamples:
-    """N samples of one episode. images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D)."""
+    """N samples of one episode. images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D);
+    goal (3,) [m] or None (hindsight_goal)."""
 
     embodiment: str
     images: dict[str, np.ndarray]
@@ -37,6 +42,7 @@ class EpisodeSamples:
     instructions: list[str]
     success: bool
     task: str
+    goal: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -66,9 +72,10 @@ def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: 
         images[name] = np.stack([resize(frames[i], *image_size) for i in nearest]) if len(nearest) else \
             np.zeros((0, *image_size, 3), np.uint8)
     targets = times[:, None] + dt * np.arange(1, horizon + 1)[None, :]
-    states = np.stack([io.state(_interp(episode.joint_states, state_columns, [t])[0],
-                                _interp(episode.base_velocity, None, [t])[0] if io.base else None)
-                       for t in times]) if len(times) else np.zeros((0, io.size), np.float32)
+    positions = _interp(episode.joint_states, state_columns, times)
+    base_velocities = _interp(episode.base_velocity, None, times) if io.base else [None] * len(times)
+    states = np.stack([io.state(q, v) for q, v in zip(positions, base_velocities)]) if len(times) else \
+        np.zeros((0, io.size), np.float32)
     actions = np.zeros((len(times), horizon, io.size), np.float32)
     for i, row in enumerate(targets):
         joints = _interp(episode.commands, command_columns, row)
@@ -77,7 +84,25 @@ def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: 
     outcome = episode.outcome or {}
     return EpisodeSamples(embodiment.name, images, states.astype(np.float32), actions,
                           [episode.instruction_at(t) for t in times], bool(outcome.get("success", False)),
-                          str(outcome.get("task", episode.info.get("task", ""))))
+                          str(outcome.get("task", episode.info.get("task", ""))), hindsight_goal(actions, embodiment))
+
+
+def goal_frame(embodiment: Embodiment) -> str | None:
+    """The frame goals are positions of: the end effector of the first arm that names one (or None)."""
+    return next((g.ee_frame for g in embodiment.commanded_groups if g.kind == "arm" and g.ee_frame), None)
+
+
+def hindsight_goal(actions: np.ndarray, embodiment: Embodiment) -> np.ndarray | None:
+    """(3,) [m] the goal frame's position at an episode's last commanded joints (actions (N, H, D)),
+    in the root frame; None when the embodiment has no goal frame or the episode no samples."""
+    frame = goal_frame(embodiment)
+    if frame is None or not len(actions):
+        return None
+    io = EmbodimentIO(embodiment)
+    kinematics = embodiment.kinematics
+    positions = np.zeros(len(kinematics.joint_names))
+    positions[kinematics.index(io.joints)] = io.split(actions[-1, -1:])[0][0]
+    return kinematics.frame_pose(positions, frame)[:3, 3].astype(np.float32)
 
 
 def _columns(names: tuple[str, ...], wanted: tuple[str, ...], path: Path, topic: str) -> np.ndarray:
@@ -105,7 +130,7 @@ def cached_samples(bag: Path, embodiment: Embodiment, horizon: int, dt: float, i
             return EpisodeSamples(str(data["embodiment"]),
                                   {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("image/")},
                                   data["states"], data["actions"], [str(s) for s in data["instructions"]],
-                                  bool(data["success"]), str(data["task"]))
+                                  bool(data["success"]), str(data["task"]), hindsight_goal(data["actions"], embodiment))
     samples = episode_samples(read_episode(bag), embodiment, horizon, dt, image_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")

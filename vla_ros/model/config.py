@@ -25,6 +25,7 @@ class Architecture:
     trunk_layers: int = 3
     expert_layers: int = 3
     text_dim: int = 384  # all-MiniLM-L6-v2 sentence embedding
+    keypoints: int = 16  # spatial-softmax points per camera, read by the goal head
     denoising_steps: int = 10
     rtc_overlap: int = 5  # steps after the prefix over which guidance fades out
 
@@ -34,7 +35,9 @@ class EmbodimentStats:
     """One embodiment as the model sees it: its slots in the padded vector and data statistics.
 
     Actions are learned as offsets from the current state on joint slots (absolute on base
-    velocity slots), normalised per slot: (offset - mean) / std.
+    velocity slots), normalised per slot: (offset - mean) / std. Goals (the end effector's position
+    at the end of an episode, vla_ros.data.dataset.hindsight_goal) are normalised the same way;
+    an embodiment without a goal frame has none.
     """
 
     names: list[str]  # the embodiment layout (slot names in order)
@@ -45,15 +48,27 @@ class EmbodimentStats:
     state_std: list[float]
     action_mean: list[float]
     action_std: list[float]
+    goal_frame: str | None = None
+    goal_mean: list[float] | None = None  # [m]
+    goal_std: list[float] | None = None
 
     @classmethod
-    def from_data(cls, names, mask, cameras, relative, states: np.ndarray, actions: np.ndarray) -> EmbodimentStats:
-        """Statistics of states (N, D) and actions (N, H, D) in the embodiment layout."""
+    def from_data(cls, names, mask, cameras, relative, states: np.ndarray, actions: np.ndarray,
+                  goal_frame: str | None = None, goals: np.ndarray | None = None) -> EmbodimentStats:
+        """Statistics of states (N, D), actions (N, H, D) in the embodiment layout and goals (N, 3) [m]."""
         offsets = actions - np.where(relative, states, 0.0)[:, None, :]
         flat = offsets.reshape(-1, offsets.shape[-1])
+        goal = {}
+        if goal_frame is not None and goals is not None:
+            goal = dict(goal_frame=goal_frame, goal_mean=goals.mean(0).tolist(),
+                        goal_std=np.maximum(goals.std(0), STD_FLOOR).tolist())
         return cls(list(names), [bool(m) for m in mask], list(cameras), [bool(r) for r in relative],
                    states.mean(0).tolist(), np.maximum(states.std(0), STD_FLOOR).tolist(),
-                   flat.mean(0).tolist(), np.maximum(flat.std(0), STD_FLOOR).tolist())
+                   flat.mean(0).tolist(), np.maximum(flat.std(0), STD_FLOOR).tolist(), **goal)
+
+    @property
+    def has_goal(self) -> bool:
+        return self.goal_frame is not None
 
 
 @dataclass

@@ -10,11 +10,19 @@ Action expert: a transformer over the H noisy action tokens (padded width, flow 
 that cross-attends to the prefix and predicts the flow velocity. Sampling integrates the flow
 from noise (t = 0) to actions (t = 1) with Euler steps, reusing the prefix at every step.
 
-Grounding: a flow model can sample any of the motions seen in a scene without reading the
-instruction (reaching for a random cube costs it little loss), so a regression head on the trunk's
-output at the instruction token also predicts the chunk, with a squared error: regression cannot
-hedge between targets, and its gradient makes the prefix carry what the instruction asks for.
-The head only trains; sampling uses the flow.
+Goal: a flow model can sample any of the motions seen in a scene without reading the instruction
+(reaching for a random cube costs it little loss), and later frames show where the arm is already
+heading, so it can learn to continue that motion instead (the "copycat" failure). So the words
+ground a goal first: each camera's stage-2 features, FiLM-conditioned on the instruction, become
+spatial-softmax keypoints (the expected image position of each of K attention maps: what a colour
+picks out), and a head regresses from them and the state the end effector's position at the end
+of the episode (hindsight from the demonstrations, vla_ros.data.dataset). A regression cannot
+hedge between cubes. The sentence reaches the head only through FiLM (which cube the keypoints
+fall on), not as an input of its own: words it never saw then change what is attended to, not the
+regressed position (given directly, held-out phrasings moved goals by 1.4 cm on average). The goal
+enters the prefix as a token; training feeds the demonstration's goal (with noise the size of the
+head's error), sampling the head's prediction, so the action expert learns to go where the goal
+says. Embodiments without an end-effector frame have no goal token.
 
 Real-time chunking: given the actions that will execute while inference runs (the prefix of
 the chunk, K steps), each Euler step pulls its estimate of the clean chunk towards them: fully on
@@ -30,14 +38,23 @@ from torch import nn
 
 from vla_ros.model.config import ModelConfig
 
-GROUNDING_WEIGHT = 1.0  # of the regression head's loss beside the flow-matching loss
-TEXT_TOKEN = -3  # the instruction's position in the prefix: [cameras..., instruction, state, embodiment]
+KEYPOINT_STAGE = 1  # keypoints come from the second encoder stage (a quarter of the image size)
+
+
+def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) maps -> (B, 2K): each map's softmax-weighted mean (x..., y...) in [-1, 1]."""
+    batch, count, height, width = logits.shape
+    weights = logits.flatten(2).softmax(-1).view(batch, count, height, width)
+    xs = torch.linspace(-1.0, 1.0, width, dtype=logits.dtype)
+    ys = torch.linspace(-1.0, 1.0, height, dtype=logits.dtype)
+    return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=-1)
 
 
 class FiLMEncoder(nn.Module):
-    """(B, 3, H, W) in [0, 1] -> (B, h*w, d) tokens; FiLM from the text on every stage."""
+    """(B, 3, H, W) in [0, 1] -> (B, h*w, d) tokens and (B, 2K) keypoints; FiLM from the text on every stage."""
 
-    def __init__(self, channels: tuple[int, ...], d_model: int, text_dim: int, image_size: tuple[int, int]):
+    def __init__(self, channels: tuple[int, ...], d_model: int, text_dim: int, image_size: tuple[int, int],
+                 keypoints: int):
         super().__init__()
         stages, previous = [], 3
         for index, width in enumerate(channels):
@@ -56,13 +73,17 @@ class FiLMEncoder(nn.Module):
         self.cells = height * width
         self.project = nn.Linear(previous, d_model)
         self.position = nn.Parameter(torch.randn(self.cells, d_model) * 0.02)
+        self.keypoint_maps = nn.Conv2d(channels[KEYPOINT_STAGE], keypoints, 1)
+        self.keypoint_sharpness = nn.Parameter(torch.zeros(()))  # log of the softmax's inverse temperature
 
-    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images - 0.5
-        for stage, film in zip(self.stages, self.films):
+        for index, (stage, film) in enumerate(zip(self.stages, self.films)):
             gamma, beta = film(text).chunk(2, dim=-1)
             x = stage(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-        return self.project(x.flatten(2).transpose(1, 2)) + self.position
+            if index == KEYPOINT_STAGE:
+                points = spatial_softmax(self.keypoint_maps(x) * self.keypoint_sharpness.exp())
+        return self.project(x.flatten(2).transpose(1, 2)) + self.position, points
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -81,7 +102,7 @@ class VLA(nn.Module):
         d = arch.d_model
         self.camera_index = {name: i for i, name in enumerate(config.cameras)}
         self.embodiment_index = {name: i for i, name in enumerate(config.embodiments)}
-        self.encoder = FiLMEncoder(arch.channels, d, arch.text_dim, arch.image_size)
+        self.encoder = FiLMEncoder(arch.channels, d, arch.text_dim, arch.image_size, arch.keypoints)
         self.camera_embedding = nn.Embedding(max(len(config.cameras), 1), d)
         self.embodiment_embedding = nn.Embedding(max(len(config.embodiments), 1), d)
         self.text_projection = nn.Sequential(nn.Linear(arch.text_dim, d), nn.GELU(), nn.Linear(d, d))
@@ -97,20 +118,32 @@ class VLA(nn.Module):
             nn.TransformerDecoderLayer(d, arch.heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True,
                                        norm_first=True), arch.expert_layers)
         self.action_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.width))
-        self.grounding = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.horizon * config.width))
+        points = 2 * arch.keypoints * max(len(config.cameras), 1)
+        self.goal_head = nn.Sequential(nn.Linear(points + config.width, 256), nn.GELU(),
+                                       nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 3))
+        self.goal_projection = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
 
-    def prefix(self, images: dict[str, torch.Tensor], text: torch.Tensor, state: torch.Tensor,
-               embodiment: str) -> torch.Tensor:
-        """Context tokens (B, T, d) from camera images (B, 3, H, W) in [0, 1], sentence embeddings
-        (B, text_dim), normalised padded states (B, width) of one embodiment."""
+    def prefix(self, images: dict[str, torch.Tensor], text: torch.Tensor, state: torch.Tensor, embodiment: str,
+               goal: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Context tokens (B, T, d) and the predicted normalised goal (B, 3) (None for an embodiment
+        without a goal frame) from camera images (B, 3, H, W) in [0, 1], sentence embeddings
+        (B, text_dim), normalised padded states (B, width) of one embodiment. `goal` (B, 3), when
+        given, makes the goal token instead of the prediction."""
         batch = state.shape[0]
-        tokens = []
+        tokens, points = [], {}
         for name, pixels in images.items():
             camera = self.camera_embedding.weight[self.camera_index[name]]
-            tokens.append(self.encoder(pixels, text) + camera)
+            cells, points[name] = self.encoder(pixels, text)
+            tokens.append(cells + camera)
         body = self.embodiment_embedding.weight[self.embodiment_index[embodiment]].expand(batch, 1, -1)
         tokens += [self.text_projection(text)[:, None], self.state_projection(state)[:, None], body]
-        return self.trunk_norm(self.trunk(torch.cat(tokens, dim=1)))
+        predicted = None
+        if self.config.embodiments[embodiment].has_goal:
+            absent = torch.zeros(batch, 2 * self.config.architecture.keypoints, dtype=state.dtype)
+            seen = [points.get(name, absent) for name in self.camera_index]
+            predicted = self.goal_head(torch.cat([*seen, state], dim=-1))
+            tokens.append(self.goal_projection(predicted if goal is None else goal)[:, None])
+        return self.trunk_norm(self.trunk(torch.cat(tokens, dim=1))), predicted
 
     def velocity(self, context: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Flow velocity (B, H, width) at noisy chunks (B, H, width) and flow times t (B,)."""
@@ -120,8 +153,7 @@ class VLA(nn.Module):
 
     def loss(self, context: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Flow-matching loss plus the grounding head's squared error on normalised padded chunks
-        (B, H, width); `mask` (width,) picks the used slots. Padding is zero in the noisy input as
+        """Flow-matching loss on normalised padded chunks (B, H, width); `mask` (width,) picks the used slots. Padding is zero in the noisy input as
         it is when sampling, and out of the loss."""
         keep = mask.to(actions.dtype)
         actions = actions * keep
@@ -129,8 +161,7 @@ class VLA(nn.Module):
         t = torch.rand(actions.shape[0], generator=generator, dtype=actions.dtype)
         noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
         error = (self.velocity(context, noisy, t) - (actions - noise)) ** 2
-        regressed = self.grounding(context[:, TEXT_TOKEN]).view(actions.shape)
-        return error[..., mask].mean() + GROUNDING_WEIGHT * ((regressed - actions) ** 2)[..., mask].mean()
+        return error[..., mask].mean()
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, mask: torch.Tensor, steps: int, generator: torch.Generator | None = None,

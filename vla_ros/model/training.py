@@ -6,7 +6,8 @@ usual augmentation for behaviour cloning from pixels). The first frames of each 
 `EARLY_WEIGHT` times as often: there only the instruction says where to go, while later frames
 also show where the arm is heading, and a model that learns to continue the motion it sees
 instead of reading the instruction (the "copycat" failure of behaviour cloning) picks a target
-at random. Everything random draws from generators
+at random. The goal head (vla_ros.model.network) learns from the demonstration's hindsight goal
+beside the flow-matching loss; the goal token is fed that goal plus noise. Everything random draws from generators
 seeded by `TrainSettings.seed`; a resumed run continues the step count, the learning-rate
 schedule and the optimizer moments.
 """
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from vla_ros.data.dataset import EpisodeSamples
+from vla_ros.data.dataset import EpisodeSamples, goal_frame
 from vla_ros.embodiment import Embodiment
 from vla_ros.model.config import Architecture, EmbodimentStats, ModelConfig
 from vla_ros.model.language import LanguageEncoder
@@ -28,6 +29,8 @@ from vla_ros.policy.mapping import EmbodimentIO
 
 EARLY_FRAMES = 4  # the first frames of an episode (0.4 s at 10 Hz) ...
 EARLY_WEIGHT = 8.0  # ... are drawn this many times as often as the others (about 60% of the draws)
+GOAL_WEIGHT = 1.0  # of the goal head's squared error (normalised) beside the flow-matching loss
+GOAL_NOISE = 0.1  # std of the noise on the demonstration's goal fed to the goal token (normalised units)
 
 @dataclass
 class TrainSettings:
@@ -48,6 +51,7 @@ class History:
     train: list[tuple[int, float]] = field(default_factory=list)
     validation: list[tuple[int, float]] = field(default_factory=list)
     action_error: list[tuple[int, float]] = field(default_factory=list)  # [rad | m] of sampled chunks
+    goal_error: list[tuple[int, float]] = field(default_factory=list)  # [m] mean distance of predicted goals
 
 
 def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodiment], horizon: int, dt: float,
@@ -58,9 +62,11 @@ def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodimen
         mine = [s for s in samples if s.embodiment == name]
         io = EmbodimentIO(embodiment)
         relative = [n in io.joints for n in io.names]
+        frame = goal_frame(embodiment)
+        goals = np.concatenate([np.repeat(s.goal[None], len(s), axis=0) for s in mine]) if frame else None
         stats[name] = EmbodimentStats.from_data(
             io.names, embodiment.layout.mask, list(embodiment.cameras), relative,
-            np.concatenate([s.states for s in mine]), np.concatenate([s.actions for s in mine]))
+            np.concatenate([s.states for s in mine]), np.concatenate([s.actions for s in mine]), frame, goals)
         cameras += [c for c in embodiment.cameras if c not in cameras]
         widths.add(embodiment.layout.width)
     if len(widths) != 1:
@@ -78,6 +84,9 @@ class Normalization:
         self.relative = np.array(stats.relative, dtype=np.float32)
         self.state_mean, self.state_std = np.array(stats.state_mean, np.float32), np.array(stats.state_std, np.float32)
         self.action_mean, self.action_std = np.array(stats.action_mean, np.float32), np.array(stats.action_std, np.float32)
+        self.has_goal = stats.has_goal
+        if self.has_goal:
+            self.goal_mean, self.goal_std = np.array(stats.goal_mean, np.float32), np.array(stats.goal_std, np.float32)
 
     def _pad(self, values: np.ndarray) -> np.ndarray:
         padded = np.zeros((*values.shape[:-1], self.width), np.float32)
@@ -97,6 +106,11 @@ class Normalization:
         """Inverse of actions(): (B, H, width) -> (B, H, D)."""
         offsets = vectors[..., self.mask] * self.action_std + self.action_mean
         return offsets + (self.relative * states)[:, None, :]
+
+    def goal(self, goals: np.ndarray) -> np.ndarray:
+        """(..., 3) [m] -> normalised."""
+        return ((goals - self.goal_mean) / self.goal_std).astype(np.float32)
+
 
 
 class Batches:
@@ -121,6 +135,8 @@ class Batches:
                 "actions": torch.from_numpy(normalization.actions(actions, states)),
                 "text": torch.tensor([index[t] for s in mine for t in s.instructions]),
                 "mask": torch.from_numpy(normalization.mask.copy()),
+                "goal": torch.from_numpy(normalization.goal(np.concatenate(
+                    [np.repeat(s.goal[None], len(s), axis=0) for s in mine]))) if normalization.has_goal else None,
                 "raw_states": states, "raw_actions": actions, "normalization": normalization,
                 "weights": np.concatenate([np.where(np.arange(len(s)) < EARLY_FRAMES, EARLY_WEIGHT, 1.0) for s in mine]),
             }
@@ -141,7 +157,8 @@ class Batches:
         part = self.parts[name]
         images = {c: _to_tensor(frames[rows], rng, shift) for c, frames in part["images"].items()}
         return {"images": images, "text": self.text[part["text"][rows]], "state": part["state"][rows],
-                "actions": part["actions"][rows], "mask": part["mask"], "rows": rows}
+                "actions": part["actions"][rows], "mask": part["mask"],
+                "goal": None if part["goal"] is None else part["goal"][rows]}
 
 
 def _to_tensor(frames: np.ndarray, rng: np.random.Generator | None, shift: int) -> torch.Tensor:
@@ -167,33 +184,45 @@ def make_optimizer(model: VLA, settings: TrainSettings) -> torch.optim.Optimizer
     return torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
 
 
+def goal_loss(predicted: torch.Tensor | None, goal: torch.Tensor | None) -> torch.Tensor:
+    """The goal head's mean squared error (normalised units); 0 for an embodiment without goals."""
+    if predicted is None or goal is None:
+        return torch.zeros(())
+    return ((predicted - goal) ** 2).mean()
+
+
 @torch.no_grad()
-def validate(model: VLA, batches: Batches, seed: int, limit: int = 256) -> tuple[float, float]:
-    """(flow-matching loss, mean |error| of sampled chunks [rad | m]) on up to `limit` samples per
-    embodiment, with fixed noise so successive validations compare."""
+def validate(model: VLA, batches: Batches, seed: int, limit: int = 256) -> tuple[float, float, float]:
+    """(flow-matching loss, mean |error| of sampled chunks [rad | m], mean distance of predicted
+    goals [m] (nan without goals)) on up to `limit` samples per embodiment, sampled as the policy
+    does (from the predicted goal), with fixed noise so successive validations compare."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    losses, errors = [], []
+    losses, errors, distances = [], [], []
     for name, size in batches.sizes.items():
         rows = np.linspace(0, size - 1, min(size, limit)).astype(int)
         for start in range(0, len(rows), 64):
             chosen = rows[start:start + 64]
             batch = batches.select(name, chosen)
-            context = model.prefix(batch["images"], batch["text"], batch["state"], name)
+            context, predicted = model.prefix(batch["images"], batch["text"], batch["state"], name)
             losses.append(float(model.loss(context, batch["actions"], batch["mask"], generator)) * len(chosen))
             sampled = model.sample(context, batch["mask"].float(), model.config.architecture.denoising_steps, generator)
             part = batches.parts[name]
-            actions = part["normalization"].unnormalize(sampled.numpy(), part["raw_states"][chosen])
+            normalization = part["normalization"]
+            actions = normalization.unnormalize(sampled.numpy(), part["raw_states"][chosen])
             errors.append(float(np.abs(actions - part["raw_actions"][chosen]).mean()) * len(chosen))
+            if predicted is not None:
+                metres = (predicted.numpy() - batch["goal"].numpy()) * normalization.goal_std
+                distances += np.linalg.norm(metres, axis=1).tolist()
     model.train()
     count = sum(min(size, limit) for size in batches.sizes.values())
-    return sum(losses) / count, sum(errors) / count
+    return sum(losses) / count, sum(errors) / count, float(np.mean(distances)) if distances else float("nan")
 
 
 def train(model: VLA, optimizer: torch.optim.Optimizer, training: Batches, validation: Batches | None,
           settings: TrainSettings, start_step: int = 0, history: History | None = None,
           on_step: Callable[[int, float], None] | None = None,
-          on_validation: Callable[[int, float, float], None] | None = None,
+          on_validation: Callable[[int, float, float, float], None] | None = None,
           on_checkpoint: Callable[[int, History], None] | None = None) -> History:
     """Train from `start_step` to `settings.steps`; validates and checkpoints every `validate_every` steps."""
     history = history or History()
@@ -205,8 +234,10 @@ def train(model: VLA, optimizer: torch.optim.Optimizer, training: Batches, valid
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(settings, step)
         name, batch = training.draw(rng, settings.batch_size, settings.shift)
-        context = model.prefix(batch["images"], batch["text"], batch["state"], name)
-        loss = model.loss(context, batch["actions"], batch["mask"], generator)
+        goal = batch["goal"]
+        fed = None if goal is None else goal + GOAL_NOISE * torch.randn(goal.shape, generator=generator)
+        context, predicted = model.prefix(batch["images"], batch["text"], batch["state"], name, fed)
+        loss = model.loss(context, batch["actions"], batch["mask"], generator) + GOAL_WEIGHT * goal_loss(predicted, goal)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -220,11 +251,12 @@ def train(model: VLA, optimizer: torch.optim.Optimizer, training: Batches, valid
         last = step + 1 == settings.steps
         if (step + 1) % settings.validate_every == 0 or last:
             if validation is not None and len(validation):
-                val_loss, error = validate(model, validation, settings.seed)
+                val_loss, error, goal_error = validate(model, validation, settings.seed)
                 history.validation.append((step + 1, val_loss))
                 history.action_error.append((step + 1, error))
+                history.goal_error.append((step + 1, goal_error))
                 if on_validation is not None:
-                    on_validation(step + 1, val_loss, error)
+                    on_validation(step + 1, val_loss, error, goal_error)
             if on_checkpoint is not None:
                 on_checkpoint(step + 1, history)
     return history
@@ -239,7 +271,7 @@ def history_from_json(data: dict) -> History:
 
 
 def plot_losses(history: History, path, title: str) -> None:
-    """Training loss (smoothed), validation loss and sampled-chunk error against the step, as a PNG."""
+    """Training loss (smoothed), validation loss, sampled-chunk and goal errors against the step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,6 +287,11 @@ def plot_losses(history: History, path, title: str) -> None:
     if history.action_error:
         right.plot(*zip(*history.action_error), "o-", color="tab:green")
     right.set(xlabel="step", ylabel="mean |action error| [rad]", title="validation: sampled chunks vs demonstrations")
+    goals = [(step, value) for step, value in history.goal_error if math.isfinite(value)]
+    if goals:
+        metres = right.twinx()
+        metres.plot(*zip(*goals), "s--", color="tab:purple")
+        metres.set_ylabel("mean goal error [m] (dashed)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

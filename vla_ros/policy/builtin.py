@@ -71,6 +71,8 @@ class BuiltinPolicy(Policy):
         self.guidance = bool(guidance)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
+        self.goal_frame = stats.goal_frame
+        self.goal: np.ndarray | None = None  # (3,) [m] the last predicted goal, for diagnostics
         torch.set_num_threads(max(1, int(threads)))
         self.encoder = shared_encoder()
         self.encoder.encode(["warm up"])  # load the language model now, not at the first request
@@ -112,8 +114,10 @@ class BuiltinPolicy(Policy):
             images[name] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
         text = torch.from_numpy(self.encoder.encode([observation.instruction]))
         with torch.inference_mode():
-            context = self.model.prefix(images, text, torch.from_numpy(self.normalization.state(state[None])),
-                                        self.embodiment)
+            context, goal = self.model.prefix(images, text, torch.from_numpy(self.normalization.state(state[None])),
+                                              self.embodiment)
+            if goal is not None:
+                self.goal = goal.numpy()[0] * self.normalization.goal_std + self.normalization.goal_mean
             guide, weights = (None, None)
             if prefix is not None and self.guidance and len(prefix):
                 guide, weights = self.guide(np.asarray(prefix, dtype=np.float32), state)
@@ -123,7 +127,11 @@ class BuiltinPolicy(Policy):
 
     def reset(self) -> None:
         self.generator.manual_seed(self.seed)
+        self.goal = None
 
     @property
     def state(self) -> str:
-        return f"{self.path.name}: {self.steps} denoising steps, guidance {'on' if self.guidance else 'off'}"
+        """The model, its settings and where it last meant to take the end effector."""
+        goal = "" if self.goal is None else \
+            f", goal ({', '.join(f'{v:.3f}' for v in self.goal)}) m in the root frame ({self.goal_frame})"
+        return f"{self.path.name}: {self.steps} denoising steps, guidance {'on' if self.guidance else 'off'}{goal}"
