@@ -37,7 +37,7 @@ demo: setup
 	MUJOCO_GL=egl $(BIN)/vla-ros demo
 
 test: setup
-	@$(BIN)/python -m pytest --run-slow; rc=$$?; \
+	@$(BIN)/python -m pytest --run-slow --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a broken run, not a pass"; exit 1; fi; \
 	exit $$rc
 
