@@ -92,6 +92,11 @@ def goal_frame(embodiment: Embodiment) -> str | None:
     return next((g.ee_frame for g in embodiment.commanded_groups if g.kind == "arm" and g.ee_frame), None)
 
 
+def sample_goals(samples: list[EpisodeSamples]) -> np.ndarray:
+    """(total N, 3) [m] each episode's goal, once per sample of it."""
+    return np.concatenate([np.repeat(s.goal[None], len(s), axis=0) for s in samples])
+
+
 def hindsight_goal(actions: np.ndarray, embodiment: Embodiment) -> np.ndarray | None:
     """(3,) [m] the goal frame's position at an episode's last commanded joints (actions (N, H, D)),
     in the root frame; None when the embodiment has no goal frame or the episode no samples."""

@@ -7,8 +7,8 @@ usual augmentation for behaviour cloning from pixels). The first frames of each 
 also show where the arm is heading, and a model that learns to continue the motion it sees
 instead of reading the instruction (the "copycat" failure of behaviour cloning) picks a target
 at random. The goal head (vla_ros.model.network) learns from the demonstration's hindsight goal
-beside the flow-matching loss; the goal token is fed that goal plus noise. Everything random draws from generators
-seeded by `TrainSettings.seed`; a resumed run continues the step count, the learning-rate
+beside the flow-matching loss; the goal token is fed that goal plus noise. Everything random
+draws from generators seeded by `TrainSettings.seed`; a resumed run continues the step count, the learning-rate
 schedule and the optimizer moments.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from vla_ros.data.dataset import EpisodeSamples, goal_frame
+from vla_ros.data.dataset import EpisodeSamples, goal_frame, sample_goals
 from vla_ros.embodiment import Embodiment
 from vla_ros.model.config import Architecture, EmbodimentStats, ModelConfig
 from vla_ros.model.language import LanguageEncoder
@@ -63,7 +63,7 @@ def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodimen
         io = EmbodimentIO(embodiment)
         relative = [n in io.joints for n in io.names]
         frame = goal_frame(embodiment)
-        goals = np.concatenate([np.repeat(s.goal[None], len(s), axis=0) for s in mine]) if frame else None
+        goals = sample_goals(mine) if frame else None
         stats[name] = EmbodimentStats.from_data(
             io.names, embodiment.layout.mask, list(embodiment.cameras), relative,
             np.concatenate([s.states for s in mine]), np.concatenate([s.actions for s in mine]), frame, goals)
@@ -112,7 +112,6 @@ class Normalization:
         return ((goals - self.goal_mean) / self.goal_std).astype(np.float32)
 
 
-
 class Batches:
     """The samples of a split held as arrays per embodiment, served as random batches."""
 
@@ -135,8 +134,7 @@ class Batches:
                 "actions": torch.from_numpy(normalization.actions(actions, states)),
                 "text": torch.tensor([index[t] for s in mine for t in s.instructions]),
                 "mask": torch.from_numpy(normalization.mask.copy()),
-                "goal": torch.from_numpy(normalization.goal(np.concatenate(
-                    [np.repeat(s.goal[None], len(s), axis=0) for s in mine]))) if normalization.has_goal else None,
+                "goal": torch.from_numpy(normalization.goal(sample_goals(mine))) if normalization.has_goal else None,
                 "raw_states": states, "raw_actions": actions, "normalization": normalization,
                 "weights": np.concatenate([np.where(np.arange(len(s)) < EARLY_FRAMES, EARLY_WEIGHT, 1.0) for s in mine]),
             }
