@@ -1,5 +1,7 @@
 """sim_node and the scripted expert through real topics over DDS."""
 import json
+import os
+import signal
 import subprocess
 import time
 
@@ -79,6 +81,30 @@ def test_publishes_joint_states_at_the_control_rate_and_images_of_the_scene(ros,
             seen[colour] += colour_pixels(rgb, colour)
     assert robot > 200, "no robot in any camera"
     assert all(count >= 10 for count in seen.values()), seen
+
+
+def test_a_sim_stalled_past_the_lag_limit_skips_ahead_and_its_stamps_match_the_wall_clock_again(ros):
+    """After a stall (here SIGSTOP for 1 s) the sim gives the lost time up instead of trailing the wall clock.
+
+    Trailing stamps would make every camera frame look older than policy_node's max_image_age_s for
+    the rest of the run; the gap shows in the stamps and the overrun is counted in diagnostics.
+    """
+    sim = start_sim(ros, "arm7", "publish_cameras:=false")
+    ros.wait_for("joint_states", JointState, timeout_s=60)
+    os.kill(sim.popen.pid, signal.SIGSTOP)
+    time.sleep(1.0)
+    os.kill(sim.popen.pid, signal.SIGCONT)
+    resumed = time.time()
+    lags = []
+    ros.node.create_subscription(JointState, "joint_states",
+                                 lambda m: lags.append((time.time(), time.time() - to_seconds(m.header.stamp))), 100)
+    ros.spin_until(lambda: lags and lags[-1][0] > resumed + 2.0, 20, "2 s of joint_states after the stall")
+    settled = [lag for arrival, lag in lags if arrival > resumed + 1.0]
+    assert min(settled) < 0.05, f"stamps trail the wall clock by {min(settled):.3f} s after the stall"
+    status = ros.wait_for("diagnostics", DiagnosticArray, timeout_s=5,
+                          predicate=lambda m: any(s.name == "vla_ros/sim_node" for s in m.status)).status[0]
+    assert int(dict((kv.key, kv.value) for kv in status.values)["realtime_overruns"]) >= 1
+    assert status.level == DiagnosticStatus.WARN
 
 
 def test_bad_commands_are_rejected_and_the_robot_keeps_its_state(ros):

@@ -8,7 +8,9 @@ root frame) and ~/reset (std_srvs/Trigger) with the `task`, `seed` and `phrasing
 Physics runs on its own thread, paced to real time times `real_time_factor` (0: as fast as
 possible); cameras render in a child process from snapshots of the state. Stamps are the sim
 clock: seconds since start plus the wall time at start, or plain sim seconds with use_sim_time
-(then /clock drives every node). Malformed commands are refused with a throttled warning.
+(then /clock drives every node). A sim that falls more than MAX_LAG_S behind skips ahead and
+counts an overrun; with wall-clock stamps the skipped time is a gap in the stamps, so they match
+the wall clock again (left behind, every frame would look stale to policy_node from then on). Malformed commands are refused with a throttled warning.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from std_srvs.srv import Trigger
 from transforms3d.quaternions import mat2quat
 from visualization_msgs.msg import Marker, MarkerArray
 
+from vla_ros.control.rate import PreciseRate
 from vla_ros.embodiment import load_embodiment
 from vla_ros.errors import VlaRosError
 from vla_ros.nodes import sim_cameras
@@ -49,6 +52,10 @@ TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCA
 # thread sharing the process with the executor and the renderer.
 SWITCH_INTERVAL_S = 0.0002
 PHRASINGS = ("canonical", *PHRASING_SPLITS)
+# Below policy_node's default max_image_age_s (0.3): a sim this far behind catches up by stepping
+# without sleeping; further behind, it gives the time up (an overrun) rather than have its stamps
+# trail the wall clock until every camera frame is too old to use.
+MAX_LAG_S = 0.2
 
 
 class SimNode(Node):
@@ -79,7 +86,6 @@ class SimNode(Node):
         self.lock = threading.Lock()
         self.rejected = 0
         self.last_rejected = ""
-        self.overruns = 0
 
         self.joint_states = self.create_publisher(JointState, "joint_states", 10)
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
@@ -109,6 +115,8 @@ class SimNode(Node):
                       for name, camera in embodiment.cameras.items()]
             self.camera_worker, self.camera_pipe = sim_cameras.start(str(embodiment.path), topics,
                                                                      f"{self.get_name()}_cameras")
+        rate_hz = self.real_time_factor / self.control_dt
+        self.rate = PreciseRate(rate_hz, max_lag=max(1, round(MAX_LAG_S * rate_hz))) if rate_hz > 0 else None
         self.threads = [threading.Thread(target=self._until_shutdown, args=(self._physics_loop,), daemon=True)]
         for thread in self.threads:
             thread.start()
@@ -175,11 +183,9 @@ class SimNode(Node):
         self.get_logger().info(f"episode: task {self.task.spec}, seed {self.seed}: {self.instruction!r}")
 
     def _physics_loop(self) -> None:
-        # Sim time starts now: stamps track the wall clock from here (a sim that falls behind
-        # real time then shows as stale stamps, which it is), or start at 0 with use_sim_time.
+        # Sim time starts now: stamps track the wall clock from here (a sim behind real time shows
+        # as stale stamps, which it is), or start at 0 with use_sim_time.
         self.clock_base = 0.0 if self.use_sim_time else time.time() - self.clock
-        period = self.control_dt / self.real_time_factor if self.real_time_factor > 0 else 0.0
-        deadline = time.monotonic()
         tick = 0
         while self.running.is_set():
             with self.lock:
@@ -195,13 +201,13 @@ class SimNode(Node):
             if due and self.camera_pipe is not None:
                 self.camera_pipe.send(snapshot)
             tick += 1
-            deadline += period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -0.5:
-                self.overruns += 1
-                deadline = time.monotonic()
+            if self.rate is None:
+                continue
+            overruns = self.rate.overruns
+            late = self.rate.sleep()
+            if self.rate.overruns > overruns and not self.use_sim_time:
+                with self.lock:
+                    self.clock_base += late
 
     def _publish_state(self, tick: int) -> None:
         stamp = to_stamp(self.clock_base + self.clock)
@@ -262,12 +268,13 @@ class SimNode(Node):
 
     def _publish_diagnostics(self) -> None:
         holding = self.hardware.holding(self.world.data.time)
-        level = WARN if holding or self.overruns else OK
+        overruns = self.rate.overruns if self.rate else 0
+        level = WARN if holding or overruns else OK
         message = f"brakes on: {', '.join(holding)}" if holding else "running"
         values = {
             "embodiment": self.world.embodiment.name, "sim_time_s": f"{self.clock:.2f}",
             "rejected_commands": self.rejected, "last_rejected": self.last_rejected,
-            "realtime_overruns": self.overruns,
+            "realtime_overruns": overruns,
             "real_time_factor": self.real_time_factor,
         }
         if self.world.embodiment.delegated_groups:
