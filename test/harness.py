@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from vla_ros import process
 
 TOKEN_VAR = "VLA_ROS_TEST_TOKEN"
 BIN_DIR = Path(sys.executable).parent
+SLOW_STOP_S = 5.0  # a node should exit within this of SIGINT; slower stops are reported as warnings
 
 
 def console_script(name: str) -> str:
@@ -182,7 +184,12 @@ class RosHarness:
         """Stop every child (even after a failure in the test body), then the test node."""
         try:
             for started in self.processes:
-                started.stop()
+                began = time.monotonic()
+                code = started.stop()
+                took = time.monotonic() - began
+                if took > SLOW_STOP_S:
+                    warnings.warn(f"{started.name} took {took:.1f} s to stop (exit code {code}): it ignored "
+                                  "SIGINT, or its ROS shutdown hung\n" + started.describe(lines=5), stacklevel=1)
         finally:
             self.executor.shutdown()
             self.node.destroy_node()
