@@ -108,6 +108,43 @@ def test_the_hindsight_goal_is_the_named_cube_from_the_bag_alone(arm7, tmp_path)
     np.testing.assert_allclose(hindsight_goal(samples.actions, arm7), samples.goal)
 
 
+def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_after_it(arm7, tmp_path):
+    """With a switch the instruction names another cube partway there: the expert turns away from the
+    first cube to the second, and the samples (with a goal at the second cube) start at the change."""
+    collector = Collector(arm7)
+    tools = []
+    try:
+        recorded = collector.record("reach:red", 21, tmp_path, switch_fraction=1.0)
+        cubes = observe(collector.world).cubes
+    finally:
+        collector.close()
+    episode = read_episode(recorded.path)
+    switched = episode.outcome["switched"]
+    (_, first), (at, second) = episode.instructions
+    assert switched["from"] == "reach:red" and switched["to"] != "reach:red" and switched["at_s"] == pytest.approx(at, abs=0.005)
+    colour = switched["to"].split(":")[1]
+    assert colour in second and "red" in first and recorded.path.name.startswith(f"arm7-reach-red-then-{colour}-")
+    assert recorded.result.success and recorded.result.task == switched["to"] and episode.outcome["instruction"] == second
+    io = EmbodimentIO(arm7)
+    kinematics = arm7.kinematics
+    frame = arm7.groups["arm"].ee_frame
+    for row in episode.joint_states.values[:, [episode.joint_states.names.index(j) for j in io.joints[:7]]]:
+        q = np.zeros(len(kinematics.joint_names))
+        q[kinematics.index(io.joints[:7])] = row
+        tools.append(kinematics.frame_pose(q, frame)[:3, 3])
+    tools = np.array(tools)
+    to_red = np.linalg.norm(tools - cubes["red"], axis=1)
+    change = int(np.searchsorted(episode.joint_states.times, at))
+    assert to_red[change] < to_red[0] - 0.02, "the switch came before the arm set off for the first cube"
+    assert to_red[-1] > to_red[change] + 0.02, "the arm did not turn away from the first cube"
+
+    samples = episode_samples(episode, arm7, 8, 0.05, (32, 32))
+    frames = episode.images[arm7.cameras["front"].topic][0]
+    assert set(samples.instructions) == {second}
+    assert len(samples) == int(np.sum(frames >= at - 1e-9)) < len(frames)
+    assert np.linalg.norm(samples.goal - cubes[colour]) < REACH_RADIUS
+
+
 def test_the_sample_cache_hits_for_the_same_bag_and_settings_only(recorded, arm7, tmp_path):
     bag = recorded[0].path
     first = cached_samples(bag, arm7, 8, 0.05, (32, 32), tmp_path)
@@ -167,3 +204,9 @@ def test_collect_cli_writes_bags_and_a_summary(tmp_path):
     wrong = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "raech",
                             "--episodes", "1", "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "no task 'raech'" in wrong.stderr
+    for task, fraction, message in (("reach", "1.5", "--switch is a fraction of the episodes, 0 to 1, got 1.5"),
+                                    ("push", "0.5", "task 'push' cannot switch cubes mid-episode")):
+        refused = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", task,
+                                  "--episodes", "1", "--seed", "9", "--switch", fraction, "--out", str(out)],
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr

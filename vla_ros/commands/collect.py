@@ -19,6 +19,9 @@ def register(verbs) -> None:
                         help="seconds recorded after success, the expert holding still (default 1)")
     parser.add_argument("--phrasing", default="train", choices=("train", "held_out"),
                         help="which phrasings of the instruction to record (default train)")
+    parser.add_argument("--switch", type=float, default=0.0, metavar="FRACTION",
+                        help="share of the episodes (0-1, drawn per seed) in which the instruction changes to another "
+                             "cube partway there and the expert turns to it (reach; default 0)")
     parser.set_defaults(handler=run)
 
 
@@ -34,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise VlaRosError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0.0 <= args.switch <= 1.0:
+        raise VlaRosError(f"--switch is a fraction of the episodes, 0 to 1, got {args.switch}")
     for spec in args.task:
         if spec.split(":")[0] not in TASKS:
             raise VlaRosError(f"no task {spec.split(':')[0]!r}; tasks: {', '.join(TASKS)}")
@@ -52,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                 for index in range(args.episodes):
                     seed = args.seed + index
                     try:
-                        recorded = collector.record(spec, seed, args.out, args.phrasing, args.seconds, args.linger)
+                        recorded = collector.record(spec, seed, args.out, args.phrasing, args.seconds, args.linger,
+                                                    args.switch)
                     except BagError as error:
                         raise VlaRosError(f"{error} (remove it, or collect with another --seed)") from None
                     successes += recorded.result.success
@@ -65,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"wrote {sum(c['episodes'] for c in summary.values())} bags to {args.out} "
                   "(training uses the successful ones)")
     (args.out / f"collect-{embodiment.name}-s{args.seed}.json").write_text(json.dumps(
-        {"embodiment": embodiment.name, "seed": args.seed, "phrasing": args.phrasing, "tasks": summary}, indent=2))
+        {"embodiment": embodiment.name, "seed": args.seed, "phrasing": args.phrasing, "switch": args.switch,
+         "tasks": summary}, indent=2))
     return 0

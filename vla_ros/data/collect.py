@@ -4,10 +4,14 @@ Runs in-process (world, hardware, expert, renderer stepped together: exactly rep
 times faster than real time) and writes what a robot's recorder would: joint_states every
 control period, each camera at its rate, the expert's commanded targets, the instruction in one
 of the task's phrasings, and the outcome.
+
+With a switch fraction, that share of the episodes change their mind: partway to the cube (a
+quarter to three quarters of the way, drawn from the seed) the instruction names another cube and
+the expert turns to it. Training keeps the frames from the change on (dataset.episode_samples):
+they show turning away from a cube because the words said so, which no straight episode does.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +24,40 @@ from vla_ros import __version__
 from vla_ros.data.bag import EpisodeWriter
 from vla_ros.embodiment import Embodiment
 from vla_ros.policy.mapping import EmbodimentIO
-from vla_ros.sim.episode import EpisodeResult, phrasing_rng, run_expert, start_episode
+from vla_ros.errors import VlaRosError
+from vla_ros.sim.episode import EpisodeResult, phrasing_rng, run_expert, start_episode, task_rng
 from vla_ros.sim.expert import Targets
 from vla_ros.sim.hardware import SimHardware
-from vla_ros.sim.tasks import TaskStatus
+from vla_ros.sim.tasks import Task, TaskStatus, make_task
 from vla_ros.sim.world import World
+
+SWITCHABLE = ("reach",)  # tasks whose expert can turn to another cube mid-way (a push has moved one)
+SWITCH_PROGRESS = (0.25, 0.75)  # the share of the way to the first cube at which a switch comes
+
+
+def switch_rng(seed: int) -> np.random.Generator:
+    """The stream an episode's change of mind is drawn from (apart from scene, task and wording)."""
+    return np.random.default_rng([seed, 3])
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A planned change of mind: to the `colour` cube once `progress` of the way to the first is done."""
+
+    colour: str
+    progress: float
+
+    @staticmethod
+    def draw(task: Task, seed: int, fraction: float) -> Switch | None:
+        if fraction <= 0.0:
+            return None
+        if task.name not in SWITCHABLE:
+            raise VlaRosError(f"task {task.name!r} cannot switch cubes mid-episode (only {', '.join(SWITCHABLE)})")
+        rng = switch_rng(seed)
+        if rng.random() >= fraction:
+            return None
+        others = [c for c in task.world.colours if c != task.target]
+        return Switch(str(rng.choice(others)), float(rng.uniform(*SWITCH_PROGRESS)))
 
 
 @dataclass(frozen=True)
@@ -54,12 +87,16 @@ class Collector:
         return renderer.render()
 
     def record(self, task_spec: str, seed: int, out: Path, phrasing: str = "train", max_seconds: float = 10.0,
-               linger_s: float = 1.0) -> Recorded:
-        """Run one seeded expert episode and write it to a bag in `out`."""
+               linger_s: float = 1.0, switch_fraction: float = 0.0) -> Recorded:
+        """Run one seeded expert episode and write it to a bag in `out` (a change of mind in
+        `switch_fraction` of the seeds)."""
         world, embodiment = self.world, self.embodiment
         task = start_episode(world, self.hardware, task_spec, seed)
-        instruction = task.phrase(phrasing, phrasing_rng(seed))
-        path = out / f"{embodiment.name}-{task.spec.replace(':', '-')}-s{seed:06d}"
+        words = phrasing_rng(seed)
+        instruction = task.phrase(phrasing, words)
+        planned = Switch.draw(task, seed, switch_fraction)
+        then = f"-then-{planned.colour}" if planned else ""
+        path = out / f"{embodiment.name}-{task.spec.replace(':', '-')}{then}-s{seed:06d}"
         info = {"embodiment": embodiment.name, "task": task.spec, "seed": seed, "phrasing": phrasing,
                 "recorded_by": f"vla_ros {__version__} collect (scripted expert)"}
         writer = EpisodeWriter(path, {name: c.topic for name, c in embodiment.cameras.items()},
@@ -84,14 +121,28 @@ class Collector:
                     writer.image(camera, now, self._render(camera), embodiment.cameras[camera].frame)
                     next_frame[camera] = due + 1.0 / embodiment.cameras[camera].rate_hz
 
+        switched = {}
+
+        def switch(now: float, status: TaskStatus) -> Task | None:
+            nonlocal instruction
+            if planned is None or switched or status.progress < planned.progress:
+                return None
+            changed = make_task(f"{task.name}:{planned.colour}", world, task_rng(seed))
+            instruction = changed.phrase(phrasing, words)
+            writer.instruction(now, instruction)
+            switched.update({"at_s": round(now, 3), "from": task.spec, "to": changed.spec})
+            return changed
+
         try:
-            result = run_expert(world, self.hardware, task, max_seconds, on_step, linger_s)
+            result = run_expert(world, self.hardware, task, max_seconds, on_step, linger_s, switch)
         except BaseException:
             writer.abort()
             raise
-        writer.finish(float(world.data.time), {"success": result.success, "seconds": round(result.seconds, 3),
-                                               "progress": round(result.progress, 3), "task": result.task,
-                                               "instruction": instruction})
+        outcome = {"success": result.success, "seconds": round(result.seconds, 3), "progress": round(result.progress, 3),
+                   "task": result.task, "instruction": instruction}
+        if switched:
+            outcome["switched"] = switched
+        writer.finish(float(world.data.time), outcome)
         return Recorded(result, instruction, path)
 
     def close(self) -> None:
@@ -100,8 +151,7 @@ class Collector:
 
 
 def collect(embodiment: Embodiment, task_spec: str, seeds: list[int], out: Path, phrasing: str = "train",
-            max_seconds: float = 10.0, linger_s: float = 1.0,
-            on_episode: Callable[[Recorded], None] | None = None) -> list[Recorded]:
+            max_seconds: float = 10.0, linger_s: float = 1.0) -> list[Recorded]:
     """Record one expert episode per seed into `out` (created)."""
     out.mkdir(parents=True, exist_ok=True)
     collector = Collector(embodiment)
@@ -109,8 +159,6 @@ def collect(embodiment: Embodiment, task_spec: str, seeds: list[int], out: Path,
     try:
         for seed in seeds:
             recorded.append(collector.record(task_spec, seed, out, phrasing, max_seconds, linger_s))
-            if on_episode is not None:
-                on_episode(recorded[-1])
     finally:
         collector.close()
     return recorded

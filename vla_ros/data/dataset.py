@@ -8,6 +8,8 @@ the last one past the end): the same timing the policy node uses (ActionChunk.ti
 An episode's goal is where the end effector was commanded to at its end (hindsight: for a reach,
 the cube the instruction named), from the final commanded joints by forward kinematics in the
 robot's root frame. It needs nothing but the bag, so it works for any robot's recorded episodes.
+The goal belongs to the last instruction: frames taken under an earlier one (a change of mind, or
+a finished sub-task) have no goal known from the bag and are left out.
 
 Decoding bags is the slow part, so each bag's samples are cached as .npz under the dataset's
 `.cache/`, keyed by the bag file and the sampling settings; a changed bag or setting misses.
@@ -26,7 +28,7 @@ from vla_ros.embodiment import Embodiment
 from vla_ros.policy.mapping import EmbodimentIO
 from vla_ros.policy.observation import resize
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CAMERA_SKEW_S = 0.02  # frames of different cameras closer than this count as one moment
 
 
@@ -62,7 +64,8 @@ def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: 
         raise BagError(f"{episode.path}: {embodiment.name} has a base, the bag has no odom / cmd_vel")
     first = next(iter(topics))
     times = episode.images[first][0]
-    keep = [i for i, t in enumerate(times) if episode.instruction_at(t) is not None
+    final = episode.instructions[-1][1] if episode.instructions else None
+    keep = [i for i, t in enumerate(times) if final is not None and episode.instruction_at(t) == final
             and all(np.min(np.abs(episode.images[topic][0] - t)) <= CAMERA_SKEW_S for topic in topics)]
     times = times[keep]
     images = {}

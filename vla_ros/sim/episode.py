@@ -65,12 +65,14 @@ def run_expert_episode(world: World, hardware: SimHardware, task_spec: str, seed
 
 def run_expert(world: World, hardware: SimHardware, task: Task, max_seconds: float,
                on_step: Callable[[World, Targets, TaskStatus], None] | None = None,
-               linger_s: float = 0.0) -> EpisodeResult:
+               linger_s: float = 0.0, switch: Callable[[float, TaskStatus], Task | None] | None = None) -> EpisodeResult:
     """Run a started episode (`start_episode`) with the task's scripted expert in the loop.
 
     `on_step` sees the world after each control period and the targets commanded during it. The
     episode ends at success (plus `linger_s` of the expert holding still there: demonstrations
-    should show what to do once the goal is reached) or at `max_seconds` of sim time.
+    should show what to do once the goal is reached) or at `max_seconds` of sim time. `switch`,
+    asked after each period before success, may hand over a new task: the expert turns to it
+    where it is (a change of mind), and the episode is judged by it.
     """
     expert = EXPERTS[task.name](world.embodiment, task.values)
     control_dt = 1.0 / world.embodiment.control_rate_hz
@@ -87,6 +89,11 @@ def run_expert(world: World, hardware: SimHardware, task: Task, max_seconds: flo
             hardware.command_base(targets.base, now)
         step(world, hardware, substeps, control_dt)
         status = task.update(control_dt)
+        changed = switch(float(world.data.time), status) if switch is not None and succeeded_at is None else None
+        if changed is not None:
+            task = changed
+            expert.retarget(task.values)
+            status = task.update(0.0)
         if on_step is not None:
             on_step(world, targets, status)
         if status.success and succeeded_at is None:

@@ -54,6 +54,7 @@ class Expert(ABC):
         self.values = values
         self.arms = [g for g in embodiment.commanded_groups if g.kind == "arm"]
         self._started = False
+        self._replan = False
 
     def _start(self, observation: Observation) -> None:
         q = observation.q
@@ -75,6 +76,12 @@ class Expert(ABC):
     def prepare(self, q: np.ndarray) -> None:
         """Adjust the plan to the chosen arm (its tool rotation, its gripper) before moving."""
 
+    def retarget(self, values: dict[str, str]) -> None:
+        """A change of mind: from the next act(), plan afresh for the cube `values` names, from where the
+        tool is (same arm, no stop first)."""
+        self.values = values
+        self._replan = True
+
     def _turn_error(self, achieved: np.ndarray) -> float:
         """[rad] between the commanded tool orientation and the wanted one (rotation or axis)."""
         if self.orientation.shape == (3, 3):
@@ -91,6 +98,10 @@ class Expert(ABC):
     def act(self, observation: Observation) -> Targets:
         if not self._started:
             self._start(observation)
+        if self._replan:
+            self.waypoints = self.plan(observation.cubes[self.values["colour"]])
+            self._arrival = _Settling()
+            self._replan = False
         dt = max(observation.time - self._last_time, 0.0)
         self._last_time = observation.time
         # Advance along the path only as fast as the joint targets follow it (a large wrist turn,
