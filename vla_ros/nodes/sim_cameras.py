@@ -55,7 +55,7 @@ def _main(connection: Connection, embodiment_path: str, cameras: list[CameraTopi
     data = mujoco.MjData(world.model)
     specs = world.embodiment.cameras
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(args=[], context=context)  # not sim_node's --ros-args: a __node remap would rename this node too
     node = rclpy.create_node(node_name, context=context, start_parameter_services=False)
     publishers = {c.name: node.create_publisher(Image, c.topic, qos_profile_sensor_data) for c in cameras}
     renderers = {}
