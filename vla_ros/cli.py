@@ -8,9 +8,9 @@ import sys
 from vla_ros import __version__
 from vla_ros.errors import VlaRosError
 
-VERBS = ("doctor", "embodiment", "sim", "serve", "bench", "collect", "train", "eval")
+VERBS = ("doctor", "embodiment", "sim", "up", "serve", "bench", "collect", "train", "eval")
 # Verbs of the contract that later issues build; until then they say so instead of pretending.
-PENDING_VERBS = {"demo": 8, "up": 8}
+PENDING_VERBS = {"demo": 8}
 
 
 def _pending(args: argparse.Namespace) -> int:

@@ -1,0 +1,12 @@
+"""The embedded MuJoCo robot (sim_node) plus policy_node and controller_node, on sim time.
+
+    ros2 launch vla_ros sim.launch.py embodiment:=arm7
+
+The nodes and their parameters come from vla_ros.bringup, as for `vla-ros up EMBODIMENT --sim`;
+`ros2 launch vla_ros sim.launch.py --show-args` lists the arguments.
+"""
+from vla_ros.bringup import launch_description
+
+
+def generate_launch_description():
+    return launch_description(sim=True)

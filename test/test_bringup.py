@@ -1,0 +1,178 @@
+"""The node graph (vla_ros.bringup), the launch files that declare it, and `vla-ros up` that runs it."""
+import os
+import re
+import runpy
+import signal
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from harness import console_script
+from vla_ros.bringup import Options, arguments, graph, parameter_text
+from vla_ros.embodiment import load_embodiment
+from vla_ros.errors import VlaRosError
+from vla_ros.policy import parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ["arm7", "mobile_manipulator", "humanoid_upper"]
+
+
+def test_the_graph_is_the_robot_the_controller_and_the_policy_with_the_options_passed_down():
+    nodes = graph(Options("arm7", sim=True, policy="remote", policy_params={"url": "ws://robot:8000", "timeout_s": 1.0},
+                          namespace="lab/left", task="reach:red", seed=7))
+    assert [n.executable for n in nodes] == ["sim_node", "controller_node", "policy_node"]
+    assert {n.namespace for n in nodes} == {"/lab/left"}
+    assert all(n.parameters["embodiment"] == "arm7" and n.parameters["use_sim_time"] is True for n in nodes)
+    sim, _, policy = nodes
+    assert sim.parameters["task"] == "reach:red" and sim.parameters["seed"] == 7
+    assert policy.parameters["policy"] == "remote" and "checkpoint" not in policy.parameters
+    assert parse_params(policy.parameters["policy_params"]) == {"url": "ws://robot:8000", "timeout_s": 1.0}
+    robot = graph(Options("humanoid_upper", policy="hold", record=True))
+    assert [n.executable for n in robot] == ["controller_node", "policy_node", "recorder_node"]
+    assert all(n.parameters["use_sim_time"] is False and n.namespace == "" for n in robot)
+    assert graph(Options("arm7", sim=True, use_sim_time=False))[0].parameters["use_sim_time"] is False
+
+
+def test_parameters_reach_the_command_line_as_the_types_they_are():
+    node = graph(Options("arm7", checkpoint="models/0001", namespace="/r1/"))[1]
+    args = node.argv()
+    assert args[:3] == [sys.executable, "-m", "vla_ros.nodes.policy_node"]
+    assert ["-r", "__node:=policy_node"] == args[4:6] and ["-r", "__ns:=/r1"] == args[6:8]
+    assert 'checkpoint:="models/0001"' in args, "a string that looks like a number stays a string"
+    assert parameter_text(True) == "true" and parameter_text(3) == "3" and parameter_text(0.5) == "0.5"
+
+
+@pytest.mark.parametrize("namespace", ["9lives", "a b", "robot//x", "a-b"])
+def test_a_namespace_ros_would_refuse_is_a_clear_error(namespace):
+    with pytest.raises(VlaRosError, match="each part must start with a letter"):
+        graph(Options("arm7", namespace=namespace))
+
+
+class FakeLaunch:
+    """Stand-in for `launch` and `launch_ros` (not installable here: no ROS 2 install on this machine).
+
+    Records what the launch file declares and builds, the way launch_ros would: arguments with
+    defaults, then the OpaqueFunction evaluated with the argument values of the launch command.
+    """
+
+    def __init__(self):
+        self.modules = {}
+        fake = self
+
+        class LaunchDescription:
+            def __init__(self, entities):
+                self.entities = list(entities)
+
+        class DeclareLaunchArgument:
+            def __init__(self, name, default_value=None, description=""):
+                self.name, self.default_value, self.description = name, default_value, description
+
+        class OpaqueFunction:
+            def __init__(self, function, args=None, kwargs=None):
+                self.function = function
+
+        class LaunchConfiguration:
+            def __init__(self, name):
+                self.name = name
+
+            def perform(self, context):
+                return context[self.name]
+
+        class Node:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        fake.Node = Node
+        for module, names in {"launch": {"LaunchDescription": LaunchDescription},
+                              "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument,
+                                                 "OpaqueFunction": OpaqueFunction},
+                              "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
+                              "launch_ros": {}, "launch_ros.actions": {"Node": Node}}.items():
+            self.modules[module] = types.ModuleType(module)
+            self.modules[module].__dict__.update(names)
+
+    def run(self, path: Path, overrides: dict[str, str]) -> tuple[dict, list]:
+        """(declared arguments name -> (default, description), the Node actions' keyword arguments)."""
+        with pytest.MonkeyPatch.context() as patch:
+            for name, module in self.modules.items():
+                patch.setitem(sys.modules, name, module)
+            description = runpy.run_path(str(path))["generate_launch_description"]()
+        declared = {e.name: (e.default_value, e.description) for e in description.entities if hasattr(e, "default_value")}
+        context = {name: overrides.get(name, default) for name, (default, _) in declared.items()}
+        actions = [a for e in description.entities if hasattr(e, "function") for a in e.function(context)]
+        return declared, [a.kwargs for a in actions if isinstance(a, self.Node)]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("launch_file, sim", [("bringup.launch.py", False), ("sim.launch.py", True)])
+def test_the_launch_files_declare_the_graph_vla_ros_up_starts(name, launch_file, sim):
+    """Every launch argument has a description and a default; the nodes it builds are graph()'s,
+    with the same names, namespaces and parameters `vla-ros up` puts on their command lines."""
+    overrides = {"embodiment": name, "namespace": "cell1", "policy": "hold"}
+    declared, nodes = FakeLaunch().run(ROOT / "launch" / launch_file, overrides)
+    assert list(declared) == [a.name for a in arguments(sim)]
+    assert all(description for _, description in declared.values())
+    expected = graph(Options(name, sim=sim, policy="hold", namespace="cell1"))
+    assert [(n["executable"], n["name"], n["namespace"], n["parameters"], n["remappings"]) for n in nodes] == \
+        [(e.executable, e.name, e.namespace, [e.parameters], list(e.remappings)) for e in expected]
+    assert all(n["package"] == "vla_ros" for n in nodes)
+    installed = set(re.findall(r'"(\w+)": "vla_ros\.nodes\.', (ROOT / "setup.py").read_text()))
+    assert {e.executable for e in expected} <= installed, "ros2 run vla_ros <executable> must exist"
+
+
+def _topic_ends(ros, topic: str) -> tuple[set[str], set[str]]:
+    publishers = {i.node_name for i in ros.node.get_publishers_info_by_topic(topic)}
+    subscribers = {i.node_name for i in ros.node.get_subscriptions_info_by_topic(topic)}
+    return publishers, subscribers
+
+
+@pytest.mark.slow
+def test_vla_ros_up_connects_the_graph_and_stops_it_all_when_a_node_dies(ros):
+    """`vla-ros up arm7 --sim`: the three nodes, their topics wired as in ARCHITECTURE.md section 3;
+    killing policy_node stops the others, and up exits 1 naming it."""
+    embodiment = load_embodiment("arm7")
+    up = ros.start([console_script("vla-ros"), "up", "arm7", "--sim", "--policy", "hold"], name="vla-ros-up")
+    wiring = {
+        "/joint_states": ({"sim_node"}, {"controller_node", "policy_node"}),
+        "/vla/action_chunk": ({"policy_node"}, {"controller_node"}),
+        "/vla/instruction": ({"sim_node"}, {"policy_node"}),
+        "/clock": ({"sim_node"}, {"controller_node", "policy_node"}),
+        "/diagnostics": ({"sim_node", "controller_node", "policy_node"}, set()),
+        **{f"/{g.command_topic}": ({"controller_node"}, {"sim_node"}) for g in embodiment.commanded_groups},
+        **{f"/{c.topic}": ({"sim_node_cameras"}, {"policy_node"}) for c in embodiment.cameras.values()},
+    }
+
+    def wired() -> bool:
+        for topic, (publishers, subscribers) in wiring.items():
+            found_publishers, found_subscribers = _topic_ends(ros, topic)
+            if not (publishers <= found_publishers and subscribers <= found_subscribers):
+                return False
+        return True
+
+    ros.spin_until(wired, 90, "every topic of the graph with its publishers and subscribers:\n" + "\n".join(
+        f"  {t}: {p} -> {s}" for t, (p, s) in wiring.items()))
+    assert up.running()
+    pid = int(re.search(r"policy_node \(pid (\d+)\)", up.output()).group(1))
+    os.kill(pid, signal.SIGKILL)
+    assert up.popen.wait(timeout=60) == 1, up.output()
+    assert "policy_node exited with status -9 (killed by SIGKILL): stopped the other nodes" in up.output()
+    ros.spin_until(lambda: not _topic_ends(ros, "/joint_states")[0], 20, "sim_node gone from the graph")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_node_of_vla_ros_up_and_exits_0(ros):
+    up = ros.start([console_script("vla-ros"), "up", "arm7", "--sim", "--policy", "hold"], name="vla-ros-up")
+    ros.spin_until(lambda: {"controller_node", "policy_node"} <= _topic_ends(ros, "/joint_states")[1], 90,
+                   "the controller and the policy subscribed to joint_states")
+    os.killpg(up.popen.pid, signal.SIGINT)
+    assert up.popen.wait(timeout=60) == 0, up.output()
+    lines = up.output().splitlines()
+    assert any(line.startswith("[sim_node       ]") for line in lines), "each node's lines behind its name"
+    assert "stopping every node" in up.output()
+    deadline = time.monotonic() + 10
+    while _topic_ends(ros, "/joint_states")[0] and time.monotonic() < deadline:
+        ros.executor.spin_once(timeout_sec=0.1)
+    assert not _topic_ends(ros, "/joint_states")[0], "sim_node outlived up"

@@ -1,0 +1,125 @@
+"""`vla-ros up EMBODIMENT [--sim]`: the node graph of `ros2 launch vla_ros (sim|bringup).launch.py`,
+without ROS's launch tooling: each node a child process, its output line by line behind its name.
+
+Ctrl-C (or SIGTERM) stops every node and exits 0; a node that exits on its own stops the rest,
+and `up` exits 1 saying which node it was and with what status.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+POLL_S = 0.1
+
+
+def register(verbs) -> None:
+    parser = verbs.add_parser("up", help="start the node graph (as ros2 launch vla_ros sim/bringup.launch.py would)")
+    parser.add_argument("embodiment", help="embodiment name (arm7, mobile_manipulator, humanoid_upper) or config file")
+    parser.add_argument("--sim", action="store_true", help="start sim_node too: the robot in the embedded MuJoCo sim")
+    parser.add_argument("--policy", default="builtin", help="policy backend: builtin, hold, replay, remote, lerobot "
+                                                            "(default builtin)")
+    parser.add_argument("--checkpoint", default="", help="checkpoint of the builtin backend (default: the shipped one)")
+    parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="backend parameter, e.g. url=ws://host:8000 (repeatable)")
+    parser.add_argument("--namespace", default="", help="namespace for every node and topic (default none)")
+    parser.add_argument("--use-sim-time", action=argparse.BooleanOptionalAction, default=None,
+                        help="follow /clock (default: with --sim)")
+    parser.add_argument("--record", action="store_true", help="start recorder_node too")
+    parser.add_argument("--task", default="reach", help="the sim's task spec (with --sim; default reach)")
+    parser.add_argument("--seed", type=int, default=0, help="the sim's scene seed (with --sim; default 0)")
+    parser.add_argument("--print-graph", action="store_true", help="print each node's command line and exit")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla_ros.bringup import Options, graph
+    from vla_ros.policy import parse_params
+
+    options = Options(embodiment=args.embodiment, sim=args.sim, policy=args.policy, checkpoint=args.checkpoint,
+                      policy_params=parse_params(pairs=args.policy_param), namespace=args.namespace,
+                      use_sim_time=args.use_sim_time, record=args.record, task=args.task, seed=args.seed)
+    nodes = graph(options)
+    if args.print_graph:
+        for node in nodes:
+            print(" ".join(node.argv()))
+        return 0
+    return Graph([(node.name, node.argv()) for node in nodes]).run()
+
+
+class Graph:
+    """Named child processes whose output is echoed behind their names; stops them all together."""
+
+    def __init__(self, commands: list[tuple[str, list[str]]], out=None):
+        self.commands = commands
+        self.out = out or sys.stdout
+        self.width = max(len(name) for name, _ in commands)
+        self.lock = threading.Lock()
+        self.children: dict[str, subprocess.Popen] = {}
+        self.readers: list[threading.Thread] = []
+
+    def say(self, name: str, line: str) -> None:
+        with self.lock:
+            self.out.write(f"[{name.ljust(self.width)}] {line}\n")
+            self.out.flush()
+
+    def _echo(self, name: str, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.say(name, raw.decode(errors="replace").rstrip("\n"))
+        stream.close()
+
+    def run(self) -> int:
+        """Start everything; block until Ctrl-C/SIGTERM (0) or a node's own exit (1)."""
+        from vla_ros.process import spawn
+
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            for name, argv in self.commands:
+                child = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                self.children[name] = child
+                reader = threading.Thread(target=self._echo, args=(name, child.stdout), daemon=True)
+                reader.start()
+                self.readers.append(reader)
+            self.say("up", f"started {', '.join(f'{n} (pid {c.pid})' for n, c in self.children.items())}; "
+                           "Ctrl-C stops them all")
+            while True:
+                for name, child in self.children.items():
+                    if child.poll() is not None:
+                        self.stop()
+                        self.say("up", f"{name} exited with status {child.returncode}{_signal_name(child.returncode)}: "
+                                       "stopped the other nodes (its last lines are above)")
+                        return 1
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            self.say("up", "stopping every node")
+            codes = self.stop()
+            self.say("up", "stopped (" + ", ".join(f"{n} {c}" for n, c in codes.items()) + ")")
+            return 0
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def stop(self) -> dict[str, int]:
+        """Stop every child (SIGINT, then harder), newest first, and drain their output."""
+        from vla_ros.process import stop
+
+        codes = {name: stop(child) for name, child in reversed(list(self.children.items()))}
+        for reader in self.readers:
+            reader.join(timeout=2.0)
+        return codes
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _signal_name(code: int) -> str:
+    if code < 0:
+        try:
+            return f" (killed by {signal.Signals(-code).name})"
+        except ValueError:
+            return ""
+    return ""
+
