@@ -1,18 +1,24 @@
 """The node graph (vla_ros.bringup), the launch files that declare it, and `vla-ros up` that runs it."""
+import dataclasses
 import os
 import re
 import runpy
 import signal
+import subprocess
 import sys
 import time
 import types
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
+import yaml
+import yourdfpy
 
 from harness import console_script
 from vla_ros.bringup import Options, arguments, graph, parameter_text
 from vla_ros.embodiment import load_embodiment
+from vla_ros.embodiment.ros2_control import controller_name
 from vla_ros.errors import VlaRosError
 from vla_ros.policy import parse_params
 
@@ -86,23 +92,43 @@ class FakeLaunch:
                 self.kwargs = kwargs
 
         fake.Node = Node
+        class IncludeLaunchDescription:
+            def __init__(self, source, launch_arguments=()):
+                self.source, self.launch_arguments = source, dict(launch_arguments)
+
+        class PythonLaunchDescriptionSource:
+            def __init__(self, path):
+                self.path = path
+
+        fake.Include = IncludeLaunchDescription
         for module, names in {"launch": {"LaunchDescription": LaunchDescription},
                               "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument,
-                                                 "OpaqueFunction": OpaqueFunction},
+                                                 "OpaqueFunction": OpaqueFunction,
+                                                 "IncludeLaunchDescription": IncludeLaunchDescription},
+                              "launch.launch_description_sources": {
+                                  "PythonLaunchDescriptionSource": PythonLaunchDescriptionSource},
                               "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
-                              "launch_ros": {}, "launch_ros.actions": {"Node": Node}}.items():
+                              "launch_ros": {}, "launch_ros.actions": {"Node": Node},
+                              "ament_index_python": {},
+                              "ament_index_python.packages": {
+                                  "get_package_share_directory": lambda package: f"/opt/ros/share/{package}"}}.items():
             self.modules[module] = types.ModuleType(module)
             self.modules[module].__dict__.update(names)
 
     def run(self, path: Path, overrides: dict[str, str]) -> tuple[dict, list]:
-        """(declared arguments name -> (default, description), the Node actions' keyword arguments)."""
+        """(declared arguments name -> (default, description), the Node actions' keyword arguments);
+        `self.included` gets the included launch files."""
         with pytest.MonkeyPatch.context() as patch:
             for name, module in self.modules.items():
                 patch.setitem(sys.modules, name, module)
             description = runpy.run_path(str(path))["generate_launch_description"]()
         declared = {e.name: (e.default_value, e.description) for e in description.entities if hasattr(e, "default_value")}
         context = {name: overrides.get(name, default) for name, (default, _) in declared.items()}
-        actions = [a for e in description.entities if hasattr(e, "function") for a in e.function(context)]
+        with pytest.MonkeyPatch.context() as patch:
+            for name, module in self.modules.items():
+                patch.setitem(sys.modules, name, module)
+            actions = [a for e in description.entities if hasattr(e, "function") for a in e.function(context)]
+        self.included = [a for a in actions if isinstance(a, self.Include)]
         return declared, [a.kwargs for a in actions if isinstance(a, self.Node)]
 
 
@@ -121,6 +147,81 @@ def test_the_launch_files_declare_the_graph_vla_ros_up_starts(name, launch_file,
     assert all(n["package"] == "vla_ros" for n in nodes)
     installed = set(re.findall(r'"(\w+)": "vla_ros\.nodes\.', (ROOT / "setup.py").read_text()))
     assert {e.executable for e in expected} <= installed, "ros2 run vla_ros <executable> must exist"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_gazebo_launch_spawns_the_exported_robot_its_controllers_and_the_same_nodes(name):
+    """gazebo.launch.py (gz sim cannot run here: checked with launch_ros stood in, see FakeLaunch):
+    gz sim on our world, the exported URDF published and spawned, the broadcaster and one controller
+    per commanded group spawned, the bridge on the exported file, then graph()'s nodes on sim time."""
+    embodiment = load_embodiment(name)
+    launch = FakeLaunch()
+    declared, nodes = launch.run(ROOT / "launch" / "gazebo.launch.py", {"embodiment": name})
+    assert list(declared) == [a.name for a in arguments(True)]
+    [gz] = launch.included
+    assert gz.source.path == "/opt/ros/share/ros_gz_sim/launch/gz_sim.launch.py"
+    assert gz.launch_arguments["gz_args"] == "-r /opt/ros/share/vla_ros/config/gz_world.sdf"
+    by_executable = {n["executable"]: n for n in nodes}
+    description = by_executable["robot_state_publisher"]["parameters"][0]["robot_description"]
+    joints = [j.get("name") for j in ElementTree.fromstring(description).find("ros2_control").iter("joint")]
+    assert joints == [j for g in embodiment.commanded_groups for j in g.joints]
+    assert by_executable["create"]["arguments"] == ["-topic", "robot_description", "-name", name]
+    assert by_executable["spawner"]["arguments"] == ["joint_state_broadcaster",
+                                                     *(g.command_topic.split("/")[0] for g in embodiment.commanded_groups),
+                                                     "--controller-manager", "controller_manager"]
+    bridge = yaml.safe_load(Path(by_executable["parameter_bridge"]["parameters"][0]["config_file"]).read_text())
+    assert {b["ros_topic_name"] for b in bridge} == {"clock", *(c.topic for c in embodiment.cameras.values())}
+    ours = [n for n in nodes if n["package"] == "vla_ros"]
+    expected = graph(Options(name, sim=False, use_sim_time=True))
+    assert [(n["executable"], n["parameters"]) for n in ours] == [(e.executable, [e.parameters]) for e in expected]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_export_ros2_control_names_exactly_the_commanded_joints_with_their_interfaces(name, tmp_path):
+    """Valid URDFs (plain: mock hardware to replace; Gazebo: gz_ros2_control, its plugin, cameras) and a
+    controllers YAML with the broadcaster and one forward command controller per commanded group,
+    named as controller_node's command topics; delegated joints (legs) and the base in none of them."""
+    embodiment = load_embodiment(name)
+    done = subprocess.run([console_script("vla-ros"), "embodiment", "export-ros2-control", name, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    commanded = {j: g.mode for g in embodiment.commanded_groups for j in g.joints}
+    for urdf, hardware in ((f"{name}.urdf", "mock_components/GenericSystem"),
+                           (f"{name}.gazebo.urdf", "gz_ros2_control/GazeboSimSystem")):
+        path = tmp_path / urdf
+        robot = yourdfpy.URDF.load(str(path), build_scene_graph=False, load_meshes=False)
+        assert set(robot.joint_map) == set(embodiment.description.joints), "the robot itself unchanged"
+        [system] = ElementTree.parse(path).getroot().findall("ros2_control")
+        assert system.find("hardware/plugin").text == hardware
+        interfaces = {j.get("name"): [c.get("name") for c in j.findall("command_interface")] for j in system.iter("joint")}
+        assert interfaces == {j: [mode] for j, mode in commanded.items()}
+        assert all([s.get("name") for s in j.findall("state_interface")] == ["position", "velocity", "effort"]
+                   for j in system.iter("joint"))
+    gazebo = ElementTree.parse(tmp_path / f"{name}.gazebo.urdf").getroot()
+    plugin = gazebo.find("gazebo/plugin")
+    assert plugin.get("filename") == "gz_ros2_control-system"
+    assert Path(plugin.find("parameters").text) == (tmp_path / f"{name}_controllers.yaml").resolve()
+    sensors = {s.get("name"): s.find("topic").text for s in gazebo.iter("sensor")}
+    assert sensors == {c.name: c.topic for c in embodiment.cameras.values()}
+
+    document = yaml.safe_load((tmp_path / f"{name}_controllers.yaml").read_text())
+    manager = document["controller_manager"]["ros__parameters"]
+    assert manager["update_rate"] == embodiment.control_rate_hz
+    assert manager.pop("joint_state_broadcaster") == {"type": "joint_state_broadcaster/JointStateBroadcaster"}
+    manager.pop("update_rate")
+    assert list(manager) == [g.command_topic.removesuffix("/commands") for g in embodiment.commanded_groups]
+    assert all(c == {"type": "forward_command_controller/ForwardCommandController"} for c in manager.values())
+    for group in embodiment.commanded_groups:
+        parameters = document[f"{group.name}_controller"]["ros__parameters"]
+        assert parameters == {"joints": list(group.joints), "interface_name": group.mode}
+    delegated = {j for g in embodiment.delegated_groups for j in g.joints}
+    assert not delegated & set(interfaces), "delegated joints belong to the vendor's balance stack"
+
+
+def test_a_command_topic_no_forward_command_controller_listens_on_is_refused():
+    group = dataclasses.replace(load_embodiment("arm7").groups["arm"], command_topic="arm_cmd")
+    with pytest.raises(VlaRosError, match="is not <controller>/commands"):
+        controller_name(group)
 
 
 def _topic_ends(ros, topic: str) -> tuple[set[str], set[str]]:

@@ -153,6 +153,44 @@ def graph(options: Options) -> list[NodeSpec]:
     return nodes
 
 
+def gazebo_actions(context, options: Options) -> list:
+    """gazebo.launch.py's actions besides our nodes (launch_ros, on a ROS install with ros_gz and
+    gz_ros2_control): export the embodiment for ros2_control into a fresh directory, start gz sim
+    with config/gz_world.sdf, publish the exported URDF (robot_state_publisher), spawn it
+    (ros_gz_sim create), start the joint_state_broadcaster and each group's forward command
+    controller (controller_manager spawner) and bridge /clock and the cameras (ros_gz_bridge)."""
+    import tempfile
+    from pathlib import Path
+
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch_ros.actions import Node
+
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.embodiment.ros2_control import controller_name, export
+
+    embodiment = load_embodiment(options.embodiment)
+    written = export(embodiment, Path(tempfile.mkdtemp(prefix=f"vla_ros_{embodiment.name}_ros2_control_")))
+    namespace = normalize_namespace(options.namespace)
+    world = Path(get_package_share_directory("vla_ros")) / "config" / "gz_world.sdf"
+    gz_launch = Path(get_package_share_directory("ros_gz_sim")) / "launch" / "gz_sim.launch.py"
+    controllers = ["joint_state_broadcaster", *(controller_name(g) for g in embodiment.commanded_groups)]
+    sim_time = {"use_sim_time": True}
+    return [
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(gz_launch)),
+                                 launch_arguments={"gz_args": f"-r {world}"}.items()),
+        Node(package="robot_state_publisher", executable="robot_state_publisher", namespace=namespace,
+             parameters=[{"robot_description": written.gazebo_urdf.read_text(), **sim_time}], output="screen"),
+        Node(package="ros_gz_sim", executable="create", namespace=namespace, output="screen",
+             arguments=["-topic", "robot_description", "-name", embodiment.name]),
+        Node(package="controller_manager", executable="spawner", namespace=namespace, output="screen",
+             arguments=[*controllers, "--controller-manager", "controller_manager"]),
+        Node(package="ros_gz_bridge", executable="parameter_bridge", namespace=namespace, output="screen",
+             parameters=[{"config_file": str(written.bridge), **sim_time}]),
+    ]
+
+
 def normalize_namespace(namespace: str) -> str:
     """'' or '/name[/name...]'; a clear error for what ROS would refuse."""
     namespace = namespace.strip().strip("/")

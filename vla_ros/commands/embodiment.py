@@ -16,6 +16,12 @@ def register(verbs) -> None:
     check = actions.add_parser("check", help="validate an embodiment file and print its groups, limits and layout")
     check.add_argument("config", help="an embodiment file, or the name of a shipped one (arm7, ...)")
     check.set_defaults(handler=run_check)
+    export = actions.add_parser("export-ros2-control",
+                                help="write the URDF with <ros2_control> tags (plain and for Gazebo), the controllers "
+                                     "YAML and the ros_gz_bridge YAML, so controller_node drives ros2_control hardware")
+    export.add_argument("config", help="an embodiment file, or the name of a shipped one (arm7, ...)")
+    export.add_argument("--out", type=Path, required=True, help="directory to write the four files into")
+    export.set_defaults(handler=run_export)
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -78,4 +84,21 @@ def run_check(args: argparse.Namespace) -> int:
         f"{embodiment.layout.width} slots ({', '.join(embodiment.config.action.groups)}), "
         f"control at {embodiment.control_rate_hz:g} Hz, URDF {embodiment.description.path.resolve()}"
     )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.embodiment.ros2_control import MOCK_HARDWARE, controller_name, export
+
+    embodiment = load_embodiment(args.config)
+    written = export(embodiment, args.out)
+    for group in embodiment.commanded_groups:
+        print(f"{controller_name(group)}: forward_command_controller, {group.mode}, {', '.join(group.joints)}")
+    for path, what in ((written.urdf, f"URDF + <ros2_control> with {MOCK_HARDWARE}: put your robot's hardware "
+                                      "plugin there"),
+                       (written.gazebo_urdf, "URDF + <ros2_control> for gz_ros2_control, the plugin and the cameras"),
+                       (written.controllers, "controllers (controller_manager YAML)"),
+                       (written.bridge, "ros_gz_bridge: /clock and the cameras")):
+        print(f"wrote {path}: {what}")
     return 0
