@@ -114,7 +114,7 @@ class Options:
         namespace: every node (and so every topic) under it; "" = none.
         use_sim_time: follow /clock; None = with `sim` (the sim publishes /clock).
         record: start recorder_node too.
-        task, seed: the sim's task spec and seed (with `sim`).
+        task, seed, phrasing: the sim's task spec, seed and instruction wording (with `sim`).
     """
 
     embodiment: str
@@ -127,6 +127,7 @@ class Options:
     record: bool = False
     task: str = "reach"
     seed: int = 0
+    phrasing: str = "canonical"
 
 
 def graph(options: Options) -> list[NodeSpec]:
@@ -139,7 +140,8 @@ def graph(options: Options) -> list[NodeSpec]:
     nodes = []
     if options.sim:
         nodes.append(NodeSpec("sim_node", "sim_node", namespace,
-                              {**common, "task": options.task, "seed": int(options.seed), "publish_cameras": True}))
+                              {**common, "task": options.task, "seed": int(options.seed), "phrasing": options.phrasing,
+                               "publish_cameras": True}))
     nodes.append(NodeSpec("controller_node", "controller_node", namespace, dict(common)))
     policy = {**common, "policy": options.policy}
     if options.checkpoint:

@@ -8,14 +8,7 @@ import sys
 from vla_ros import __version__
 from vla_ros.errors import VlaRosError
 
-VERBS = ("doctor", "embodiment", "sim", "up", "serve", "bench", "collect", "train", "eval")
-# Verbs of the contract that later issues build; until then they say so instead of pretending.
-PENDING_VERBS = {"demo": 8}
-
-
-def _pending(args: argparse.Namespace) -> int:
-    print(f"vla-ros {args.verb}: not built yet (issue #{PENDING_VERBS[args.verb]})", file=sys.stderr)
-    return 2
+VERBS = ("doctor", "demo", "embodiment", "sim", "up", "serve", "bench", "collect", "train", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,10 +19,6 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in VERBS:
         importlib.import_module(f"vla_ros.commands.{verb}").register(verbs)
-    for verb, issue in PENDING_VERBS.items():
-        pending = verbs.add_parser(verb, help=f"not built yet (issue #{issue})")
-        pending.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        pending.set_defaults(handler=_pending)
     return parser
 
 

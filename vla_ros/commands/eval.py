@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -149,8 +148,8 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
         VlaRosError: bad arguments, a node that died, a graph that did not come up.
     """
     import numpy as np
-    import yaml
 
+    from vla_ros import bringup
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError, did_you_mean
     from vla_ros.media import contact_sheet
@@ -174,22 +173,15 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
         raise VlaRosError(f"no camera {camera!r}; cameras: {', '.join(robot.cameras) or 'none'}")
 
     log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-eval-"))
-    ros_args = ["--ros-args", "-p", f"embodiment:={robot.path}"]
-    policy_args = ["-p", f"policy:={policy}"]
-    if checkpoint:  # quoted: a YAML string, whatever the path looks like
-        policy_args += ["-p", f"checkpoint:={json.dumps(str(checkpoint))}"]
-    if policy_params:
-        flow = yaml.safe_dump(dict(policy_params), default_flow_style=True, width=math.inf).strip()
-        policy_args += ["-p", f"policy_params:={json.dumps(flow)}"]
+    nodes = bringup.graph(bringup.Options(str(robot.path), sim=True, policy=policy, checkpoint=checkpoint or "",
+                                          policy_params=dict(policy_params), use_sim_time=False, task=task, seed=seed,
+                                          phrasing=phrasing))
     results: list[EvalEpisode] = []
     latencies: dict[str, list[float]] = {"inference_p50_ms": [], "inference_p95_ms": []}
     tiles, labels = [], []
     with ProcessGroup(log_dir) as graph:
-        graph.start("sim_node", [sys.executable, "-m", "vla_ros.nodes.sim_node", *ros_args,
-                                 "-p", f"task:={task}", "-p", f"seed:={seed}", "-p", f"phrasing:={phrasing}",
-                                 "-p", "publish_cameras:=true"])
-        graph.start("controller_node", [sys.executable, "-m", "vla_ros.nodes.controller_node", *ros_args])
-        graph.start("policy_node", [sys.executable, "-m", "vla_ros.nodes.policy_node", *ros_args, *policy_args])
+        for node in nodes:
+            graph.start(node.name, node.argv())
         client = SimClient(camera_topic=robot.cameras[camera].topic if camera else None,
                            controller_node="controller_node")
         reports = client.watch_diagnostics("vla_ros/policy_node")

@@ -15,13 +15,17 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vla_ros.errors import VlaRosError
 from vla_ros.ros.image import from_image_msg
 from vla_ros.ros.time import to_seconds
+
+
+TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # as vla/instruction is
 
 
 class SimUnavailable(VlaRosError):
@@ -64,6 +68,7 @@ class SimClient:
         self.controller_reset = (self.node.create_client(Trigger, f"{controller_node}/reset")
                                  if controller_node else None)
         self.keep_frame: Callable[[], bool] = lambda: False
+        self.instruction_pub = None  # made when an episode's instruction is given (run_episode)
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
         self.status = {kv.key: kv.value for kv in msg.values}
@@ -143,10 +148,25 @@ class SimClient:
         self.spin_until(lambda: self.status.get("episode") != previous, timeout_s, "the new episode's status")
         return response.message
 
-    def run_episode(self, task: str, seed: int, seconds: float, frame_every_s: float = 0.0) -> EpisodeOutcome:
-        """Start an episode and watch it until success or `seconds` of sim time."""
-        instruction = self.start_episode(task, seed)
+    def run_episode(self, task: str, seed: int, seconds: float, frame_every_s: float = 0.0,
+                    instruction: str | None = None,
+                    on_status: Callable[[dict[str, str], str], None] | None = None) -> EpisodeOutcome:
+        """Start an episode and watch it until success or `seconds` of sim time; `instruction`
+        replaces the sim's wording of the task, `on_status(values, message)` sees each task status."""
+        given = self.start_episode(task, seed)
+        if instruction is not None and instruction != given:
+            if self.instruction_pub is None:
+                self.instruction_pub = self.node.create_publisher(String, "vla/instruction", TRANSIENT_LOCAL)
+            self.instruction_pub.publish(String(data=instruction))
+        instruction = instruction or given
         last_frame = [-np.inf]
+        seen = [None]
+
+        def done() -> bool:
+            if on_status is not None and self.status is not seen[0]:
+                seen[0] = self.status
+                on_status(self.status, self.status_message)
+            return self.status.get("success") == "true" or float(self.status["episode_time"]) >= seconds
 
         def keep() -> bool:
             now = float(self.status.get("episode_time", 0.0))
@@ -157,8 +177,7 @@ class SimClient:
 
         self.keep_frame = keep
         try:
-            self.spin_until(lambda: self.status.get("success") == "true" or float(self.status["episode_time"]) >= seconds,
-                            seconds * 20 + 60, f"the end of episode {task} seed {seed}")
+            self.spin_until(done, seconds * 20 + 60, f"the end of episode {task} seed {seed}")
         finally:
             self.keep_frame = lambda: False
         return EpisodeOutcome(self.status["task"], seed, instruction, self.status["target"],

@@ -1,0 +1,198 @@
+"""`vla-ros demo`: the built-in VLA in charge of a simulated arm, one instruction after another.
+
+Brings up the graph of `vla-ros up arm7 --sim` (sim_node, controller_node, policy_node with the
+shipped checkpoint) as child processes, resets the scene for each episode, gives the instruction,
+shows the episode's progress live, and reports success per instruction. Writes into --out a
+contact sheet of what the camera saw, a tracking plot (the measured joints against the targets of
+every action chunk) and the results as JSON. Exits 0 when the demo ran, whatever the successes:
+they are the result, not an error; a node that dies or never comes up is one (exit 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+from pathlib import Path
+
+DEFAULT_INSTRUCTIONS = ("reach the red cube", "now go to the blue block", "touch the green cube")
+SHEET_FRAMES = 5  # per episode
+FRAME_EVERY_S = 0.2  # [s] sim time between kept frames
+READY_TIMEOUT_S = 180.0  # policy_node loads torch, the checkpoint and the language model first
+TRACKED_JOINTS = 3  # of the first commanded group, in the tracking plot
+
+
+def register(verbs) -> None:
+    parser = verbs.add_parser("demo", help="the built-in VLA drives the simulated arm through a few instructions")
+    parser.add_argument("--embodiment", default="arm7", help="embodiment name or file (default arm7)")
+    parser.add_argument("--instruction", action="append", default=[], metavar="TEXT",
+                        help="an instruction naming a cube colour (repeatable; default: "
+                             + "; ".join(f"'{i}'" for i in DEFAULT_INSTRUCTIONS) + ")")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes (scenes) per instruction (default 1)")
+    parser.add_argument("--seed", type=int, default=1100, help="scene seed of the first episode (default 1100)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="sim time limit per episode (default 8)")
+    parser.add_argument("--policy", default="builtin", help="policy backend (default builtin)")
+    parser.add_argument("--checkpoint", default="", help="checkpoint of the builtin backend (default: the shipped one)")
+    parser.add_argument("--out", type=Path, default=Path("demo"), help="where the pictures and results go (default demo/)")
+    parser.set_defaults(handler=run)
+
+
+def task_of(instruction: str, colours) -> str:
+    """The reach task an instruction names (by its one cube colour); VlaRosError otherwise."""
+    from vla_ros.errors import VlaRosError
+
+    named = [c for c in colours if re.search(rf"\b{c}\b", instruction.lower())]
+    if len(named) != 1:
+        raise VlaRosError(f"instruction {instruction!r} names {len(named) or 'no'} cube colours; the demo judges "
+                          f"an episode by the one cube it names ({', '.join(colours)})")
+    return f"reach:{named[0]}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from vla_ros import bringup
+    from vla_ros.embodiment import load_embodiment
+    from vla_ros.errors import VlaRosError
+    from vla_ros.media import contact_sheet, write_image
+    from vla_ros.process import ChildDied, ProcessGroup
+    from vla_ros.ros.sim_client import SimClient, SimUnavailable
+    from vla_ros.ros.time import to_seconds
+    from vla_ros.sim.world import COLOURS
+    from vla_ros.terminal import console as make_console
+
+    console = make_console()
+    robot = load_embodiment(args.embodiment)
+    instructions = args.instruction or list(DEFAULT_INSTRUCTIONS)
+    tasks = [task_of(text, COLOURS) for text in instructions]
+    if args.episodes < 1 or not args.seconds > 0:
+        raise VlaRosError(f"need at least one episode of some seconds, got --episodes {args.episodes} "
+                          f"--seconds {args.seconds}")
+    camera = next(iter(robot.cameras), None)
+    group = robot.commanded_groups[0]
+    tracked = list(group.joints[:TRACKED_JOINTS])
+    nodes = bringup.graph(bringup.Options(str(robot.path), sim=True, policy=args.policy, checkpoint=args.checkpoint,
+                                          task=tasks[0], seed=args.seed))
+    log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-demo-"))
+    console.print(f"[bold]vla-ros demo[/]: {robot.name} in the simulator, policy {args.policy}; starting "
+                  f"{', '.join(n.name for n in nodes)} (logs in {log_dir})")
+    measured: list[tuple[float, list[float]]] = []
+    chunks: list[tuple[float, np.ndarray, np.ndarray]] = []
+    results, tiles, labels, marks = [], [], [], []
+    with ProcessGroup(log_dir) as graph:
+        for node in nodes:
+            graph.start(node.name, node.argv())
+        client = SimClient(camera_topic=robot.cameras[camera].topic if camera else None, controller_node="controller_node")
+        reports = client.watch_diagnostics("vla_ros/policy_node")
+
+        def on_state(msg: JointState) -> None:
+            index = {n: i for i, n in enumerate(msg.name)}
+            if all(j in index for j in tracked):
+                measured.append((to_seconds(msg.header.stamp), [msg.position[index[j]] for j in tracked]))
+
+        def on_chunk(msg: JointTrajectory) -> None:
+            columns = [list(msg.joint_names).index(j) for j in tracked if j in msg.joint_names]
+            if len(columns) == len(tracked):
+                times = np.array([p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points])
+                chunks.append((to_seconds(msg.header.stamp), times,
+                               np.array([[p.positions[c] for c in columns] for p in msg.points])))
+
+        client.node.create_subscription(JointState, "joint_states", on_state, 50)
+        client.node.create_subscription(JointTrajectory, "vla/action_chunk", on_chunk, 10)
+        try:
+            with console.status("waiting for policy_node (it loads the model) and the sim"):
+                client.spin_until(lambda: graph.check() or (bool(reports) and reports[-1]["level"] == 0),
+                                  READY_TIMEOUT_S, "policy_node publishing chunks")
+                client.wait_ready(60, group.command_topic)
+            console.print(f"policy_node ready: {reports[-1]['message']}")
+            columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                       TimeElapsedColumn(), TextColumn("{task.fields[detail]}"))
+            with Progress(*columns, console=console) as progress:
+                episode = 0
+                for instruction, task in zip(instructions, tasks):
+                    for _ in range(args.episodes):
+                        seed = args.seed + episode
+                        episode += 1
+                        bar = progress.add_task(f"{episode}. {instruction!r} (seed {seed})", total=1.0, detail="")
+
+                        def show(values: dict, message: str, bar=bar) -> None:
+                            graph.check()
+                            if "progress" in values:
+                                progress.update(bar, completed=float(values["progress"]), detail=message)
+
+                        start = len(measured) and measured[-1][0]
+                        outcome = client.run_episode(task, seed, args.seconds, FRAME_EVERY_S, instruction, show)
+                        marks.append((start, f"{episode}"))
+                        progress.update(bar, completed=1.0 if outcome.success else outcome.progress,
+                                        detail=("[green]success[/]" if outcome.success else "[red]not reached[/]")
+                                        + f" after {outcome.seconds:.1f} s: {outcome.detail}")
+                        results.append({"instruction": instruction, "task": task, "seed": seed,
+                                        "success": outcome.success, "seconds": round(outcome.seconds, 2),
+                                        "detail": outcome.detail})
+                        frames = client.take_frames()
+                        for pick in np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int) if frames else ():
+                            time_s, frame = frames[pick]
+                            tiles.append(frame)
+                            labels.append(f"{episode}. t={time_s:.1f}s")
+        except (SimUnavailable, ChildDied) as error:
+            console.print(f"[red]the demo could not run[/]: {error}\n(node logs in {log_dir})")
+            return 1
+        finally:
+            client.close()
+
+    table = Table(title=f"{robot.name}: the built-in VLA, one instruction at a time")
+    for column in ("instruction", "successes", "episodes"):
+        table.add_column(column)
+    for instruction in instructions:
+        mine = [r for r in results if r["instruction"] == instruction]
+        table.add_row(instruction, str(sum(r["success"] for r in mine)), str(len(mine)))
+    console.print(table)
+    successes = sum(r["success"] for r in results)
+    console.print(f"{successes}/{len(results)} episodes reached the cube they were told to")
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [args.out / "demo.json"]
+    (args.out / "demo.json").write_text(json.dumps({"embodiment": robot.name, "policy": args.policy,
+                                                    "episodes": results, "successes": successes}, indent=2))
+    if tiles:
+        write_image(args.out / "demo_sheet.png", contact_sheet(tiles, columns=SHEET_FRAMES, labels=labels))
+        written.append(args.out / "demo_sheet.png")
+    if measured and chunks:
+        tracking_plot(args.out / "demo_tracking.png", measured, chunks, tracked, marks)
+        written.append(args.out / "demo_tracking.png")
+    console.print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def tracking_plot(path: Path, measured, chunks, joints: list[str], marks) -> None:
+    """Each tracked joint over the demo: measured (black) and every action chunk's targets (colour)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    origin = measured[0][0]
+    times = np.array([t for t, _ in measured]) - origin
+    positions = np.array([p for _, p in measured])
+    figure, axes = plt.subplots(len(joints), 1, figsize=(10, 2.2 * len(joints)), sharex=True, squeeze=False)
+    for k, (axis, joint) in enumerate(zip(axes[:, 0], joints)):
+        for stamp, offsets, targets in chunks:
+            axis.plot(stamp - origin + offsets, targets[:, k], color="tab:orange", alpha=0.35, linewidth=0.8)
+        axis.plot(times, positions[:, k], color="black", linewidth=1.2)
+        for start, label in marks:
+            axis.axvline(start - origin, color="grey", linestyle=":", linewidth=0.8)
+            if k == 0:
+                axis.annotate(f"episode {label}", (start - origin, 1.0), xycoords=("data", "axes fraction"),
+                              fontsize=8, va="bottom")
+        axis.set_ylabel(f"{joint} [rad]")
+    axes[0, 0].plot([], [], color="black", label="measured")
+    axes[0, 0].plot([], [], color="tab:orange", label="action chunk targets")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time [s]")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
