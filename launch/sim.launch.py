@@ -1,4 +1,4 @@
-"""The embedded MuJoCo robot (sim_node) plus policy_node and controller_node, on sim time.
+"""The embedded MuJoCo robot (sim_node) plus policy_node and controller_node.
 
     ros2 launch vla_ros sim.launch.py embodiment:=arm7
 

@@ -33,6 +33,8 @@ def register(verbs) -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="sim time limit per episode (default 8)")
     parser.add_argument("--policy", default="builtin", help="policy backend (default builtin)")
     parser.add_argument("--checkpoint", default="", help="checkpoint of the builtin backend (default: the shipped one)")
+    parser.add_argument("--use-sim-time", action="store_true",
+                        help="every node follows the sim's /clock (default: the wall clock, as vla-ros up)")
     parser.add_argument("--out", type=Path, default=Path("demo"), help="where the pictures and results go (default demo/)")
     parser.set_defaults(handler=run)
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     group = robot.commanded_groups[0]
     tracked = list(group.joints[:TRACKED_JOINTS])
     nodes = bringup.graph(bringup.Options(str(robot.path), sim=True, policy=args.policy, checkpoint=args.checkpoint,
-                                          task=tasks[0], seed=args.seed))
+                                          use_sim_time=args.use_sim_time, task=tasks[0], seed=args.seed))
     log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-demo-"))
     console.print(f"[bold]vla-ros demo[/]: {robot.name} in the simulator, policy {args.policy}; starting "
                   f"{', '.join(n.name for n in nodes)} (logs in {log_dir})")

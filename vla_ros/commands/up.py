@@ -26,8 +26,8 @@ def register(verbs) -> None:
     parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                         help="backend parameter, e.g. url=ws://host:8000 (repeatable)")
     parser.add_argument("--namespace", default="", help="namespace for every node and topic (default none)")
-    parser.add_argument("--use-sim-time", action=argparse.BooleanOptionalAction, default=None,
-                        help="follow /clock (default: with --sim)")
+    parser.add_argument("--use-sim-time", action="store_true",
+                        help="every node follows /clock (default: the wall clock, which sim_node keeps pace with)")
     parser.add_argument("--record", action="store_true", help="start recorder_node too")
     parser.add_argument("--task", default="reach", help="the sim's task spec (with --sim; default reach)")
     parser.add_argument("--seed", type=int, default=0, help="the sim's scene seed (with --sim; default 0)")

@@ -6,8 +6,10 @@ ros2_control forward_command_controller convention), cmd_vel for a mobile base, 
 (sensor_msgs/JointState: the limited targets q, qd it tracks) and diagnostics. Services:
 `~/estop` (std_srvs/SetBool: true latches, false releases like ~/reset) and `~/reset`.
 
-The control loop runs on a thread of its own, paced by absolute deadlines on the monotonic clock
-(or, with use_sim_time, by /clock), and owns the controller core. It takes the newest joint_states
+The control loop runs on a thread of its own, paced by absolute deadlines on the monotonic clock,
+and owns the controller core. With use_sim_time its time is /clock's, and a period in which the
+sim clock did not move is skipped (a paused sim, or none yet); the pace stays the monotonic
+clock's, never a wait on /clock messages, which the executor may deliver late under load. It takes the newest joint_states
 straight from its subscription at the top of each period (no executor in the hot path); the
 other callbacks only queue what they received for the loop to take at its next period, so a slow
 callback never delays a command. See vla_ros/control/controller.py for the watchdog rules.
@@ -25,7 +27,6 @@ from geometry_msgs.msg import Twist
 from rcl_interfaces.msg import SetParametersResult
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, Header
 from std_srvs.srv import SetBool, Trigger
@@ -124,7 +125,6 @@ class ControllerNode(Node):
         self.ticks = 0
         self.overruns_reported = 0
         self.rate = PreciseRate(self.rate_hz)
-        self._sim_deadline: int | None = None  # [ns] next period's end under use_sim_time
 
         self.running = threading.Event()
         self.running.set()
@@ -189,19 +189,18 @@ class ControllerNode(Node):
         state = None  # (q, qd, stamp [s]) of the newest good joint_states
         used_stamp = None
         last_start = None
+        last_now = -np.inf
         while self.running.is_set():
-            if self.use_sim_time:
-                if not self._sleep_sim(period):
-                    continue
-                late = 0.0
-            else:
-                late = self.rate.sleep()
+            late = self.rate.sleep()
+            now = self._now()
+            if self.use_sim_time and now <= last_now:  # sim time stands still: nothing moved, nothing to command
+                continue
+            last_now = now
             start = time.monotonic()
             if last_start is not None:
                 self.periods.add(start - last_start)
             last_start = start
             self.period_error.add(late)
-            now = self._now()
             self._take_inbox(now)
             msg = take_latest(self.states)
             if msg is not None:
@@ -232,18 +231,6 @@ class ControllerNode(Node):
                     self.latency.add(self._now() - state[2])
                     used_stamp = state[2]
             self.ticks += 1
-
-    def _sleep_sim(self, period: float) -> bool:
-        """Under use_sim_time: wait until /clock passes the next deadline (False if it did not)."""
-        clock = self.get_clock()
-        if self._sim_deadline is None:
-            self._sim_deadline = clock.now().nanoseconds
-        self._sim_deadline += int(period * 1e9)
-        reached = clock.sleep_until(Time(nanoseconds=self._sim_deadline, clock_type=clock.clock_type))
-        behind = clock.now().nanoseconds - self._sim_deadline
-        if behind > 5 * period * 1e9:  # the clock jumped (a sim reset or a paused sim resuming)
-            self._sim_deadline = clock.now().nanoseconds
-        return reached and self.running.is_set()
 
     def _take_inbox(self, now: float) -> None:
         while self.inbox:
