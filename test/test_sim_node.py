@@ -137,6 +137,32 @@ def test_bad_commands_are_rejected_and_the_robot_keeps_its_state(ros):
     assert "arm: command rejected: 6 values for 7 joints" in ros.processes[0].output(), "a warning in the log"
 
 
+def test_after_a_reset_the_brakes_hold_the_new_pose_before_commands_act_again(ros):
+    """Commands still arriving at a reset (here zero torques: the arm would sag under gravity) are
+    dropped for reset_settle_s while the brakes hold the teleported pose; then they act again."""
+    start_sim(ros, "arm7", "publish_cameras:=false", "reset_settle_s:=0.25")
+    command = ros.node.create_publisher(Float64MultiArray, "arm_controller/commands", 10)
+    reset = ros.node.create_client(Trigger, "sim_node/reset")
+    ros.spin_until(lambda: reset.service_is_ready() and command.get_subscription_count() > 0, 60, "the sim")
+    states = ros.subscribe("joint_states", JointState, 1000)
+    statuses = ros.subscribe("sim/task_status", DiagnosticStatus)
+    sagging = lambda: command.publish(Float64MultiArray(data=[0.0] * 7))  # noqa: E731
+    future = reset.call_async(Trigger.Request())
+    ros.spin_until(lambda: sagging() or future.done(), 10, "the reset")
+    statuses.clear()
+    ros.spin_until(lambda: sagging() or any(float(dict((kv.key, kv.value) for kv in m.values)["episode_time"]) > 1.0
+                                            for m in statuses), 20, "a second of the new episode under zero torques")
+    values = dict((kv.key, kv.value) for kv in statuses[-1].values)
+    start = float(values["stamp"]) - float(values["episode_time"])
+    arm = [(to_seconds(m.header.stamp) - start, np.array(m.position[:7])) for m in states
+           if to_seconds(m.header.stamp) >= start - 1e-6]
+    first = arm[0][1]
+    settling = max(np.abs(q - first).max() for t, q in arm if t < 0.2)
+    later = max(np.abs(q - first).max() for t, q in arm if t > 0.8)
+    assert settling < 0.005, f"the arm moved {settling:.3f} rad while the brakes should hold it"
+    assert later > 0.05, "after reset_settle_s the commands act again (zero torque: the arm sags)"
+
+
 def test_reset_with_the_same_seed_restores_the_same_scene(ros):
     """~/reset with a seed gives the same cube poses, a different seed different ones."""
     start_sim(ros, "arm7", "publish_cameras:=false", "seed:=11", "task:=reach:blue")

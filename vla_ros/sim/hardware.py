@@ -8,6 +8,11 @@
   and Coriolis bias; position groups keep their last target; velocity groups stop.
 - The base takes (vx [m/s], vy [m/s], wz [rad/s]) in its own frame, clamps them to its limits,
   ramps by its acceleration limits, and stops when commands are older than `base_timeout_s`.
+- After a reset (the robot teleported to a new scene) commands are dropped for `reset_settle_s`
+  and the brakes hold the new pose: whatever commands the robot was still tracking its old pose,
+  and its next torques, computed for that pose, would throw the arm. A real robot never teleports;
+  by the time the brakes let go, a controller has seen the new pose (controller_node's
+  following-error check holds it).
 """
 from __future__ import annotations
 
@@ -36,16 +41,20 @@ class _GroupState:
 
 
 class SimHardware:
-    def __init__(self, world: World, command_timeout_s: float = 0.25, base_timeout_s: float = 0.5):
+    def __init__(self, world: World, command_timeout_s: float = 0.25, base_timeout_s: float = 0.5,
+                 reset_settle_s: float = 0.0):
         self.world = world
         self.command_timeout_s = command_timeout_s
         self.base_timeout_s = base_timeout_s
+        self.reset_settle_s = reset_settle_s
         self.groups = {g.name: g for g in world.embodiment.commanded_groups}
         self.base = world.embodiment.base
         self.reset()
 
     def reset(self) -> None:
-        """Every group braked at its current position, the base stopped."""
+        """Every group braked at its current position, the base stopped, commands dropped for
+        `reset_settle_s` of sim time."""
+        self._settled_at = float(self.world.data.time) + self.reset_settle_s
         self._state = {name: _GroupState() for name in self.groups}
         self._base_target = np.zeros(3)
         self._base_stamp = -np.inf
@@ -61,6 +70,8 @@ class SimHardware:
             raise CommandRejected(group, f"{values.size} values for {expected} joints")
         if not np.all(np.isfinite(values)):
             raise CommandRejected(group, f"non-finite values at joints {np.flatnonzero(~np.isfinite(values)).tolist()}")
+        if now < self._settled_at:
+            return
         state = self._state[group]
         state.command, state.stamp, state.hold = values.copy(), now, None
 
@@ -73,6 +84,8 @@ class SimHardware:
             raise CommandRejected("base", f"expected 3 finite values (vx, vy, wz), got non-finite or {twist.size} values: {twist.tolist()}")
         limits = dict(zip(self.base.channels, self.base.max_velocity))
         bounds = np.array([limits.get(c, 0.0) for c in ("vx", "vy", "wz")])
+        if now < self._settled_at:
+            return
         self._base_target = np.clip(twist, -bounds, bounds)
         self._base_stamp = now
 
