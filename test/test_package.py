@@ -42,8 +42,10 @@ def check_layout(prefix: Path) -> None:
     assert (prefix / "share/ament_index/resource_index/packages/vla_ros").is_file()
     assert (prefix / "share/vla_ros/package.xml").read_text() == (REPO / "package.xml").read_text()
     for folder in ("launch", "config", "urdf"):
-        shipped = sorted(p.relative_to(REPO) for p in (REPO / folder).rglob("*") if p.is_file())
-        installed = sorted(p.relative_to(prefix / "share/vla_ros") for p in (prefix / "share/vla_ros" / folder).rglob("*") if p.is_file())
+        shipped = sorted(p.relative_to(REPO) for p in (REPO / folder).rglob("*")
+                         if p.is_file() and "__pycache__" not in p.parts)
+        installed = sorted(p.relative_to(prefix / "share/vla_ros") for p in (prefix / "share/vla_ros" / folder).rglob("*")
+                           if p.is_file() and "__pycache__" not in p.parts)  # pip byte-compiles launch/*.py
         assert installed == shipped
     for name in NODE_EXECUTABLES:
         for path in (prefix / "lib/vla_ros" / name, prefix / "bin" / name):

@@ -111,6 +111,10 @@ class Normalization:
         """(..., 3) [m] -> normalised."""
         return ((goals - self.goal_mean) / self.goal_std).astype(np.float32)
 
+    def goal_metres(self, normalised: np.ndarray) -> np.ndarray:
+        """Inverse of goal(): normalised -> (..., 3) [m]."""
+        return normalised * self.goal_std + self.goal_mean
+
 
 class Batches:
     """The samples of a split held as arrays per embodiment, served as random batches."""
@@ -210,7 +214,7 @@ def validate(model: VLA, batches: Batches, seed: int, limit: int = 256) -> tuple
             actions = normalization.unnormalize(sampled.numpy(), part["raw_states"][chosen])
             errors.append(float(np.abs(actions - part["raw_actions"][chosen]).mean()) * len(chosen))
             if predicted is not None:
-                metres = (predicted.numpy() - batch["goal"].numpy()) * normalization.goal_std
+                metres = normalization.goal_metres(predicted.numpy()) - normalization.goal_metres(batch["goal"].numpy())
                 distances += np.linalg.norm(metres, axis=1).tolist()
     model.train()
     count = sum(min(size, limit) for size in batches.sizes.values())

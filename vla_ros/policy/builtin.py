@@ -117,7 +117,7 @@ class BuiltinPolicy(Policy):
             context, goal = self.model.prefix(images, text, torch.from_numpy(self.normalization.state(state[None])),
                                               self.embodiment)
             if goal is not None:
-                self.goal = goal.numpy()[0] * self.normalization.goal_std + self.normalization.goal_mean
+                self.goal = self.normalization.goal_metres(goal.numpy()[0])
             guide, weights = (None, None)
             if prefix is not None and self.guidance and len(prefix):
                 guide, weights = self.guide(np.asarray(prefix, dtype=np.float32), state)
