@@ -113,8 +113,8 @@ class Options:
         policy_params: backend parameters (policy_node `policy_params`, a YAML mapping).
         namespace: every node (and so every topic) under it; "" = none.
         use_sim_time: follow /clock. Off by default, also with `sim`: sim_node runs in real time and
-            stamps with the wall clock. (On this 2-core machine, a hold policy under use_sim_time
-            has thrown the simulated arm across its range: see README, known gaps.)
+            stamps with the wall clock, and the controller's torques come at its own steady rate
+            instead of whenever /clock arrives (README, "Why the wall clock is the default").
         record: start recorder_node too.
         task, seed, phrasing: the sim's task spec, seed and instruction wording (with `sim`).
     """
