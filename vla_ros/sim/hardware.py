@@ -3,12 +3,14 @@
 - Each commanded group takes one array per command in its mode (effort [Nm|N], position [rad|m]
   or velocity [rad/s|m/s]), like a ros2_control forward command controller. A command of the
   wrong length, or with NaN/Inf, is refused whole and never reaches the physics.
-- Brakes: a group that has no fresh command (none yet, or none for `command_timeout_s`; for an
-  effort group `effort_timeout_s`, a few control periods) is held where it was when commands
-  stopped. A torque is right only for the state it was computed from: held for tens of
-  milliseconds by a controller that fell behind, the stiff PD torques of an arm whose first and
-  third joints nearly line up set them swinging against each other until the arm was thrown. Effort groups hold with their PD gains plus MuJoCo's gravity
+- Brakes: a group that has no fresh command (none yet, or none for `command_timeout_s`) is held
+  where it was when commands stopped. Effort groups hold with their PD gains plus MuJoCo's gravity
   and Coriolis bias; position groups keep their last target; velocity groups stop.
+- An effort group whose last torque is older than `effort_timeout_s` (a few control periods) but
+  not yet braked floats: gravity and Coriolis compensated and damped, no stale torque. A torque is
+  right only for the state it was computed from: held for tens of milliseconds by a controller that
+  fell behind, the stiff PD torques of an arm whose first and third joints nearly line up set them
+  swinging against each other until the arm was thrown.
 - The base takes (vx [m/s], vy [m/s], wz [rad/s]) in its own frame, clamps them to its limits,
   ramps by its acceleration limits, and stops when commands are older than `base_timeout_s`.
 - After a reset (the robot teleported to a new scene) commands are dropped for `reset_settle_s`
@@ -48,8 +50,7 @@ class SimHardware:
                  reset_settle_s: float = 0.0, effort_timeout_s: float = 0.02):
         self.world = world
         self.command_timeout_s = command_timeout_s
-        self.timeouts = {g.name: effort_timeout_s if g.mode == "effort" else command_timeout_s
-                         for g in world.embodiment.commanded_groups}
+        self.effort_timeout_s = effort_timeout_s
         self.base_timeout_s = base_timeout_s
         self.reset_settle_s = reset_settle_s
         self.groups = {g.name: g for g in world.embodiment.commanded_groups}
@@ -95,8 +96,8 @@ class SimHardware:
         self._base_stamp = now
 
     def holding(self, now: float) -> list[str]:
-        """Groups whose brakes are on: no command yet, or none for their timeout."""
-        return [name for name, state in self._state.items() if now - state.stamp > self.timeouts[name]]
+        """Groups whose brakes are on: no command yet, or none for command_timeout_s."""
+        return [name for name, state in self._state.items() if now - state.stamp > self.command_timeout_s]
 
     def apply(self, now: float, dt: float) -> None:
         """Write the actuator controls for the next control period."""
@@ -104,8 +105,15 @@ class SimHardware:
         for name, group in self.groups.items():
             state = self._state[name]
             actuators = world.actuators[name]
-            if now - state.stamp <= self.timeouts[name]:
+            age = now - state.stamp
+            fresh = self.effort_timeout_s if group.mode == "effort" else self.command_timeout_s
+            if age <= fresh:
                 data.ctrl[actuators] = state.command
+                continue
+            if age <= self.command_timeout_s:  # an effort group between a missed torque and the brakes
+                qd = data.qvel[world.group_dof[name]]
+                tau = data.qfrc_bias[world.group_dof[name]] - group.kd * qd
+                data.ctrl[actuators] = np.clip(tau, -group.effort_limit, group.effort_limit)
                 continue
             q = data.qpos[world.group_qpos[name]]
             if state.hold is None:
