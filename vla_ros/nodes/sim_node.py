@@ -75,7 +75,7 @@ class SimNode(Node):
         base_timeout = declare(self, "base_timeout_s", 0.5, "the base stops without cmd_vel this long",
                                read_only=True, low=0.001, high=10.0)
         self.publish_cameras = declare(self, "publish_cameras", True, "render and publish the cameras", read_only=True)
-        effort_timeout = declare(self, "effort_timeout_s", 0.02, "an effort group without a torque this long floats "
+        effort_timeout = declare(self, "effort_timeout_s", 0.25, "an effort group without a torque this long floats "
                                  "(gravity compensated, damped) until command_timeout_s brakes it: a torque fits only "
                                  "the state it was computed from", read_only=True, low=0.001, high=10.0)
         settle = declare(self, "reset_settle_s", 0.25, "after ~/reset, commands are dropped this long and the brakes hold "

@@ -6,8 +6,8 @@
 - Brakes: a group that has no fresh command (none yet, or none for `command_timeout_s`) is held
   where it was when commands stopped. Effort groups hold with their PD gains plus MuJoCo's gravity
   and Coriolis bias; position groups keep their last target; velocity groups stop.
-- An effort group whose last torque is older than `effort_timeout_s` (a few control periods) but
-  not yet braked floats: gravity and Coriolis compensated and damped, no stale torque. A torque is
+- An effort group whose last torque is older than `effort_timeout_s` (set it to a few control
+  periods; by default it equals `command_timeout_s`, so this is off) but not yet braked floats: gravity and Coriolis compensated and damped, no stale torque. A torque is
   right only for the state it was computed from: held for tens of milliseconds by a controller that
   fell behind, the stiff PD torques of an arm whose first and third joints nearly line up set them
   swinging against each other until the arm was thrown.
@@ -47,7 +47,7 @@ class _GroupState:
 
 class SimHardware:
     def __init__(self, world: World, command_timeout_s: float = 0.25, base_timeout_s: float = 0.5,
-                 reset_settle_s: float = 0.0, effort_timeout_s: float = 0.02):
+                 reset_settle_s: float = 0.0, effort_timeout_s: float = 0.25):
         self.world = world
         self.command_timeout_s = command_timeout_s
         self.effort_timeout_s = effort_timeout_s
