@@ -135,9 +135,7 @@ def run(args: argparse.Namespace) -> int:
                         results.append({"instruction": instruction, "task": task, "seed": seed,
                                         "success": outcome.success, "seconds": round(outcome.seconds, 2),
                                         "detail": outcome.detail})
-                        frames = client.take_frames()
-                        for pick in np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int) if frames else ():
-                            time_s, frame = frames[pick]
+                        for time_s, frame in client.take_frames(SHEET_FRAMES):
                             tiles.append(frame)
                             labels.append(f"{episode}. t={time_s:.1f}s")
         except (SimUnavailable, ChildDied) as error:

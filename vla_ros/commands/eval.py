@@ -147,7 +147,6 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
     Raises:
         VlaRosError: bad arguments, a node that died, a graph that did not come up.
     """
-    import numpy as np
 
     from vla_ros import bringup
     from vla_ros.embodiment import load_embodiment
@@ -222,9 +221,7 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
                               f"after {episode.seconds:.2f} s ({episode.detail}); inference p50 "
                               f"{_ms(episode.inference_p50_ms)}, {episode.errors} errors")
                 if sheet_episode:
-                    frames = client.take_frames()
-                    for pick in np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int) if frames else ():
-                        time_s, frame = frames[pick]
+                    for time_s, frame in client.take_frames(SHEET_FRAMES):
                         tiles.append(frame)
                         labels.append(f"{index + 1} t={time_s:.1f} {_shorten(episode.instruction)}")
         finally:

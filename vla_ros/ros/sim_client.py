@@ -99,11 +99,12 @@ class SimClient:
         self.node.create_subscription(DiagnosticArray, "diagnostics", on_array, 10)
         return inbox
 
-    def take_frames(self) -> list[tuple[float, np.ndarray]]:
-        """The (episode time [s], frame) pairs kept so far; the client forgets them."""
-        taken = list(zip(self.frame_times, self.frames))
+    def take_frames(self, count: int) -> list[tuple[float, np.ndarray]]:
+        """`count` (episode time [s], frame) pairs spread evenly over those kept so far, first to last
+        (none if none were kept); the client forgets them all."""
+        kept = list(zip(self.frame_times, self.frames))
         self.frames, self.frame_labels, self.frame_times = [], [], []
-        return taken
+        return [kept[i] for i in np.linspace(0, len(kept) - 1, count).round().astype(int)] if kept else []
 
     def spin_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
