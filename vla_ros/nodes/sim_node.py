@@ -10,7 +10,8 @@ possible); cameras render in a child process from snapshots of the state. Stamps
 clock: seconds since start plus the wall time at start, or plain sim seconds with use_sim_time
 (then /clock drives every node). A sim that falls more than MAX_LAG_S behind skips ahead and
 counts an overrun; with wall-clock stamps the skipped time is a gap in the stamps, so they match
-the wall clock again (left behind, every frame would look stale to policy_node from then on). Malformed commands are refused with a throttled warning.
+the wall clock again (left behind, every frame would look stale to policy_node from then on).
+Malformed commands are refused with a throttled warning.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@
   where it was when commands stopped. Effort groups hold with their PD gains plus MuJoCo's gravity
   and Coriolis bias; position groups keep their last target; velocity groups stop.
 - An effort group whose last torque is older than `effort_timeout_s` (set it to a few control
-  periods; by default it equals `command_timeout_s`, so this is off) but not yet braked floats: gravity and Coriolis compensated and damped, no stale torque. A torque is
+  periods; by default it equals `command_timeout_s`, so this is off) but not yet braked floats:
+  gravity and Coriolis compensated and damped, no stale torque. A torque is
   right only for the state it was computed from: held for tens of milliseconds by a controller that
   fell behind, the stiff PD torques of an arm whose first and third joints nearly line up set them
   swinging against each other until the arm was thrown.
