@@ -145,6 +145,40 @@ def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_af
     assert np.linalg.norm(samples.goal - cubes[colour]) < REACH_RADIUS
 
 
+def test_a_near_miss_start_puts_the_arm_low_beside_the_cube_and_the_expert_goes_on_from_there(arm7, tmp_path):
+    """A near-miss episode starts at rest where a policy that stops short would be: low over the table,
+    4-12 cm beside the named cube, touching nothing; the expert then reaches the cube."""
+    collector = Collector(arm7)
+    try:
+        recorded = collector.record("reach:green", 31, tmp_path, near_miss_fraction=1.0)
+        cubes = observe(collector.world).cubes
+        home = Collector(arm7)
+        try:
+            straight = home.record("reach:green", 31, tmp_path / "straight")
+        finally:
+            home.close()
+    finally:
+        collector.close()
+    episode = read_episode(recorded.path, cameras=False)
+    offset = np.array(episode.outcome["near_miss"]["offset_m"])
+    assert recorded.path.name == "arm7-reach-green-near-s000031" and recorded.result.success
+    assert 0.04 <= np.linalg.norm(offset[:2]) <= 0.12 and 0.0 <= offset[2] <= 0.06
+    reach = cubes["green"] + np.array([0.0, 0.0, 0.03])
+    assert np.linalg.norm(_tool_at(episode, arm7, 0) - (reach + offset)) < 0.01, "not started where the miss was drawn"
+    assert np.linalg.norm(_tool_at(episode, arm7, 0) - _tool_at(episode, arm7, 10)) < 0.005, "not at rest at the start"
+    home = read_episode(straight.path, cameras=False)
+    assert "near_miss" not in home.outcome and np.linalg.norm(_tool_at(home, arm7, 0) - reach) > 0.15
+
+
+def _tool_at(episode, embodiment, index):
+    """The arm's tool position (root frame) at the episode's index-th joint state."""
+    io = EmbodimentIO(embodiment)
+    q = np.zeros(len(embodiment.kinematics.joint_names))
+    q[embodiment.kinematics.index(io.joints[:7])] = episode.joint_states.values[
+        index, [episode.joint_states.names.index(j) for j in io.joints[:7]]]
+    return embodiment.kinematics.frame_pose(q, embodiment.groups["arm"].ee_frame)[:3, 3]
+
+
 def test_the_sample_cache_hits_for_the_same_bag_and_settings_only(recorded, arm7, tmp_path):
     bag = recorded[0].path
     first = cached_samples(bag, arm7, 8, 0.05, (32, 32), tmp_path)
@@ -204,9 +238,12 @@ def test_collect_cli_writes_bags_and_a_summary(tmp_path):
     wrong = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "raech",
                             "--episodes", "1", "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "no task 'raech'" in wrong.stderr
-    for task, fraction, message in (("reach", "1.5", "--switch is a fraction of the episodes, 0 to 1, got 1.5"),
-                                    ("push", "0.5", "task 'push' cannot switch cubes mid-episode")):
+    for task, option, fraction, message in (
+            ("reach", "--switch", "1.5", "--switch is a fraction of the episodes, 0 to 1, got 1.5"),
+            ("push", "--switch", "0.5", "task 'push' cannot switch cubes mid-episode"),
+            ("reach", "--near-miss", "-0.1", "--near-miss is a fraction of the episodes, 0 to 1, got -0.1"),
+            ("push", "--near-miss", "1", "task 'push' has no near-miss start")):
         refused = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", task,
-                                  "--episodes", "1", "--seed", "9", "--switch", fraction, "--out", str(out)],
+                                  "--episodes", "1", "--seed", "9", option, fraction, "--out", str(out)],
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr

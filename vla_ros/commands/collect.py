@@ -22,6 +22,9 @@ def register(verbs) -> None:
     parser.add_argument("--switch", type=float, default=0.0, metavar="FRACTION",
                         help="share of the episodes (0-1, drawn per seed) in which the instruction changes to another "
                              "cube partway there and the expert turns to it (reach; default 0)")
+    parser.add_argument("--near-miss", type=float, default=0.0, metavar="FRACTION",
+                        help="share of the episodes (0-1, drawn per seed) that start with the arm at rest low over "
+                             "the table 4-12 cm beside the named cube (reach; default 0)")
     parser.set_defaults(handler=run)
 
 
@@ -39,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise VlaRosError(f"--episodes must be at least 1, got {args.episodes}")
     if not 0.0 <= args.switch <= 1.0:
         raise VlaRosError(f"--switch is a fraction of the episodes, 0 to 1, got {args.switch}")
+    if not 0.0 <= args.near_miss <= 1.0:
+        raise VlaRosError(f"--near-miss is a fraction of the episodes, 0 to 1, got {args.near_miss}")
     for spec in args.task:
         if spec.split(":")[0] not in TASKS:
             raise VlaRosError(f"no task {spec.split(':')[0]!r}; tasks: {', '.join(TASKS)}")
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     seed = args.seed + index
                     try:
                         recorded = collector.record(spec, seed, args.out, args.phrasing, args.seconds, args.linger,
-                                                    args.switch)
+                                                    args.switch, args.near_miss)
                     except BagError as error:
                         raise VlaRosError(f"{error} (remove it, or collect with another --seed)") from None
                     successes += recorded.result.success
@@ -72,5 +77,6 @@ def run(args: argparse.Namespace) -> int:
                   "(training uses the successful ones)")
     (args.out / f"collect-{embodiment.name}-s{args.seed}.json").write_text(json.dumps(
         {"embodiment": embodiment.name, "seed": args.seed, "phrasing": args.phrasing, "switch": args.switch,
+         "near_miss": args.near_miss,
          "tasks": summary}, indent=2))
     return 0

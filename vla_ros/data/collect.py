@@ -9,6 +9,12 @@ With a switch fraction, that share of the episodes change their mind: partway to
 quarter to three quarters of the way, drawn from the seed) the instruction names another cube and
 the expert turns to it. Training keeps the frames from the change on (dataset.episode_samples):
 they show turning away from a cube because the words said so, which no straight episode does.
+
+With a near-miss fraction, that share of the episodes start with the arm at rest low over the
+table a few centimetres beside the cube it is told to reach (where a policy that stops short ends
+up), and the expert goes on from there. Straight demonstrations only pass low over the table at
+their goal, so a model can learn "low over the table" as "arrived" and never look at where the
+cube is; these show that low and beside it means "not there yet".
 """
 from __future__ import annotations
 
@@ -33,6 +39,9 @@ from vla_ros.sim.world import World
 
 SWITCHABLE = ("reach",)  # tasks whose expert can turn to another cube mid-way (a push has moved one)
 SWITCH_PROGRESS = (0.25, 0.75)  # the share of the way to the first cube at which a switch comes
+NEAR_MISS_DISTANCE = (0.04, 0.12)  # [m] sideways from where the tool reaches the cube
+NEAR_MISS_HEIGHT = (0.0, 0.06)  # [m] above it
+NEAR_MISS_TRIES = 20
 
 
 def switch_rng(seed: int) -> np.random.Generator:
@@ -58,6 +67,32 @@ class Switch:
             return None
         others = [c for c in task.world.colours if c != task.target]
         return Switch(str(rng.choice(others)), float(rng.uniform(*SWITCH_PROGRESS)))
+
+
+def near_miss_rng(seed: int) -> np.random.Generator:
+    """The stream an episode's near-miss start is drawn from."""
+    return np.random.default_rng([seed, 4])
+
+
+def start_near_miss(task: Task, seed: int, fraction: float) -> dict | None:
+    """In `fraction` of the seeds, put the arm at rest beside the cube the task names (reach, drawn
+    from the seed); what was done, or None (the arm stays at home)."""
+    if fraction <= 0.0:
+        return None
+    if task.name not in SWITCHABLE:
+        raise VlaRosError(f"task {task.name!r} has no near-miss start (only {', '.join(SWITCHABLE)})")
+    rng = near_miss_rng(seed)
+    if rng.random() >= fraction:
+        return None
+    world = task.world
+    reach = world.reach_target(world.cube_pose(task.target)[0])
+    arm = world.reaching_arm(world.cube_pose(task.target)[0])
+    for _ in range(NEAR_MISS_TRIES):
+        angle, distance = rng.uniform(0.0, 2 * np.pi), rng.uniform(*NEAR_MISS_DISTANCE)
+        offset = np.array([distance * np.cos(angle), distance * np.sin(angle), rng.uniform(*NEAR_MISS_HEIGHT)])
+        if arm is not None and world.pose_arm(arm, reach + offset):
+            return {"offset_m": [round(float(v), 4) for v in offset]}
+    return None
 
 
 @dataclass(frozen=True)
@@ -87,16 +122,20 @@ class Collector:
         return renderer.render()
 
     def record(self, task_spec: str, seed: int, out: Path, phrasing: str = "train", max_seconds: float = 10.0,
-               linger_s: float = 1.0, switch_fraction: float = 0.0) -> Recorded:
+               linger_s: float = 1.0, switch_fraction: float = 0.0, near_miss_fraction: float = 0.0) -> Recorded:
         """Run one seeded expert episode and write it to a bag in `out` (a change of mind in
-        `switch_fraction` of the seeds)."""
+        `switch_fraction` of the seeds, a near-miss start in `near_miss_fraction`)."""
         world, embodiment = self.world, self.embodiment
         task = start_episode(world, self.hardware, task_spec, seed)
+        near_miss = start_near_miss(task, seed, near_miss_fraction)
+        if near_miss is not None:
+            self.hardware.reset()
         words = phrasing_rng(seed)
         instruction = task.phrase(phrasing, words)
         planned = Switch.draw(task, seed, switch_fraction)
         then = f"-then-{planned.colour}" if planned else ""
-        path = out / f"{embodiment.name}-{task.spec.replace(':', '-')}{then}-s{seed:06d}"
+        near = "-near" if near_miss else ""
+        path = out / f"{embodiment.name}-{task.spec.replace(':', '-')}{then}{near}-s{seed:06d}"
         info = {"embodiment": embodiment.name, "task": task.spec, "seed": seed, "phrasing": phrasing,
                 "recorded_by": f"vla_ros {__version__} collect (scripted expert)"}
         writer = EpisodeWriter(path, {name: c.topic for name, c in embodiment.cameras.items()},
@@ -142,6 +181,8 @@ class Collector:
                    "task": result.task, "instruction": instruction}
         if switched:
             outcome["switched"] = switched
+        if near_miss:
+            outcome["near_miss"] = near_miss
         writer.finish(float(world.data.time), outcome)
         return Recorded(result, instruction, path)
 

@@ -315,6 +315,29 @@ class World:
                 return arm
         return None
 
+    def pose_arm(self, arm: JointGroup, tool: np.ndarray) -> bool:
+        """Put `arm` at rest with its tool at `tool` (world frame) pointing down, solved from home.
+        False, and the state as it was, when the tool cannot get there or the robot would touch a cube."""
+        world_to_root = np.linalg.inv(self.root_pose())
+        target = (world_to_root @ np.append(tool, 1.0))[:3]
+        q = self.joint_vector()
+        solution, residual = self.ik[arm.name].solve(self._home_vector(q), target, TOOL_DOWN, tolerance=0.005)
+        if residual >= 0.005:
+            return False
+        index = self.embodiment.kinematics.index(arm.joints)
+        saved = self.data.qpos.copy(), self.data.ctrl.copy()
+        for joint, value in zip(arm.joints, solution[index]):
+            self.data.qpos[self.qpos_adr[joint]] = value
+        self.data.qvel[:] = 0.0
+        if arm.mode == "position":
+            self.data.ctrl[self.actuators[arm.name]] = solution[index]
+        mujoco.mj_forward(self.model, self.data)
+        if any(self._touches_robot(colour) for colour in self.colours):
+            self.data.qpos[:], self.data.ctrl[:] = saved
+            mujoco.mj_forward(self.model, self.data)
+            return False
+        return True
+
     def _home_vector(self, q: np.ndarray) -> np.ndarray:
         home = q.copy()
         for group in self.embodiment.commanded_groups:
