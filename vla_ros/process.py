@@ -4,11 +4,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vla_ros.errors import VlaRosError
+
+ECHO_LINES_KEPT = 200  # of an echoed child's output, for output()
 
 
 def spawn(argv: Sequence[str], **popen_kwargs) -> subprocess.Popen:
@@ -54,16 +58,24 @@ class ChildDied(VlaRosError):
 
 
 class ProcessGroup:
-    """Named child processes, each in its own process group with its output in a log file.
+    """Named child processes, each in its own process group, with their output in a log file per
+    child or, with `echo`, passed line by line to `echo(name, line)` as it comes.
 
     Use as a context manager: leaving it stops every child (SIGINT, then harder), also on errors.
     """
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None):
-        self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, log_dir: Path | None = None, env: dict[str, str] | None = None,
+                 echo: Callable[[str, str], None] | None = None):
+        if (log_dir is None) == (echo is None):
+            raise ValueError("a ProcessGroup writes its children's output to log files or echoes it: give one")
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env = env
-        self.children: dict[str, tuple[subprocess.Popen, Path]] = {}
+        self.echo = echo
+        self.children: dict[str, subprocess.Popen] = {}
+        self.recent: dict[str, deque[str]] = {}
+        self.readers: list[threading.Thread] = []
 
     def __enter__(self) -> ProcessGroup:
         return self
@@ -72,23 +84,44 @@ class ProcessGroup:
         self.stop_all()
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = self.log_dir / f"{name}.log"
         merged = {**os.environ, **(self.env or {}), **(env or {})}
-        with log.open("wb") as output:
-            child = spawn(argv, stdout=output, stderr=subprocess.STDOUT, env=merged)
-        self.children[name] = (child, log)
+        if self.log_dir is None:
+            child = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=merged)
+            self.recent[name] = deque(maxlen=ECHO_LINES_KEPT)
+            reader = threading.Thread(target=self._echo, args=(name, child.stdout), daemon=True)
+            reader.start()
+            self.readers.append(reader)
+        else:
+            with (self.log_dir / f"{name}.log").open("wb") as output:
+                child = spawn(argv, stdout=output, stderr=subprocess.STDOUT, env=merged)
+        self.children[name] = child
         return child
 
+    def _echo(self, name: str, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.recent[name].append(line)
+            self.echo(name, line)
+        stream.close()
+
     def output(self, name: str, lines: int = 20) -> str:
-        text = self.children[name][1].read_text(errors="replace").splitlines()
+        """The last `lines` lines a child wrote."""
+        if self.log_dir is None:
+            text = list(self.recent[name])
+        else:
+            text = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
     def check(self) -> None:
         """Raise ChildDied for the first child that has exited."""
-        for name, (child, _) in self.children.items():
+        for name, child in self.children.items():
             if child.poll() is not None:
                 raise ChildDied(name, child.returncode, self.output(name))
 
     def stop_all(self, timeout_s: float = 5.0) -> dict[str, int]:
-        """Stop every child; returns their exit codes."""
-        return {name: stop(child, timeout_s) for name, (child, _) in self.children.items()}
+        """Stop every child, the last started first (consumers before what feeds them); returns
+        their exit codes. Echoed output is drained before this returns."""
+        codes = {name: stop(child, timeout_s) for name, child in reversed(list(self.children.items()))}
+        for reader in self.readers:
+            reader.join(timeout=2.0)
+        return codes

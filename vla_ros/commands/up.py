@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -51,64 +50,46 @@ def run(args: argparse.Namespace) -> int:
 
 
 class Graph:
-    """Named child processes whose output is echoed behind their names; stops them all together."""
+    """The nodes as named child processes whose output is echoed behind their names."""
 
     def __init__(self, commands: list[tuple[str, list[str]]], out=None):
         self.commands = commands
         self.out = out or sys.stdout
         self.width = max(len(name) for name, _ in commands)
         self.lock = threading.Lock()
-        self.children: dict[str, subprocess.Popen] = {}
-        self.readers: list[threading.Thread] = []
 
     def say(self, name: str, line: str) -> None:
         with self.lock:
             self.out.write(f"[{name.ljust(self.width)}] {line}\n")
             self.out.flush()
 
-    def _echo(self, name: str, stream) -> None:
-        for raw in iter(stream.readline, b""):
-            self.say(name, raw.decode(errors="replace").rstrip("\n"))
-        stream.close()
-
     def run(self) -> int:
         """Start everything; block until Ctrl-C/SIGTERM (0) or a node's own exit (1)."""
-        from vla_ros.process import spawn
+        from vla_ros.process import ChildDied, ProcessGroup
 
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            for name, argv in self.commands:
-                child = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-                self.children[name] = child
-                reader = threading.Thread(target=self._echo, args=(name, child.stdout), daemon=True)
-                reader.start()
-                self.readers.append(reader)
-            self.say("up", f"started {', '.join(f'{n} (pid {c.pid})' for n, c in self.children.items())}; "
-                           "Ctrl-C stops them all")
-            while True:
-                for name, child in self.children.items():
-                    if child.poll() is not None:
-                        self.stop()
-                        self.say("up", f"{name} exited with status {child.returncode}{_signal_name(child.returncode)}: "
-                                       "stopped the other nodes (its last lines are above)")
-                        return 1
-                time.sleep(POLL_S)
-        except KeyboardInterrupt:
-            self.say("up", "stopping every node")
-            codes = self.stop()
-            self.say("up", "stopped (" + ", ".join(f"{n} {c}" for n, c in codes.items()) + ")")
-            return 0
+            with ProcessGroup(echo=self.say) as nodes:
+                try:
+                    for name, argv in self.commands:
+                        nodes.start(name, argv)
+                    self.say("up", f"started {', '.join(f'{n} (pid {c.pid})' for n, c in nodes.children.items())}; "
+                                   "Ctrl-C stops them all")
+                    while True:
+                        nodes.check()
+                        time.sleep(POLL_S)
+                except ChildDied as died:
+                    nodes.stop_all()
+                    self.say("up", f"{died.name} exited with status {died.returncode}{_signal_name(died.returncode)}: "
+                                   "stopped the other nodes (its last lines are above)")
+                    return 1
+                except KeyboardInterrupt:
+                    self.say("up", "stopping every node")
+                    codes = nodes.stop_all()
+                    self.say("up", "stopped (" + ", ".join(f"{n} {c}" for n, c in codes.items()) + ")")
+                    return 0
         finally:
             signal.signal(signal.SIGTERM, previous)
-
-    def stop(self) -> dict[str, int]:
-        """Stop every child (SIGINT, then harder), newest first, and drain their output."""
-        from vla_ros.process import stop
-
-        codes = {name: stop(child) for name, child in reversed(list(self.children.items()))}
-        for reader in self.readers:
-            reader.join(timeout=2.0)
-        return codes
 
 
 def _interrupt(signum, frame) -> None:
