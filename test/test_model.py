@@ -71,6 +71,23 @@ def test_one_model_serves_every_shipped_embodiment_in_its_own_slots(multi, embod
     assert losses[0] == pytest.approx(losses[1])
 
 
+def test_the_expert_with_cached_prefix_keys_computes_what_its_decoder_layers_do(multi):
+    """velocity() evaluates the expert's nn.TransformerDecoderLayers by hand with the prefix's keys and
+    values cached; the modules' own forward must give the same flow, and gradients reach every layer."""
+    from vla_ros.model.network import time_embedding
+
+    torch.manual_seed(1)
+    context, noisy, t = torch.randn(3, 20, 32), torch.randn(3, 4, multi.config.width), torch.rand(3)
+    with torch.no_grad():
+        x = multi.action_in(noisy) + multi.step_embedding + multi.time_mlp(time_embedding(t, 32))[:, None]
+        expected = multi.action_out(multi.expert(x, context))
+        torch.testing.assert_close(multi.velocity(multi.memory(context), noisy, t), expected, atol=1e-5, rtol=1e-4)
+    multi.zero_grad()
+    multi.velocity(multi.memory(context), noisy, t).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in multi.expert.parameters())
+    multi.zero_grad()
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_normalization_round_trips_actions_relative_to_the_state(embodiments, name):
     rng = np.random.default_rng(1)

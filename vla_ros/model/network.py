@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vla_ros.model.config import ModelConfig
@@ -86,6 +87,18 @@ class FiLMEncoder(nn.Module):
         return self.project(x.flatten(2).transpose(1, 2)) + self.position, points
 
 
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, L, d) -> (B, heads, L, d/heads)."""
+    batch, length, d = x.shape
+    return x.view(batch, length, heads, d // heads).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, L, d/heads) -> (B, L, d)."""
+    batch, heads, length, part = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * part)
+
+
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of flow times t (B,) in [0, 1] -> (B, dim)."""
     half = dim // 2
@@ -130,11 +143,13 @@ class VLA(nn.Module):
         (B, text_dim), normalised padded states (B, width) of one embodiment. `goal` (B, 3), when
         given, makes the goal token instead of the prediction."""
         batch = state.shape[0]
+        names = list(images)
         tokens, points = [], {}
-        for name, pixels in images.items():
-            camera = self.camera_embedding.weight[self.camera_index[name]]
-            cells, points[name] = self.encoder(pixels, text)
-            tokens.append(cells + camera)
+        if names:  # all cameras through the encoder as one batch: one pass of its layers, not one per camera
+            cells, keypoints = self.encoder(torch.cat([images[name] for name in names]), text.repeat(len(names), 1))
+            tokens = [cell + self.camera_embedding.weight[self.camera_index[name]]
+                      for name, cell in zip(names, cells.split(batch))]
+            points = dict(zip(names, keypoints.split(batch)))
         body = self.embodiment_embedding.weight[self.embodiment_index[embodiment]].expand(batch, 1, -1)
         tokens += [self.text_projection(text)[:, None], self.state_projection(state)[:, None], body]
         predicted = None
@@ -145,11 +160,40 @@ class VLA(nn.Module):
             tokens.append(self.goal_projection(predicted if goal is None else goal)[:, None])
         return self.trunk_norm(self.trunk(torch.cat(tokens, dim=1))), predicted
 
-    def velocity(self, context: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Flow velocity (B, H, width) at noisy chunks (B, H, width) and flow times t (B,)."""
-        d = self.step_embedding.shape[1]
+    def memory(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each expert layer's cross-attention keys and values of the prefix, split into heads
+        (B, heads, T, d/heads): computed once per request, reused at every denoising step."""
+        d, heads = context.shape[-1], self.config.architecture.heads
+        cached = []
+        for layer in self.expert.layers:
+            attention = layer.multihead_attn
+            keys = F.linear(context, attention.in_proj_weight[d:2 * d], attention.in_proj_bias[d:2 * d])
+            values = F.linear(context, attention.in_proj_weight[2 * d:], attention.in_proj_bias[2 * d:])
+            cached.append((_heads(keys, heads), _heads(values, heads)))
+        return cached
+
+    def velocity(self, memory: list[tuple[torch.Tensor, torch.Tensor]], noisy: torch.Tensor,
+                 t: torch.Tensor) -> torch.Tensor:
+        """Flow velocity (B, H, width) at noisy chunks (B, H, width) and flow times t (B,), given the
+        prefix's `memory()`.
+
+        The expert's layers are nn.TransformerDecoderLayers (pre-norm, GELU, no dropout), evaluated
+        here as their plain arithmetic, with the prefix's keys and values cached: the module's own
+        forward recomputes them and spends most of a denoising step on per-call checks
+        (test_model pins the two to the same numbers)."""
+        d, heads = self.step_embedding.shape[1], self.config.architecture.heads
         x = self.action_in(noisy) + self.step_embedding + self.time_mlp(time_embedding(t, d))[:, None]
-        return self.action_out(self.expert(x, context))
+        for layer, (keys, values) in zip(self.expert.layers, memory):
+            own = layer.self_attn
+            h = layer.norm1(x)
+            q, k, v = F.linear(h, own.in_proj_weight, own.in_proj_bias).chunk(3, dim=-1)
+            x = x + own.out_proj(_merge(F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads),
+                                                                       _heads(v, heads))))
+            cross = layer.multihead_attn
+            q = F.linear(layer.norm2(x), cross.in_proj_weight[:d], cross.in_proj_bias[:d])
+            x = x + cross.out_proj(_merge(F.scaled_dot_product_attention(_heads(q, heads), keys, values)))
+            x = x + layer.linear2(F.gelu(layer.linear1(layer.norm3(x))))
+        return self.action_out(x)
 
     def loss(self, context: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -160,7 +204,7 @@ class VLA(nn.Module):
         noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype) * keep
         t = torch.rand(actions.shape[0], generator=generator, dtype=actions.dtype)
         noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
-        error = (self.velocity(context, noisy, t) - (actions - noise)) ** 2
+        error = (self.velocity(self.memory(context), noisy, t) - (actions - noise)) ** 2
         return error[..., mask].mean()
 
     @torch.no_grad()
@@ -172,9 +216,10 @@ class VLA(nn.Module):
         """
         batch, horizon, width = context.shape[0], self.config.horizon, self.config.width
         x = torch.randn((batch, horizon, width), generator=generator, dtype=context.dtype) * mask
+        memory = self.memory(context)
         for index in range(steps):
             t = index / steps
-            v = self.velocity(context, x, torch.full((batch,), t, dtype=context.dtype))
+            v = self.velocity(memory, x, torch.full((batch,), t, dtype=context.dtype))
             if guide is not None:
                 clean = x + (1 - t) * v
                 clean = clean + guide_weights[None, :, None] * (guide - clean)
