@@ -1,7 +1,6 @@
 """The shipped checkpoint in charge of arm7 through the ROS graph (sim_node, controller_node,
 policy_node with `builtin`, separate processes over DDS): it reaches the cube named in words it
-was not trained on. Turning to another cube when the instruction changes mid-motion is written
-below and skipped (issue #7): halfway to one cube the model keeps to it."""
+was not trained on, and turns to another cube when the instruction changes mid-motion."""
 import json
 
 import numpy as np
@@ -32,9 +31,6 @@ def tool_and_cubes(embodiment, states: list, objects: list) -> tuple[np.ndarray,
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue #7 open: demonstrations of the shipped model never turn away from a cube, so "
-                         "halfway to one it keeps to it (a candidate trained with change-of-mind episodes turned but "
-                         "stopped ~9 cm short of the new cube)")
 def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros):
     """Told "red", the tool heads for the red cube; told "blue" halfway there, it ends at the blue one."""
     embodiment = load_embodiment("arm7")
