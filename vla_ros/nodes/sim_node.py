@@ -8,9 +8,16 @@ root frame) and ~/reset (std_srvs/Trigger) with the `task`, `seed` and `phrasing
 Physics runs on its own thread, paced to real time times `real_time_factor` (0: as fast as
 possible); cameras render in a child process from snapshots of the state. Stamps are the sim
 clock: seconds since start plus the wall time at start, or plain sim seconds with use_sim_time
-(then /clock drives every node). A sim that falls more than MAX_LAG_S behind skips ahead and
-counts an overrun; with wall-clock stamps the skipped time is a gap in the stamps, so they match
-the wall clock again (left behind, every frame would look stale to policy_node from then on).
+(then /clock drives every node).
+
+A sim that falls behind (its process was not scheduled) catches up by stepping back to back, by at
+most `max_catch_up_s` of sim time, and gives the rest of the time up: the world pauses, as
+Gazebo's does when its real-time factor drops. Catching up steps under the commands that were
+current when it fell behind (a torque fits only the state it was computed from), so a small
+`max_catch_up_s` keeps commands fresh at the cost of sim time. With wall-clock stamps the time
+given up is a gap in the stamps, so they match the wall clock again (left behind, every frame
+would look stale to policy_node from then on). Diagnostics report the time given up, the falls
+past MAX_LAG_S (WARN), and how old the commands the physics applied were.
 Malformed commands are refused with a throttled warning.
 """
 from __future__ import annotations
@@ -35,7 +42,7 @@ from std_srvs.srv import Trigger
 from transforms3d.quaternions import mat2quat
 from visualization_msgs.msg import Marker, MarkerArray
 
-from vla_ros.control.rate import PreciseRate
+from vla_ros.control.rate import PreciseRate, Window
 from vla_ros.embodiment import load_embodiment
 from vla_ros.errors import VlaRosError
 from vla_ros.nodes import sim_cameras
@@ -53,10 +60,8 @@ TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCA
 # thread sharing the process with the executor and the renderer.
 SWITCH_INTERVAL_S = 0.0002
 PHRASINGS = ("canonical", *PHRASING_SPLITS)
-# Below policy_node's default max_image_age_s (0.3): a sim this far behind catches up by stepping
-# without sleeping; further behind, it gives the time up (an overrun) rather than have its stamps
-# trail the wall clock until every camera frame is too old to use.
-MAX_LAG_S = 0.2
+MAX_LAG_S = 0.2  # [s] a fall this far behind is a stall: diagnostics go WARN
+COMMAND_AGE_WINDOW = 1000  # physics steps in the command-age percentiles (2 s at 500 Hz)
 
 
 class SimNode(Node):
@@ -79,6 +84,9 @@ class SimNode(Node):
         effort_timeout = declare(self, "effort_timeout_s", 0.25, "an effort group without a torque this long floats "
                                  "(gravity compensated, damped) until command_timeout_s brakes it: a torque fits only "
                                  "the state it was computed from", read_only=True, low=0.001, high=10.0)
+        catch_up = declare(self, "max_catch_up_s", MAX_LAG_S, "a sim that fell behind steps at most this much "
+                           "sim time back to back to catch up and gives the rest up (the world pauses)",
+                           read_only=True, low=0.0, high=1.0)
         settle = declare(self, "reset_settle_s", 0.25, "after ~/reset, commands are dropped this long and the brakes hold "
                          "the new pose (what was commanding still tracked the old one)", read_only=True, low=0.0, high=5.0)
         self.add_on_set_parameters_callback(self._on_parameters)
@@ -122,7 +130,10 @@ class SimNode(Node):
             self.camera_worker, self.camera_pipe = sim_cameras.start(str(embodiment.path), topics,
                                                                      f"{self.get_name()}_cameras")
         rate_hz = self.real_time_factor / self.control_dt
-        self.rate = PreciseRate(rate_hz, max_lag=max(1, round(MAX_LAG_S * rate_hz))) if rate_hz > 0 else None
+        self.rate = PreciseRate(rate_hz, max_lag=max(1, round(catch_up * rate_hz))) if rate_hz > 0 else None
+        self.given_up_s = 0.0  # wall time the physics gave up after falling behind
+        self.stalls = 0  # falls past MAX_LAG_S
+        self.command_ages = Window(COMMAND_AGE_WINDOW)  # [s] of the oldest command applied, per step
         self.threads = [threading.Thread(target=self._until_shutdown, args=(self._physics_loop,), daemon=True)]
         for thread in self.threads:
             thread.start()
@@ -196,6 +207,7 @@ class SimNode(Node):
         while self.running.is_set():
             with self.lock:
                 self._take_commands()
+                self.command_ages.add(self.hardware.oldest_command_age(float(self.world.data.time)))
                 step(self.world, self.hardware, self.substeps, self.control_dt)
                 self.clock += self.control_dt
                 self.status = self.task.update(self.control_dt)
@@ -211,9 +223,12 @@ class SimNode(Node):
                 continue
             overruns = self.rate.overruns
             late = self.rate.sleep()
-            if self.rate.overruns > overruns and not self.use_sim_time:
+            if self.rate.overruns > overruns:
                 with self.lock:
-                    self.clock_base += late
+                    self.given_up_s += late
+                    self.stalls += late > MAX_LAG_S
+                    if not self.use_sim_time:
+                        self.clock_base += late
 
     def _publish_state(self, tick: int) -> None:
         stamp = to_stamp(self.clock_base + self.clock)
@@ -274,13 +289,18 @@ class SimNode(Node):
 
     def _publish_diagnostics(self) -> None:
         holding = self.hardware.holding(self.world.data.time)
-        overruns = self.rate.overruns if self.rate else 0
-        level = WARN if holding or overruns else OK
+        with self.lock:
+            ages = self.command_ages.samples().copy()
+            stalls, given_up = self.stalls, self.given_up_s
+        level = WARN if holding or stalls else OK
         message = f"brakes on: {', '.join(holding)}" if holding else "running"
         values = {
             "embodiment": self.world.embodiment.name, "sim_time_s": f"{self.clock:.2f}",
             "rejected_commands": self.rejected, "last_rejected": self.last_rejected,
-            "realtime_overruns": overruns,
+            "realtime_overruns": stalls,
+            "time_given_up_s": f"{given_up:.3f}",
+            "command_age_p99_ms": f"{1e3 * np.percentile(ages, 99):.1f}" if len(ages) else "n/a",
+            "command_age_max_ms": f"{1e3 * ages.max():.1f}" if len(ages) else "n/a",
             "real_time_factor": self.real_time_factor,
         }
         if self.world.embodiment.delegated_groups:

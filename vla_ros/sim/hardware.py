@@ -96,6 +96,13 @@ class SimHardware:
         self._base_target = np.clip(twist, -bounds, bounds)
         self._base_stamp = now
 
+    def oldest_command_age(self, now: float) -> float:
+        """[s] since the oldest of the groups' current commands came (0 with no group commanded: the
+        brakes hold, nothing stale is applied)."""
+        ages = [now - state.stamp for state in self._state.values() if np.isfinite(state.stamp)
+                and now - state.stamp <= self.command_timeout_s]
+        return max(ages, default=0.0)
+
     def holding(self, now: float) -> list[str]:
         """Groups whose brakes are on: no command yet, or none for command_timeout_s."""
         return [name for name, state in self._state.items() if now - state.stamp > self.command_timeout_s]
