@@ -114,15 +114,16 @@ def test_brakes_hold_the_robot_without_commands(world):
 
 
 def test_the_oldest_applied_command_is_timed_until_the_brakes_take_over(world):
-    hardware = SimHardware(world, command_timeout_s=0.25)
     world.reset(2)
-    assert hardware.oldest_command_age(0.0) == 0.0, "no command yet: nothing stale is applied"
+    hardware = SimHardware(world, command_timeout_s=0.25)
+    t = float(world.data.time)
+    assert hardware.oldest_command_age(t) == 0.0, "no command yet: nothing stale is applied"
     groups = world.embodiment.commanded_groups
-    hardware.command(groups[0].name, world.data.qpos[world.group_qpos[groups[0].name]], 1.0)
-    hardware.command(groups[1].name, world.data.qpos[world.group_qpos[groups[1].name]], 1.05)
-    assert hardware.oldest_command_age(1.07) == pytest.approx(0.07)
-    assert hardware.oldest_command_age(1.28) == pytest.approx(0.23), "the first group is braked, the second is not"
-    assert hardware.oldest_command_age(1.31) == 0.0
+    hardware.command(groups[0].name, world.data.qpos[world.group_qpos[groups[0].name]], t + 1.0)
+    hardware.command(groups[1].name, world.data.qpos[world.group_qpos[groups[1].name]], t + 1.05)
+    assert hardware.oldest_command_age(t + 1.07) == pytest.approx(0.07)
+    assert hardware.oldest_command_age(t + 1.28) == pytest.approx(0.23), "the first group is braked, the second not"
+    assert hardware.oldest_command_age(t + 1.31) == 0.0
 
 
 def test_mimic_joints_follow_their_primary(world):
