@@ -139,6 +139,16 @@ def test_bad_commands_are_rejected_and_the_robot_keeps_its_state(ros):
     assert "arm: command rejected: 6 values for 7 joints" in ros.processes[0].output(), "a warning in the log"
 
 
+def test_in_a_namespace_the_camera_node_and_every_topic_are_in_it_too(ros):
+    """Two robots in one graph must not share a node name: the camera process joins sim_node's namespace."""
+    ros.start(python_module("vla_ros.nodes.sim_node", "--ros-args", "-r", "__ns:=/cell1", "-p", "embodiment:=arm7"),
+              name="sim_node")
+    ros.wait_for("/cell1/camera/front/image_raw", Image, timeout_s=60, qos=qos_profile_sensor_data)
+    ros.wait_for("/cell1/joint_states", JointState, timeout_s=10)
+    names = set(ros.node.get_node_names_and_namespaces())
+    assert {("sim_node", "/cell1"), ("sim_node_cameras", "/cell1")} <= names, names
+
+
 def test_after_a_reset_the_brakes_hold_the_new_pose_before_commands_act_again(ros):
     """Commands still arriving at a reset (here zero torques: the arm would sag under gravity) are
     dropped for reset_settle_s while the brakes hold the teleported pose; then they act again."""

@@ -24,17 +24,20 @@ class CameraTopic:
     topic: str  # fully qualified, resolved by sim_node (namespace and remappings applied)
 
 
-def start(embodiment_path: str, cameras: list[CameraTopic], node_name: str) -> tuple[multiprocessing.Process, Connection]:
-    """Start the worker; returns it and the sending end of its pipe."""
+def start(embodiment_path: str, cameras: list[CameraTopic], node_name: str,
+          namespace: str = "/") -> tuple[multiprocessing.Process, Connection]:
+    """Start the worker (its node `node_name` in `namespace`, sim_node's); returns it and the
+    sending end of its pipe."""
     receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
     worker = multiprocessing.get_context("spawn").Process(
-        target=_main, args=(receiver, embodiment_path, cameras, node_name), daemon=True, name=node_name)
+        target=_main, args=(receiver, embodiment_path, cameras, node_name, namespace), daemon=True, name=node_name)
     worker.start()
     receiver.close()
     return worker, sender
 
 
-def _main(connection: Connection, embodiment_path: str, cameras: list[CameraTopic], node_name: str) -> None:
+def _main(connection: Connection, embodiment_path: str, cameras: list[CameraTopic], node_name: str,
+          namespace: str) -> None:
     # Die with sim_node even if it is killed outright, and leave Ctrl-C to it.
     ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -56,7 +59,7 @@ def _main(connection: Connection, embodiment_path: str, cameras: list[CameraTopi
     specs = world.embodiment.cameras
     context = rclpy.Context()
     rclpy.init(args=[], context=context)  # not sim_node's --ros-args: a __node remap would rename this node too
-    node = rclpy.create_node(node_name, context=context, start_parameter_services=False)
+    node = rclpy.create_node(node_name, namespace=namespace, context=context, start_parameter_services=False)
     publishers = {c.name: node.create_publisher(Image, c.topic, qos_profile_sensor_data) for c in cameras}
     renderers = {}
     try:

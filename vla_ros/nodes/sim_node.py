@@ -128,7 +128,7 @@ class SimNode(Node):
             topics = [sim_cameras.CameraTopic(name, self.resolve_topic_name(camera.topic))
                       for name, camera in embodiment.cameras.items()]
             self.camera_worker, self.camera_pipe = sim_cameras.start(str(embodiment.path), topics,
-                                                                     f"{self.get_name()}_cameras")
+                                                                     f"{self.get_name()}_cameras", self.get_namespace())
         rate_hz = self.real_time_factor / self.control_dt
         self.rate = PreciseRate(rate_hz, max_lag=max(1, round(catch_up * rate_hz))) if rate_hz > 0 else None
         self.given_up_s = 0.0  # wall time the physics gave up after falling behind
