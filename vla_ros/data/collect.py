@@ -37,7 +37,7 @@ from vla_ros.sim.hardware import SimHardware
 from vla_ros.sim.tasks import Task, TaskStatus, make_task
 from vla_ros.sim.world import World
 
-SWITCHABLE = ("reach",)  # tasks whose expert can turn to another cube mid-way (a push has moved one)
+SWITCHABLE = ("reach",)  # tasks whose expert can turn to another cube mid-way or start beside one (a push moves it)
 SWITCH_PROGRESS = (0.25, 0.75)  # the share of the way to the first cube at which a switch comes
 NEAR_MISS_DISTANCE = (0.04, 0.12)  # [m] sideways from where the tool reaches the cube
 NEAR_MISS_HEIGHT = (0.0, 0.06)  # [m] above it
@@ -49,6 +49,16 @@ def switch_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 3])
 
 
+def _drawn(task: Task, fraction: float, rng: np.random.Generator, refusal: str) -> bool:
+    """Whether this episode is one of the `fraction` drawn from `rng`; a task that is not
+    SWITCHABLE is refused (`refusal` says with what) unless the fraction is 0."""
+    if fraction <= 0.0:
+        return False
+    if task.name not in SWITCHABLE:
+        raise VlaRosError(f"task {task.name!r} {refusal} (only {', '.join(SWITCHABLE)})")
+    return bool(rng.random() < fraction)
+
+
 @dataclass(frozen=True)
 class Switch:
     """A planned change of mind: to the `colour` cube once `progress` of the way to the first is done."""
@@ -58,12 +68,8 @@ class Switch:
 
     @staticmethod
     def draw(task: Task, seed: int, fraction: float) -> Switch | None:
-        if fraction <= 0.0:
-            return None
-        if task.name not in SWITCHABLE:
-            raise VlaRosError(f"task {task.name!r} cannot switch cubes mid-episode (only {', '.join(SWITCHABLE)})")
         rng = switch_rng(seed)
-        if rng.random() >= fraction:
+        if not _drawn(task, fraction, rng, "cannot switch cubes mid-episode"):
             return None
         others = [c for c in task.world.colours if c != task.target]
         return Switch(str(rng.choice(others)), float(rng.uniform(*SWITCH_PROGRESS)))
@@ -77,20 +83,19 @@ def near_miss_rng(seed: int) -> np.random.Generator:
 def start_near_miss(task: Task, seed: int, fraction: float) -> dict | None:
     """In `fraction` of the seeds, put the arm at rest beside the cube the task names (reach, drawn
     from the seed); what was done, or None (the arm stays at home)."""
-    if fraction <= 0.0:
-        return None
-    if task.name not in SWITCHABLE:
-        raise VlaRosError(f"task {task.name!r} has no near-miss start (only {', '.join(SWITCHABLE)})")
     rng = near_miss_rng(seed)
-    if rng.random() >= fraction:
+    if not _drawn(task, fraction, rng, "has no near-miss start"):
         return None
     world = task.world
-    reach = world.reach_target(world.cube_pose(task.target)[0])
-    arm = world.reaching_arm(world.cube_pose(task.target)[0])
+    cube = world.cube_pose(task.target)[0]
+    arm = world.reaching_arm(cube)
+    if arm is None:
+        return None
+    reach = world.reach_target(cube)
     for _ in range(NEAR_MISS_TRIES):
         angle, distance = rng.uniform(0.0, 2 * np.pi), rng.uniform(*NEAR_MISS_DISTANCE)
         offset = np.array([distance * np.cos(angle), distance * np.sin(angle), rng.uniform(*NEAR_MISS_HEIGHT)])
-        if arm is not None and world.pose_arm(arm, reach + offset):
+        if world.pose_arm(arm, reach + offset):
             return {"offset_m": [round(float(v), 4) for v in offset]}
     return None
 
@@ -127,9 +132,7 @@ class Collector:
         `switch_fraction` of the seeds, a near-miss start in `near_miss_fraction`)."""
         world, embodiment = self.world, self.embodiment
         task = start_episode(world, self.hardware, task_spec, seed)
-        near_miss = start_near_miss(task, seed, near_miss_fraction)
-        if near_miss is not None:
-            self.hardware.reset()
+        near_miss = start_near_miss(task, seed, near_miss_fraction)  # before any step: the brakes hold its pose
         words = phrasing_rng(seed)
         instruction = task.phrase(phrasing, words)
         planned = Switch.draw(task, seed, switch_fraction)

@@ -10,10 +10,9 @@ The control loop runs on a thread of its own, paced by absolute deadlines on the
 and owns the controller core. With use_sim_time its time is /clock's, and a period in which the
 sim clock did not move is skipped (a paused sim, or none yet); the pace stays the monotonic
 clock's, never a wait on /clock messages, which the executor may deliver late under load. It
-takes the newest joint_states
-straight from its subscription at the top of each period (no executor in the hot path); the
-other callbacks only queue what they received for the loop to take at its next period, so a slow
-callback never delays a command. See vla_ros/control/controller.py for the watchdog rules.
+takes the newest joint_states straight from its subscription at the top of each period (no
+executor in the hot path); the other callbacks only queue what they received for the loop to take
+at its next period, so a slow callback never delays a command. See vla_ros/control/controller.py for the watchdog rules.
 """
 from __future__ import annotations
 
