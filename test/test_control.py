@@ -1,4 +1,7 @@
-"""The control core: chunk validation, the timeline's strategies, the limiter, the controller."""
+"""The control core: chunk validation, the timeline's strategies, the limiter, the control laws, the controller."""
+import dataclasses
+
+import mujoco
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -8,9 +11,12 @@ from vla_ros.control.base import BaseTracker
 from vla_ros.control.chunk import ChunkRejected, validate
 from vla_ros.control.controller import ESTOP, HOLDING, RUNNING, STALE, WAITING, Controller, ControllerConfig
 from vla_ros.control.limits import MotionLimiter
-from vla_ros.control.pd import group_command, wrap_to_pi
+from vla_ros.control.pd import CommandLaw, desired_acceleration, group_command, wrap_to_pi
 from vla_ros.control.timeline import Timeline
 from vla_ros.embodiment import load_embodiment
+from vla_ros.sim.episode import step
+from vla_ros.sim.hardware import SimHardware
+from vla_ros.sim.world import World
 
 ARM7 = load_embodiment("arm7")
 DT = 0.002
@@ -187,15 +193,96 @@ def test_limiter_keeps_targets_inside_the_margin_and_wraps_continuous_joints():
     assert abs(wrap_to_pi(q[1] - (-3.0))) < 1e-3 and abs(q[1] - 3.0) < 0.4, "the short way round, through pi"
 
 
-# -- PD ----------------------------------------------------------------------------------------
+# -- control laws ------------------------------------------------------------------------------
 def test_pd_law_per_mode():
-    arm, gripper = ARM7.groups["arm"], ARM7.groups["gripper"]
+    arm, gripper = dataclasses.replace(ARM7.groups["arm"], effort_law="pd"), ARM7.groups["gripper"]
     q = np.zeros(7)
-    tau = group_command(arm, q, np.zeros(7), np.full(7, 0.01), np.full(7, 0.1), gravity=np.ones(7))
+    tau = group_command(arm, q, np.zeros(7), np.full(7, 0.01), np.full(7, 0.1), model_torque=np.ones(7))
     assert np.allclose(tau, arm.kp * 0.01 + arm.kd * 0.1 + 1.0)
-    saturated = group_command(arm, q, np.zeros(7), np.full(7, 3.0), np.zeros(7), gravity=None)
+    saturated = group_command(arm, q, np.zeros(7), np.full(7, 3.0), np.zeros(7), model_torque=None)
     assert np.allclose(saturated, arm.effort_limit)
     assert group_command(gripper, np.zeros(1), np.zeros(1), np.array([0.03]), np.zeros(1), None) == pytest.approx([0.03])
+
+
+def set_joints(world: World, q_full: np.ndarray, qd_full: np.ndarray) -> None:
+    """Put the simulated robot's joints (Kinematics.joint_names order) at these positions and velocities."""
+    for name, position, velocity in zip(world.embodiment.kinematics.joint_names, q_full, qd_full):
+        world.data.qpos[world.qpos_adr[name]], world.data.qvel[world.dof_adr[name]] = position, velocity
+    mujoco.mj_forward(world.model, world.data)
+
+
+@pytest.mark.parametrize("name", ["arm7", "humanoid_upper"])  # fixed roots: a mobile base yields to the arm
+def test_inverse_dynamics_torques_give_the_simulated_robot_the_acceleration_the_gains_ask_for(name):
+    """The model torques (pinocchio, from the URDF, plus armature) against MuJoCo's physics of the same
+    robot: in mid-motion, away from home, every effort joint accelerates as qdd* = (kp e + kd de) / I.
+    (The URDF's joint damping, friction the law leaves to feedback, is off here.)"""
+    embodiment = load_embodiment(name)
+    world = World(embodiment)
+    world.reset(3)
+    world.model.dof_damping[:] = 0.0
+    law = CommandLaw(embodiment, embodiment.commanded_groups)
+    rng = np.random.default_rng(0)
+    effort = np.concatenate([np.full(len(g.joints), g.mode == "effort") for g in law.groups])
+    q_full = world.joint_vector()
+    q_full[law.index] += np.where(effort, rng.uniform(-0.2, 0.2, effort.size), 0.0)
+    qd_full = np.zeros_like(q_full)
+    qd_full[law.index] = np.where(effort, rng.uniform(-0.5, 0.5, effort.size), 0.0)
+    set_joints(world, q_full, qd_full)
+    q_target = q_full[law.index] + np.where(effort, 0.01, 0.0)
+    qd_target = np.zeros(effort.size)
+    commands = law.commands(q_full, qd_full, q_target, qd_target)
+    wanted = []
+    for group in law.groups:
+        if group.mode != "effort":
+            continue
+        part = law.slices[group.name]
+        assert np.all(np.abs(commands[group.name]) < group.effort_limit), "not clamped: the law is what is tested"
+        world.data.ctrl[world.actuators[group.name]] = commands[group.name]
+        wanted.append(desired_acceleration(group, q_full[law.index][part], qd_full[law.index][part],
+                                           q_target[part], qd_target[part]))
+    mujoco.mj_forward(world.model, world.data)
+    got = [world.data.qacc[world.group_dof[g.name]] for g in law.groups if g.mode == "effort"]
+    assert np.concatenate(got) == pytest.approx(np.concatenate(wanted), rel=0.02, abs=0.05)
+
+
+def hold_with_late_torques(law: str, late_s: float, every_s: float, seconds: float = 3.0) -> float:
+    """arm7 holding a pose with joint 2 at 0.8 rad, its torques computed from a state `late_s` old
+    and sent every `every_s` (held in between), after a kick that turns joints 1 and 3 against each
+    other: the peak joint speed [rad/s] from 0.5 s after the kick on."""
+    embodiment = load_embodiment("arm7")
+    if law == "pd":
+        embodiment.groups["arm"] = dataclasses.replace(embodiment.groups["arm"], effort_law="pd")
+    world, dt = World(embodiment), 1.0 / embodiment.control_rate_hz
+    world.reset(0)
+    hardware = SimHardware(world)
+    controller = Controller(embodiment)
+    q = world.joint_vector()
+    q[embodiment.kinematics.index(["joint2"])] = 0.8
+    set_joints(world, q, np.zeros_like(q))
+    states, late, every = [], round(late_s / dt), round(every_s / dt)
+    kick, peak = 50, 0.0
+    substeps = round(dt / world.model.opt.timestep)
+    for k in range(round(seconds / dt)):
+        states.append((world.joint_vector(), world.joint_velocity_vector()))
+        if k % every == 0:
+            controller.update_state(*states[max(0, k - late)], k * dt)
+            for group, command in controller.step(k * dt, dt).commands.items():
+                hardware.command(group, command, float(world.data.time))
+        if k == kick:
+            world.data.qvel[[world.dof_adr["joint1"], world.dof_adr["joint3"]]] += [0.5, -0.5]
+        step(world, hardware, substeps, dt)
+        if k > kick + 0.5 / dt:
+            peak = max(peak, np.abs(world.joint_velocity_vector()[:7]).max())
+    return peak
+
+
+@pytest.mark.slow
+def test_inverse_dynamics_holds_the_arm_with_torques_16_ms_late_where_per_joint_pd_swings_it():
+    """A controller across DDS from its hardware sends torques late; per joint, arm7's gains give the
+    motion of joints 1 and 3 against each other far more bandwidth than it was tuned for, and late
+    damping feeds it (the arm was thrown this way in the ROS graph). Inverse dynamics damps it out."""
+    assert hold_with_late_torques("inverse_dynamics", 0.016, 0.010) < 0.05, "the kick died away"
+    assert hold_with_late_torques("pd", 0.016, 0.010) > 1.0, "per-joint PD keeps it swinging"
 
 
 # -- controller ----------------------------------------------------------------------------------
@@ -310,7 +397,7 @@ def test_estop_latches_decelerates_within_limits_and_refuses_chunks_until_reset(
 def test_humanoid_upper_body_weight_ramps_up_and_delegated_legs_are_never_commanded():
     humanoid = load_embodiment("humanoid_upper")
     controller = Controller(humanoid, ControllerConfig(upper_body_ramp_s=0.5))
-    assert "legs" not in controller.group_slices
+    assert "legs" not in controller.law.slices
     q = np.zeros(len(humanoid.kinematics.joint_names))
     weights = []
     for k in range(400):

@@ -1,8 +1,8 @@
 """The controller core: chunks in, one command per group out, every control period. No ROS.
 
 Each step: targets from the chunk timeline -> the motion limiter (URDF limits, rate limits) ->
-for a humanoid, the upper-body blend weight -> the PD law per group (torques with gravity
-feed-forward in effort mode; positions or velocities for hardware that closes its own loop).
+for a humanoid, the upper-body blend weight -> the control law per group (control/pd.py: torques
+from the dynamics model in effort mode; positions or velocities for hardware that closes its own loop).
 
 Watchdog, in order of precedence:
 - e-stop (latched until reset): targets freeze where the commanded state is, the limiter brings
@@ -31,7 +31,7 @@ import numpy as np
 
 from vla_ros.control.chunk import Chunk, ChunkRejected, validate
 from vla_ros.control.limits import MotionLimiter
-from vla_ros.control.pd import group_command, wrap_to_pi
+from vla_ros.control.pd import CommandLaw, wrap_to_pi
 from vla_ros.control.timeline import STRATEGIES, Timeline
 from vla_ros.embodiment import Embodiment
 from vla_ros.errors import VlaRosError, did_you_mean
@@ -93,11 +93,6 @@ class Controller:
         self.groups = embodiment.commanded_groups
         self.joints = [j for g in self.groups for j in g.joints]
         self.index = {name: i for i, name in enumerate(self.joints)}
-        self.group_slices = {}
-        start = 0
-        for group in self.groups:
-            self.group_slices[group.name] = slice(start, start + len(group.joints))
-            start += len(group.joints)
         self.delegated = {j for g in embodiment.delegated_groups for j in g.joints}
         stack = lambda attribute: np.concatenate([getattr(g, attribute) for g in self.groups])  # noqa: E731
         self.limiter = MotionLimiter(
@@ -105,7 +100,8 @@ class Controller:
             np.concatenate([np.full(len(g.joints), g.soft_margin * config.margin_scale) for g in self.groups]),
             stack("continuous"),
         )
-        self.kinematics_index = embodiment.kinematics.index(self.joints)
+        self.law = CommandLaw(embodiment, self.groups, config.gravity_compensation)
+        self.kinematics_index = self.law.index
         self.continuous = stack("continuous").astype(bool)
         self.watched = np.concatenate([np.full(len(g.joints), g.kind not in ("gripper", "hand")) for g in self.groups])
         self._commanded: np.ndarray | None = None  # (n,) the last step's q_command
@@ -173,7 +169,7 @@ class Controller:
             self.state = WAITING
             return self._silence()
         q_full, qd_full, received = self._state
-        q, qd = q_full[self.kinematics_index], qd_full[self.kinematics_index]
+        q = q_full[self.kinematics_index]
         if now - received > self.config.state_timeout_s:
             self._active = False
             self.state = STALE
@@ -192,13 +188,7 @@ class Controller:
         q_cmd, qd_cmd = self.limiter.step(targets, target_velocities, dt)
         q_cmd, qd_cmd = self._blend(q_cmd, qd_cmd, now)
         self._commanded = q_cmd
-        gravity = self.embodiment.kinematics.gravity(q_full)[self.kinematics_index] \
-            if self.config.gravity_compensation else None
-        commands = {}
-        for group in self.groups:
-            part = self.group_slices[group.name]
-            commands[group.name] = group_command(group, q[part], qd[part], q_cmd[part], qd_cmd[part],
-                                                 None if gravity is None else gravity[part])
+        commands = self.law.commands(q_full, qd_full, q_cmd, qd_cmd)
         return Output(commands, self.state, q_cmd, qd_cmd)
 
     def _following_fault(self, q: np.ndarray) -> str | None:
@@ -245,7 +235,7 @@ class Controller:
     def _stale_output(self) -> Output:
         commands = {}
         for group in self.groups:
-            part = self.group_slices[group.name]
+            part = self.law.slices[group.name]
             if group.mode == "effort":
                 commands[group.name] = None
             elif group.mode == "position":

@@ -17,6 +17,7 @@ from vla_ros.errors import VlaRosError, did_you_mean
 
 KINDS = ("arm", "gripper", "hand", "torso", "head", "base", "legs")
 MODES = ("effort", "position", "velocity")
+EFFORT_LAWS = ("inverse_dynamics", "pd")
 BASE_CHANNELS = ("vx", "vy", "wz")
 UNNORMALIZED_KINDS = ("gripper", "hand")
 DEFAULT_ACTION_WIDTH = 32
@@ -38,7 +39,7 @@ class EmbodimentError(VlaRosError):
 
 def _per_joint(key: str, value, count: int, minimum: float, unit: str) -> None:
     """Check a scalar-or-list gain/limit: list length `count`, every value >= `minimum`."""
-    values = value if isinstance(value, tuple) else (value,)
+    values = _as_tuple(value)
     if isinstance(value, tuple) and len(value) != count:
         raise EmbodimentError(
             key, f"has {len(value)} values for {count} joints",
@@ -56,6 +57,7 @@ class GroupConfig:
     kind: str
     joints: tuple[str, ...] = ()
     mode: str | None = None
+    effort_law: str | None = None
     kp: float | tuple[float, ...] | None = None
     kd: float | tuple[float, ...] | None = None
     command_topic: str | None = None
@@ -81,7 +83,7 @@ class GroupConfig:
             self._check_commanded()
 
     def _check_base(self) -> None:
-        for key in ("kp", "kd", "ee_frame", "home"):
+        for key in ("kp", "kd", "effort_law", "ee_frame", "home"):
             if getattr(self, key) is not None:
                 raise EmbodimentError(key, "does not apply to a base (it takes velocities)",
                                       f"remove {key!r}; a base has channels, max_velocity, max_acceleration")
@@ -98,7 +100,7 @@ class GroupConfig:
                                       f"give {len(channels)} positive values [m/s or rad/s (per s)]")
 
     def _check_delegated(self) -> None:
-        for key in ("mode", "kp", "kd", "command_topic", "ee_frame", "home"):
+        for key in ("mode", "effort_law", "kp", "kd", "command_topic", "ee_frame", "home"):
             if getattr(self, key) is not None:
                 raise EmbodimentError(
                     key, "is set on a delegated group, which vla_ros never commands",
@@ -106,6 +108,21 @@ class GroupConfig:
                 )
         if not self.joints:
             raise EmbodimentError("joints", "is empty", "list the joints the vendor stack owns")
+
+    def _check_effort_law(self) -> None:
+        if self.mode != "effort":
+            if self.effort_law is not None:
+                raise EmbodimentError("effort_law", f"applies to effort mode only (this group is {self.mode})",
+                                      "remove 'effort_law'")
+            return
+        law = self.effort_law or EFFORT_LAWS[0]
+        if law not in EFFORT_LAWS:
+            raise EmbodimentError("effort_law", f"{law!r} is not an effort law{did_you_mean(law, EFFORT_LAWS)}",
+                                  f"use one of {', '.join(EFFORT_LAWS)}")
+        if law == "inverse_dynamics" and not all(g > 0 for key in ("kp", "kd") for g in _as_tuple(getattr(self, key))):
+            raise EmbodimentError("effort_law", "inverse_dynamics (the default) needs kp > 0 and kd > 0 for every "
+                                  "joint: they set its bandwidth sqrt(kp / I), with I = kd^2 / (4 kp)",
+                                  "give positive gains, or use effort_law: pd")
 
     def _check_commanded(self) -> None:
         if not self.joints:
@@ -119,6 +136,7 @@ class GroupConfig:
             if getattr(self, key) is None:
                 raise EmbodimentError(key, "is missing", "give PD gains: one per joint, or one for all")
             _per_joint(key, getattr(self, key), len(self.joints), 0.0, "")
+        self._check_effort_law()
         _per_joint("accel_limit", self.accel_limit, len(self.joints), 1e-9, "[rad/s^2 or m/s^2]")
         if not self.soft_margin >= 0:
             raise EmbodimentError("soft_margin", f"{self.soft_margin} is negative", "use a margin >= 0 [rad or m]")
@@ -266,6 +284,10 @@ def from_mapping(cls: type, data: object, key: str = ""):
         return cls(**values)
     except EmbodimentError as error:
         raise error.within(key) from None
+
+
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def _join(prefix: str, name: str) -> str:

@@ -13,7 +13,9 @@ import numpy as np
 import yaml
 
 from vla_ros import resources
-from vla_ros.embodiment.config import UNNORMALIZED_KINDS, EmbodimentConfig, EmbodimentError, from_mapping
+from vla_ros.embodiment.config import (
+    EFFORT_LAWS, UNNORMALIZED_KINDS, EmbodimentConfig, EmbodimentError, from_mapping,
+)
 from vla_ros.embodiment.kinematics import Kinematics
 from vla_ros.embodiment.layout import ActionLayout, Normalizer
 from vla_ros.embodiment.urdf import RobotDescription, UrdfError
@@ -28,12 +30,14 @@ class JointGroup:
     inside them. Velocity [rad/s | m/s] and effort [Nm | N] limits are the URDF's; acceleration
     limits [rad/s^2 | m/s^2] come from the embodiment file, and so does `armature` [kg m^2 | kg],
     the reflected motor inertia the URDF cannot say (the simulator adds it to each joint).
+    `effort_law` is how an effort group's torques are computed (control/pd.py), None otherwise.
     """
 
     name: str
     kind: str
     joints: tuple[str, ...]
     mode: str | None
+    effort_law: str | None
     delegated: bool
     command_topic: str | None
     ee_frame: str | None
@@ -170,6 +174,7 @@ class Embodiment:
                        "give a home position within the joint limits")
         return JointGroup(
             name=name, kind=group.kind, joints=tuple(group.joints), mode=group.mode, delegated=group.delegated,
+            effort_law=group.effort_law or EFFORT_LAWS[0] if group.mode == "effort" else None,
             command_topic=None if group.delegated else group.command_topic or f"{name}_controller/commands",
             ee_frame=group.ee_frame, lower=lower, upper=upper,
             velocity_limit=np.array([j.velocity for j in joints]),

@@ -29,6 +29,12 @@ class Kinematics:
         ]
         self._ids = [self._joint_id(name) for name in self.joint_names]
         self._v_index = np.array([self.model.joints[i].idx_v for i in self._ids])
+        # Pinocchio's velocities from the joint vector's: a mimic joint moves with its primary, and
+        # the transpose carries its torque back to the primary, the joint that gets commanded.
+        self._coupling = np.zeros((self.model.nv, len(self.joint_names)))
+        self._coupling[self._v_index, np.arange(len(self.joint_names))] = 1.0
+        for joint_id, primary, multiplier, _ in self._mimics:
+            self._coupling[self.model.joints[joint_id].idx_v, primary] += multiplier
         # configuration() is on every hot path: precompute where each value goes in pinocchio's q.
         two = np.array([self.model.joints[i].nq == 2 for i in self._ids], dtype=bool)
         q_index = np.array([self.model.joints[i].idx_q for i in self._ids], dtype=int)
@@ -83,10 +89,18 @@ class Kinematics:
         is the one that gets commanded.
         """
         tau = pin.computeGeneralizedGravity(self.model, self.data, self.configuration(positions))
-        independent = tau[self._v_index]
-        for joint_id, primary, multiplier, _ in self._mimics:
-            independent[primary] += multiplier * tau[self.model.joints[joint_id].idx_v]
-        return independent
+        return self._coupling.T @ tau
+
+    def dynamics(self, positions: np.ndarray, velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The joint space's equation of motion M(q) qdd + b(q, qd) = tau, as (M (n, n) [kg m^2 | kg],
+        b (n,) [Nm | N]): b holds gravity, Coriolis and centrifugal torques. Mimic joints move with
+        their primary, which carries their inertia and load. Motor armature is not in the URDF: add it.
+        """
+        q = self.configuration(positions)
+        mass = pin.crba(self.model, self.data, q)
+        mass = np.triu(mass) + np.triu(mass, 1).T  # crba fills the upper triangle only
+        bias = pin.nonLinearEffects(self.model, self.data, q, self._coupling @ np.asarray(velocities, dtype=float))
+        return self._coupling.T @ mass @ self._coupling, self._coupling.T @ bias
 
     def inertia_diagonal(self, positions: np.ndarray) -> np.ndarray:
         """(n,) diagonal of the joint-space mass matrix [kg m^2 | kg]: what each joint moves."""

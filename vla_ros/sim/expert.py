@@ -7,13 +7,14 @@ no faster than half the joints' velocity limits. One expert per task, in one reg
 """
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
 import pinocchio as pin
 
-from vla_ros.control.pd import group_command
+from vla_ros.control.pd import CommandLaw
 from vla_ros.embodiment import Embodiment, JointGroup
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
 from vla_ros.sim.tasks import PUSH_DISTANCE, SIDES
@@ -226,14 +227,15 @@ def _rotation_z(angle: float) -> np.ndarray:
 EXPERTS: dict[str, type[Expert]] = {"reach": ReachExpert, "push": PushExpert}
 
 
+@functools.lru_cache(maxsize=8)
+def _command_law(embodiment: Embodiment) -> CommandLaw:
+    return CommandLaw(embodiment, embodiment.commanded_groups)
+
+
 def commands_from_targets(embodiment: Embodiment, q: np.ndarray, qd: np.ndarray,
                           targets: Targets) -> dict[str, np.ndarray]:
-    """Each group's hardware command (torques in effort mode, with gravity feed-forward)."""
-    kinematics = embodiment.kinematics
-    gravity = kinematics.gravity(q)
-    commands = {}
-    for group in embodiment.commanded_groups:
-        index = kinematics.index(group.joints)
-        q_target, qd_target = targets.joints[group.name]
-        commands[group.name] = group_command(group, q[index], qd[index], q_target, qd_target, gravity[index])
-    return commands
+    """Each group's hardware command (control/pd.py: torques in effort mode), as the controller's."""
+    law = _command_law(embodiment)
+    q_target = np.concatenate([targets.joints[g.name][0] for g in law.groups])
+    qd_target = np.concatenate([targets.joints[g.name][1] for g in law.groups])
+    return law.commands(q, qd, q_target, qd_target)
