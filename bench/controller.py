@@ -40,6 +40,7 @@ from vla_ros.embodiment import load_embodiment
 from vla_ros.nodes.chunk_source_node import reference
 from vla_ros.process import ProcessGroup
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
+from vla_ros.ros.services import call_repeatable
 from vla_ros.terminal import console as make_console
 
 STRATEGIES = ("splice", "replace", "ensemble")
@@ -147,12 +148,10 @@ class Collector:
     def set_strategy(self, strategy: str) -> None:
         if not self.parameters.wait_for_service(timeout_sec=10):
             raise RuntimeError("controller_node/set_parameters did not appear")
-        future = self.parameters.call_async(SetParameters.Request(parameters=[Parameter(
-            name="strategy", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=strategy))]))
-        deadline = time.monotonic() + 10
-        while not future.done() and time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.05)
-        if not future.done() or not future.result().results[0].successful:
+        response = call_repeatable(self.parameters, SetParameters.Request(parameters=[Parameter(
+            name="strategy", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=strategy))]),
+            lambda: self.executor.spin_once(timeout_sec=0.05), 10)
+        if response is None or not response.results[0].successful:
             raise RuntimeError(f"could not set strategy {strategy}")
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 from vla_ros import process
+from vla_ros.ros.services import call_repeatable
 
 TOKEN_VAR = "VLA_ROS_TEST_TOKEN"
 BIN_DIR = Path(sys.executable).parent
@@ -153,6 +154,15 @@ class RosHarness:
                     f"timed out after {timeout_s:.1f} s waiting for {what}\n{self.describe_processes()}"
                 )
             self.executor.spin_once(timeout_sec=0.05)
+
+    def call(self, client, request, timeout_s: float = 20.0):
+        """The answer to a request that may be repeated (sent again while unanswered: see
+        vla_ros/ros/services.py); on timeout fail with every child's output."""
+        response = call_repeatable(client, request, lambda: self.executor.spin_once(timeout_sec=0.05), timeout_s)
+        if response is None:
+            raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for an answer from {client.srv_name}\n"
+                                 f"{self.describe_processes()}")
+        return response
 
     def subscribe(self, topic: str, msg_type, qos=10) -> list:
         """Start collecting `topic` now; the returned list fills as the node spins."""

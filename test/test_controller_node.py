@@ -76,9 +76,7 @@ class Robot:
     def call(self, service_type, name, request):
         client = self.ros.node.create_client(service_type, name)
         assert client.wait_for_service(timeout_sec=10), f"no service {name}"
-        future = client.call_async(request)
-        self.ros.spin_until(future.done, 10, f"an answer from {name}")
-        return future.result()
+        return self.ros.call(client, request)
 
 
 def set_parameter(robot, name, value: str):

@@ -19,6 +19,7 @@ from visualization_msgs.msg import MarkerArray
 from harness import console_script, python_module
 from vla_ros.embodiment import load_embodiment
 from vla_ros.ros.image import from_image_msg
+from vla_ros.ros.services import call_repeatable
 from vla_ros.ros.time import to_seconds
 from vla_ros.sim.tasks import Reach
 from vla_ros.sim.world import COLOURS
@@ -159,8 +160,8 @@ def test_after_a_reset_the_brakes_hold_the_new_pose_before_commands_act_again(ro
     states = ros.subscribe("joint_states", JointState, 1000)
     statuses = ros.subscribe("sim/task_status", DiagnosticStatus)
     sagging = lambda: command.publish(Float64MultiArray(data=[0.0] * 7))  # noqa: E731
-    future = reset.call_async(Trigger.Request())
-    ros.spin_until(lambda: sagging() or future.done(), 10, "the reset")
+    assert call_repeatable(reset, Trigger.Request(), lambda: (sagging(), ros.executor.spin_once(timeout_sec=0.05)), 20),\
+        "the reset answered"
     statuses.clear()
     ros.spin_until(lambda: sagging() or any(float(dict((kv.key, kv.value) for kv in m.values)["episode_time"]) > 1.0
                                             for m in statuses), 20, "a second of the new episode under zero torques")
@@ -190,10 +191,9 @@ def test_reset_with_the_same_seed_restores_the_same_scene(ros):
         return {m.text: np.array([m.pose.position.x, m.pose.position.y]) for m in markers.markers}
 
     def reset() -> str:
-        future = client.call_async(Trigger.Request())
-        ros.spin_until(future.done, 10, "the reset answer")
-        assert future.result().success
-        return future.result().message
+        response = ros.call(client, Trigger.Request())
+        assert response.success
+        return response.message
 
     assert reset() == "reach the blue cube"
     first = scene()
@@ -203,9 +203,8 @@ def test_reset_with_the_same_seed_restores_the_same_scene(ros):
     for name in first:  # markers come from the running sim, a few ms after the reset
         assert np.allclose(second[name], first[name], atol=1e-3)
     parameters = ros.node.create_client(SetParameters, "sim_node/set_parameters")
-    future = parameters.call_async(SetParameters.Request(parameters=[Parameter(
+    ros.call(parameters, SetParameters.Request(parameters=[Parameter(
         name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=12))]))
-    ros.spin_until(future.done, 10, "the parameter answer")
     reset()
     third = scene()
     assert not all(np.allclose(third[name], first[name], atol=1e-3) for name in first)
@@ -221,10 +220,6 @@ def test_held_out_phrasing_is_fixed_by_the_seed_and_names_the_target(ros):
     instructions = ros.subscribe("vla/instruction", String,
                                  QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
 
-    def call(client, request):
-        future = client.call_async(request)
-        ros.spin_until(future.done, 10, f"an answer from {client.srv_name}")
-        return future.result()
 
     def status(episode: int) -> dict:
         msg = ros.wait_for("sim/task_status", DiagnosticStatus, timeout_s=30, predicate=lambda m: any(
@@ -234,19 +229,19 @@ def test_held_out_phrasing_is_fixed_by_the_seed_and_names_the_target(ros):
     first = status(0)  # the episode the node starts with, at seed 11
     colour = first["target"].removesuffix("_cube")
     assert first["instruction"] in {t.format(colour=colour) for t in Reach.phrasings["held_out"]}
-    answer = call(reset, Trigger.Request())
+    answer = ros.call(reset, Trigger.Request())
     assert answer.success and answer.message == first["instruction"], "the same seed worded differently"
     assert status(1)["instruction"] == answer.message
     ros.spin_until(lambda: instructions and instructions[-1].data == answer.message, 10, "vla/instruction")
 
     def set_phrasing(value: str):
-        return call(parameters, SetParameters.Request(parameters=[Parameter(
+        return ros.call(parameters, SetParameters.Request(parameters=[Parameter(
             name="phrasing", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))])).results[0]
 
     refused = set_phrasing("paraphrased")
     assert not refused.successful and "phrasing 'paraphrased' is not one of canonical, train, held_out" in refused.reason
     assert set_phrasing("canonical").successful
-    assert call(reset, Trigger.Request()).message == f"reach the {colour} cube"
+    assert ros.call(reset, Trigger.Request()).message == f"reach the {colour} cube"
 
 
 def test_a_bad_phrasing_stops_the_node_at_start_up():

@@ -22,6 +22,7 @@ from std_srvs.srv import Trigger
 
 from vla_ros.errors import VlaRosError
 from vla_ros.ros.image import from_image_msg
+from vla_ros.ros.services import call_repeatable
 from vla_ros.ros.time import to_seconds
 
 
@@ -126,9 +127,10 @@ class SimClient:
             self.spin_until(lambda: self.images_seen > 0, timeout_s, f"an image on {self.camera_topic}")
 
     def _call(self, client, request, timeout_s: float):
-        future = client.call_async(request)
-        self.spin_until(future.done, timeout_s, f"an answer from {client.srv_name}")
-        return future.result()
+        response = call_repeatable(client, request, lambda: self.executor.spin_once(timeout_sec=0.05), timeout_s)
+        if response is None:
+            raise SimUnavailable(f"timed out after {timeout_s:.0f} s waiting for an answer from {client.srv_name}")
+        return response
 
     def start_episode(self, task: str, seed: int, timeout_s: float = 30.0) -> str:
         """Set the sim's task and seed, reset it (and the controller), and return the instruction."""
