@@ -1,6 +1,7 @@
 """`vla-ros eval`: the Wilson interval, a closed-loop run through sim, controller and policy nodes, bad arguments."""
 import json
 import subprocess
+from pathlib import Path
 
 import cv2
 import pytest
@@ -41,6 +42,17 @@ def test_eval_with_the_hold_policy_reports_failures_in_held_out_words(ros, tmp_p
     assert report["inference_p50_ms"] is not None and report["inference_p95_ms"] >= report["inference_p50_ms"]
     front = load_embodiment("arm7").cameras["front"]
     assert cv2.imread(str(sheet)).shape == (2 * front.height, SHEET_FRAMES * front.width, 3)
+
+
+def test_eval_on_sim_time_runs_every_node_on_the_sims_clock(ros, tmp_path):
+    out = tmp_path / "eval.json"
+    run = ros.start([console_script("vla-ros"), "eval", "--policy", "hold", "--episodes", "1", "--seconds", "2",
+                     "--use-sim-time", "--json", str(out)], name="vla-ros-eval")
+    assert run.popen.wait(timeout=300) == 0, run.output()
+    report = json.loads(out.read_text())
+    assert report["use_sim_time"] is True and report["episodes"][0]["seconds"] >= 2.0
+    controller_log = (Path(report["log_dir"]) / "controller_node.log").read_text()
+    assert "on the use_sim_time (/clock)" in controller_log, controller_log
 
 
 @pytest.mark.parametrize("args, message", [

@@ -44,6 +44,8 @@ def register(verbs) -> None:
     parser.add_argument("--policy", default="builtin", help="policy backend: builtin, hold, replay, remote (default builtin)")
     parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a backend parameter (repeatable), e.g. --policy-param path=chunks.npz")
+    parser.add_argument("--use-sim-time", action="store_true",
+                        help="every node follows the sim's /clock (default: the wall clock, as vla-ros up)")
     parser.add_argument("--camera", help="camera for --sheet (default: the embodiment's first)")
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--sheet", type=Path, help="write a PNG contact sheet of the first episodes")
@@ -95,6 +97,7 @@ class EvalReport:
     inference_p50_ms: float | None  # median of policy_node's reports over the run
     inference_p95_ms: float | None
     log_dir: Path  # the nodes' output
+    use_sim_time: bool = False  # the nodes followed the sim's /clock, not the wall clock
     sheet: np.ndarray | None = None  # (H, W, 3) uint8 RGB contact sheet of the first episodes, given a camera
 
     @property
@@ -126,12 +129,13 @@ class EvalReport:
             "per_instruction": {text: {"successes": s, "episodes": n} for text, (s, n) in self.per_instruction.items()},
             "successes": self.successes, "success_rate": self.success_rate, "ci95": list(self.ci95),
             "inference_p50_ms": self.inference_p50_ms, "inference_p95_ms": self.inference_p95_ms,
-            "log_dir": str(self.log_dir),
+            "log_dir": str(self.log_dir), "use_sim_time": self.use_sim_time,
         }
 
 
 def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str, seconds: float, policy: str,
-             checkpoint: str | None, policy_params: Mapping[str, object], camera: str | None, console) -> EvalReport:
+             checkpoint: str | None, policy_params: Mapping[str, object], camera: str | None, console,
+             use_sim_time: bool = False) -> EvalReport:
     """Run seeded episodes (seeds seed, seed + 1, ...) of `task` with `policy` in charge of the sim robot.
 
     Args:
@@ -143,6 +147,7 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
             backend's default) and its other parameters.
         camera: camera whose frames make `EvalReport.sheet`; None: no sheet.
         console: a rich Console; a line per episode is printed as it finishes.
+        use_sim_time: every node follows the sim's /clock instead of the wall clock.
 
     Raises:
         VlaRosError: bad arguments, a node that died, a graph that did not come up.
@@ -173,7 +178,7 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
 
     log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-eval-"))
     nodes = bringup.graph(bringup.Options(str(robot.path), sim=True, policy=policy, checkpoint=checkpoint or "",
-                                          policy_params=dict(policy_params), use_sim_time=False, task=task, seed=seed,
+                                          policy_params=dict(policy_params), use_sim_time=use_sim_time, task=task, seed=seed,
                                           phrasing=phrasing))
     results: list[EvalEpisode] = []
     latencies: dict[str, list[float]] = {"inference_p50_ms": [], "inference_p95_ms": []}
@@ -228,7 +233,7 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
             client.close()
     return EvalReport(policy, checkpoint, robot.name, task, phrasing, seed, seconds, results,
                       _median(latencies["inference_p50_ms"]), _median(latencies["inference_p95_ms"]), log_dir,
-                      contact_sheet(tiles, columns=SHEET_FRAMES, labels=labels) if tiles else None)
+                      use_sim_time, contact_sheet(tiles, columns=SHEET_FRAMES, labels=labels) if tiles else None)
 
 
 def _values(reports: list[dict], key: str) -> list[float]:
@@ -261,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     camera = (args.camera or next(iter(load_embodiment(args.embodiment).cameras), None)) if args.sheet else None
     console = make_console()
     report = evaluate(args.embodiment, args.task, args.episodes, args.seed, args.phrasing, args.seconds, args.policy,
-                      args.checkpoint, params, camera, console)
+                      args.checkpoint, params, camera, console, args.use_sim_time)
     table = Table(title=f"{report.embodiment} {report.task}, {report.phrasing} phrasings, policy {report.policy}")
     for column in ("instruction", "successes", "episodes", "rate"):
         table.add_column(column, justify="left" if column == "instruction" else "right")
