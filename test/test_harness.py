@@ -15,9 +15,6 @@ from harness import (
     ros2_run,
 )
 
-PENDING_NODES = ["recorder_node"]
-
-
 def test_session_runs_in_a_private_localhost_domain(ros):
     """Tests and every child they start share one non-default domain, discovered on localhost only."""
     assert 1 <= int(os.environ["ROS_DOMAIN_ID"]) <= 200
@@ -40,20 +37,6 @@ def test_round_trip_through_a_child_process(ros):
         return any(msg.data == nonce for msg in replies)
 
     ros.spin_until(echoed, timeout_s=20, what="the echo of our ping")
-
-
-@pytest.mark.parametrize("name", PENDING_NODES)
-def test_node_executable_runs_via_ros2_run_layout_and_reports(ros, name):
-    """lib/vla_ros/<name> starts a real node that says on /diagnostics it is not configured yet."""
-    node = ros.start([ros2_run(name)], name=name)
-    msg = ros.wait_for(
-        "diagnostics", DiagnosticArray, timeout_s=20,
-        predicate=lambda m: any(s.name == f"vla_ros/{name}" for s in m.status),
-    )
-    (status,) = msg.status
-    assert status.level == DiagnosticStatus.ERROR
-    assert "not configured yet" in status.message and "issue #" in status.message
-    assert node.stop() == 0, node.describe()  # SIGINT is a clean shutdown, not a crash
 
 
 @pytest.mark.parametrize("name, waiting", [

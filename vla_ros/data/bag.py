@@ -11,6 +11,7 @@ open it, and training reads it back:
 | `cmd_vel` | geometry_msgs/Twist | the commanded base velocity (mobile bases) |
 | `odom` | nav_msgs/Odometry | the base's velocity in its frame (mobile bases) |
 | `vla/instruction` | std_msgs/String | the instruction, when it is given |
+| `vla/correction` | std_msgs/String | language corrections given during the episode (recorder_node) |
 | `vla/outcome` | std_msgs/String | JSON outcome label, at the end |
 
 The outcome and what the episode was (embodiment, task, seed) are also in metadata.yaml's
@@ -33,6 +34,7 @@ from vla_ros.errors import VlaRosError
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types
 JOINT_STATES, JOINT_COMMANDS, INSTRUCTION, OUTCOME = "joint_states", "joint_commands", "vla/instruction", "vla/outcome"
+CORRECTION = "vla/correction"
 CMD_VEL, ODOM = "cmd_vel", "odom"
 BAG_VERSION = 9
 
@@ -117,10 +119,23 @@ class EpisodeWriter:
     def instruction(self, seconds: float, text: str) -> None:
         self._write(INSTRUCTION, seconds, T["std_msgs/msg/String"](data=text), "std_msgs/msg/String")
 
+    def correction(self, seconds: float, text: str) -> None:
+        if CORRECTION not in self.connections:  # most episodes have none: no empty topic in the bag
+            self.connections[CORRECTION] = self._add(CORRECTION, "std_msgs/msg/String")
+        self._write(CORRECTION, seconds, T["std_msgs/msg/String"](data=text), "std_msgs/msg/String")
+
     def base(self, seconds: float, commanded: np.ndarray, measured: np.ndarray, frame_id: str) -> None:
         """The commanded (cmd_vel) and measured (odom) base velocities (vx, vy, wz)."""
+        self.base_command(seconds, commanded)
+        self.base_velocity(seconds, measured, frame_id)
+
+    def base_command(self, seconds: float, commanded: np.ndarray) -> None:
+        """The commanded base velocity (vx, vy, wz), as cmd_vel."""
         twist = T["geometry_msgs/msg/Twist"](linear=_vector3(commanded[0], commanded[1]), angular=_vector3(z=commanded[2]))
         self._write(CMD_VEL, seconds, twist, "geometry_msgs/msg/Twist")
+
+    def base_velocity(self, seconds: float, measured: np.ndarray, frame_id: str) -> None:
+        """The measured base velocity (vx, vy, wz) in its frame, as odom."""
         odom = T["nav_msgs/msg/Odometry"](
             header=_header(self.start + seconds, "odom"), child_frame_id=frame_id,
             pose=T["geometry_msgs/msg/PoseWithCovariance"](
@@ -165,6 +180,7 @@ class Episode:
     images: dict[str, tuple[np.ndarray, np.ndarray]]  # camera topic -> (times (M,), frames (M, H, W, 3) uint8)
     instructions: list[tuple[float, str]]
     outcome: dict | None
+    corrections: list[tuple[float, str]] = field(default_factory=list)
     base_commands: Series | None = None
     base_velocity: Series | None = None
     start: float = 0.0
@@ -185,7 +201,7 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
     states, commands, base_commands, base_velocity = [], [], [], []
     images: dict[str, tuple[list, list]] = {}
     frame_ids: dict[str, str] = {}
-    instructions, outcome = [], None
+    instructions, corrections, outcome = [], [], None
     state_names = command_names = ()
     try:
         with Reader(path) as reader:
@@ -206,6 +222,8 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
                     frame_ids[topic] = msg.header.frame_id
                 elif topic == INSTRUCTION:
                     instructions.append((timestamp * 1e-9, msg.data))
+                elif topic == CORRECTION:
+                    corrections.append((timestamp * 1e-9, msg.data))
                 elif topic == OUTCOME:
                     outcome = json.loads(msg.data)
                 elif topic == CMD_VEL:
@@ -226,7 +244,7 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
         commands=_series(commands, command_names, start),
         images={topic: (np.array(times) - start, np.stack(frames)) for topic, (times, frames) in images.items()},
         instructions=[(t - start, text) for t, text in instructions],
-        outcome=outcome, start=start, frame_ids=frame_ids)
+        outcome=outcome, corrections=[(t - start, text) for t, text in corrections], start=start, frame_ids=frame_ids)
     if base_velocity and base_commands:  # cmd_vel has no header: its bag time is when it was sent
         episode.base_velocity = _series(base_velocity, ("vx", "vy", "wz"), start)
         episode.base_commands = _series(base_commands, ("vx", "vy", "wz"), start)

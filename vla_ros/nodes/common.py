@@ -1,4 +1,4 @@
-"""What every vla_ros node shares: the process lifecycle, parameter declaration, a pending stand-in."""
+"""What every vla_ros node shares: the process lifecycle and parameter declaration."""
 from __future__ import annotations
 
 import gc
@@ -7,14 +7,12 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from vla_ros.errors import VlaRosError
-from vla_ros.ros.diagnostics import ERROR, diagnostic_array
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None, graceful_stop: bool = False) -> None:
@@ -67,25 +65,3 @@ def declare(node: Node, name: str, default, description: str, *, read_only: bool
     elif low is not None and isinstance(default, int) and not isinstance(default, bool):
         descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
     return node.declare_parameter(name, default, descriptor).value
-
-
-class PendingNode(Node):
-    """A real node for an executable whose behaviour a later issue builds.
-
-    It does nothing but say so: a warning at start and an ERROR diagnostic at 1 Hz, so that
-    `ros2 run` works and monitoring shows clearly that this part of the graph is not there yet.
-    """
-
-    def __init__(self, name: str, issue: int):
-        super().__init__(name)
-        self._message = f"not configured yet: {name} is built in issue #{issue}"
-        self._diagnostics = self.create_publisher(DiagnosticArray, "diagnostics", 10)
-        self.get_logger().warning(self._message)
-        self.create_timer(1.0, self._report)
-
-    def _report(self) -> None:
-        self._diagnostics.publish(
-            diagnostic_array(
-                self.get_clock().now().to_msg(), f"vla_ros/{self.get_name()}", ERROR, self._message
-            )
-        )
