@@ -311,7 +311,9 @@ class PolicyNode(Node):
 
 
 def main(args=None):
-    run(PolicyNode, args)
+    # Ctrl-C stops the worker before ROS shuts down: a chunk published while the middleware shuts
+    # down raised from the worker thread ("publisher's context is invalid").
+    run(PolicyNode, args, graceful_stop=True)
 
 
 if __name__ == "__main__":
