@@ -6,6 +6,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
@@ -14,6 +15,7 @@ from trajectory_msgs.msg import JointTrajectory
 from harness import python_module, wait_for_status
 from vla_ros.embodiment import load_embodiment
 from vla_ros.ros.polled import polled_subscription, take_all
+from vla_ros.ros.time import to_seconds
 from vla_ros.ros.trajectory import to_chunk_msg
 
 ARM7 = load_embodiment("arm7")
@@ -36,11 +38,11 @@ def node(module, embodiment, *params, remaps=()):
 class Robot:
     """The test's view of sim + controller: joint_states, the controller's diagnostics, its services."""
 
-    def __init__(self, ros, embodiment="arm7", controller_params=(), controller_remaps=()):
+    def __init__(self, ros, embodiment="arm7", controller_params=(), controller_remaps=(), sim_params=()):
         self.ros = ros
         self.embodiment = load_embodiment(embodiment)
         self.joints = [j for g in self.embodiment.commanded_groups for j in g.joints]
-        argv, name = node("sim_node", embodiment, "publish_cameras:=false")
+        argv, name = node("sim_node", embodiment, "publish_cameras:=false", *sim_params)
         self.sim = ros.start(argv, name=name)
         argv, name = node("controller_node", embodiment, *controller_params, remaps=controller_remaps)
         self.controller = ros.start(argv, name=name)
@@ -95,6 +97,34 @@ def ramp(offset, seconds=1.0, points=20):
     positions = np.tile(HOME, (points, 1))
     positions[:, 0] += offset * times / seconds
     return positions, times
+
+
+@pytest.mark.slow
+def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stamped_in_it(ros):
+    """sim and controller with use_sim_time: /clock comes at the sim's clock_rate_hz (sim seconds), the
+    controller's time is the sim's (its ~/commanded stamps are sim seconds, within a few control periods
+    of the joint_states it takes, one per control period: it does not wait for /clock) and a chunk
+    stamped in sim time is tracked."""
+    robot = Robot(ros, sim_params=["use_sim_time:=true", "clock_rate_hz:=100.0"], controller_params=["use_sim_time:=true"])
+    robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
+    clocks, commanded = ros.subscribe("clock", Clock), ros.subscribe("controller_node/commanded", JointState)
+    take_all(robot.states)
+    ros.spin_until(lambda: len(clocks) > 100, 20, "a second of /clock")
+    ticks = np.diff([to_seconds(m.clock) for m in clocks])
+    assert np.median(ticks) == pytest.approx(0.01, abs=1e-6), "100 /clock messages per sim second"
+    newest_state = max(to_seconds(m.header.stamp) for m in take_all(robot.states))
+    newest_command = max(to_seconds(m.header.stamp) for m in commanded)
+    assert newest_state < 1e6, "sim seconds, not wall-clock stamps"
+    assert abs(newest_command - newest_state) < 0.05, "the controller runs on the sim's time"
+    periods = np.diff(sorted({to_seconds(m.header.stamp) for m in commanded}))
+    assert np.median(periods) == pytest.approx(1.0 / ARM7.control_rate_hz, rel=0.1), \
+        "a command each control period, not each /clock message"
+
+    positions, times = ramp(0.3)
+    robot.send(positions, times, stamp=newest_state)
+    robot.status(lambda s: s["chunks_accepted"] == "1", what="the chunk accepted")
+    robot.status(lambda s: s["state"] == "holding", 10, "the chunk finished")
+    assert robot.positions()[0] == pytest.approx(HOME[0] + 0.3, abs=0.02), "it tracked the chunk"
 
 
 @pytest.mark.slow

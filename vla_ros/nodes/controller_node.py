@@ -1,4 +1,4 @@
-"""`controller_node`: tracks action chunks with the PD law at a steady rate, safely.
+"""`controller_node`: tracks action chunks with its control law (control/pd.py) at a steady rate, safely.
 
 Subscribes joint_states, vla/action_chunk, vla/base_chunk and vla/estop; publishes one
 std_msgs/Float64MultiArray per commanded group on its `<group>_controller/commands` topic (the
@@ -7,9 +7,11 @@ ros2_control forward_command_controller convention), cmd_vel for a mobile base, 
 `~/estop` (std_srvs/SetBool: true latches, false releases like ~/reset) and `~/reset`.
 
 The control loop runs on a thread of its own, paced by absolute deadlines on the monotonic clock,
-and owns the controller core. With use_sim_time its time is /clock's, and a period in which the
-sim clock did not move is skipped (a paused sim, or none yet); the pace stays the monotonic
-clock's, never a wait on /clock messages, which the executor may deliver late under load. It
+and owns the controller core. With use_sim_time its time is the sim's: the stamp of the newest
+joint_states it took (the sim's clock when it measured them), or /clock when that is later (states
+that stopped coming still go stale), and a period in which sim time did not move is skipped (a
+paused sim, or none yet). /clock alone reaches the node through its executor, late and in bursts
+under load, and comes at the sim's `clock_rate_hz`; the pace stays the monotonic clock's. It
 takes the newest joint_states straight from its subscription at the top of each period (no
 executor in the hot path); the other callbacks only queue what they received for the loop to take
 at its next period, so a slow callback never delays a command. See vla_ros/control/controller.py for the watchdog rules.
@@ -192,9 +194,13 @@ class ControllerNode(Node):
         last_now = -np.inf
         while self.running.is_set():
             late = self.rate.sleep()
+            msg = take_latest(self.states)
             now = self._now()
-            if self.use_sim_time and now <= last_now:  # sim time stands still: nothing moved, nothing to command
-                continue
+            if self.use_sim_time:
+                if msg is not None:  # the sim's time when it measured the state: fresher than /clock
+                    now = max(now, to_seconds(msg.header.stamp))
+                if now <= last_now:  # sim time stands still: nothing moved, nothing to command
+                    continue
             last_now = now
             start = time.monotonic()
             if last_start is not None:
@@ -202,7 +208,6 @@ class ControllerNode(Node):
             last_start = start
             self.period_error.add(late)
             self._take_inbox(now)
-            msg = take_latest(self.states)
             if msg is not None:
                 try:
                     q, qd = self.reader.read(msg)
