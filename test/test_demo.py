@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from harness import console_script
-from vla_ros.commands.demo import task_of
+from vla_ros.commands.demo import sheet_label, task_of
 from vla_ros.errors import VlaRosError
 from vla_ros.sim.world import COLOURS
 
@@ -36,3 +36,9 @@ def test_the_demo_runs_end_to_end_reports_each_instruction_and_writes_its_pictur
     for picture in ("demo_sheet.png", "demo_tracking.png"):
         data = (out / picture).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 20_000, picture
+
+
+def test_sheet_rows_name_their_instruction_first_and_their_outcome_last():
+    labels = [sheet_label(2, "move over to the green cube now", t, False, i, 3) for i, t in enumerate([0.0, 1.5, 3.0])]
+    assert labels == ["2. move over to the green cub~", "t=1.5s", "t=3.0s missed"]
+    assert sheet_label(1, "reach the red cube", 2.0, True, 1, 2) == "t=2.0s reached"

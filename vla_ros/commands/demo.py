@@ -135,9 +135,11 @@ def run(args: argparse.Namespace) -> int:
                         results.append({"instruction": instruction, "task": task, "seed": seed,
                                         "success": outcome.success, "seconds": round(outcome.seconds, 2),
                                         "detail": outcome.detail})
-                        for time_s, frame in client.take_frames(SHEET_FRAMES):
+                        frames = client.take_frames(SHEET_FRAMES)
+                        for index, (time_s, frame) in enumerate(frames):
                             tiles.append(frame)
-                            labels.append(f"{episode}. t={time_s:.1f}s")
+                            labels.append(sheet_label(episode, instruction, time_s, outcome.success,
+                                                      index, len(frames)))
         except (SimUnavailable, ChildDied) as error:
             console.print(f"[red]the demo could not run[/]: {error}\n(node logs in {log_dir})")
             return 1
@@ -165,6 +167,15 @@ def run(args: argparse.Namespace) -> int:
         written.append(args.out / "demo_tracking.png")
     console.print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def sheet_label(episode: int, instruction: str, time_s: float, success: bool, index: int, count: int) -> str:
+    """A contact-sheet tile's label: a row is an episode, its first tile names the instruction, its
+    last says how it ended (a 224 px tile fits about 30 characters)."""
+    if index == 0:
+        text = f"{episode}. {instruction}"
+        return text if len(text) <= 30 else text[:29] + "~"
+    return f"t={time_s:.1f}s" + (f" {'reached' if success else 'missed'}" if index == count - 1 else "")
 
 
 def tracking_plot(path: Path, measured, chunks, joints: list[str], marks) -> None:
