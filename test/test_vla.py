@@ -47,9 +47,19 @@ def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros
                     120, "policy_node publishing chunks for the red cube")
     start, cubes = tool_and_cubes(embodiment, states, objects)
     assert np.linalg.norm(cubes["red"][:2] - cubes["blue"][:2]) > 0.15
-    ros.spin_until(lambda: False if not states else np.linalg.norm(
+
+    def until(condition, what: str) -> None:
+        """Spin until `condition`; a timeout also says what the nodes last reported."""
+        diagnostics.clear()
+        try:
+            ros.spin_until(condition, 10, what)
+        except AssertionError as error:
+            said = {s.name: s.message for msg in diagnostics for s in msg.status}
+            raise AssertionError(f"{error}\nthe nodes' last diagnostics: {said}") from None
+
+    until(lambda: False if not states else np.linalg.norm(
         tool_and_cubes(embodiment, states, objects)[0] - cubes["red"]) < 0.5 * np.linalg.norm(start - cubes["red"]),
-        10, "the tool halfway to the red cube")
+        "the tool halfway to the red cube")
     swap, _ = tool_and_cubes(embodiment, states, objects)
     publisher = ros.node.create_publisher(String, "vla/instruction", TRANSIENT_LOCAL)
     publisher.publish(String(data="now reach the blue cube instead"))
@@ -58,7 +68,7 @@ def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros
         tool, cubes_now = tool_and_cubes(embodiment, states, objects)
         return np.linalg.norm(tool - cubes_now["blue"]) < 0.06
 
-    ros.spin_until(at_blue, 10, "the tool at the blue cube after the instruction changed")
+    until(at_blue, "the tool at the blue cube after the instruction changed")
     end, cubes = tool_and_cubes(embodiment, states, objects)
     assert np.linalg.norm(end - cubes["red"]) > np.linalg.norm(swap - cubes["red"]) + 0.05
 
