@@ -102,9 +102,8 @@ def ramp(offset, seconds=1.0, points=20):
 @pytest.mark.slow
 def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stamped_in_it(ros):
     """sim and controller with use_sim_time: /clock comes at the sim's clock_rate_hz (sim seconds), the
-    controller's time is the sim's (its ~/commanded stamps are sim seconds, within a few control periods
-    of the joint_states it takes, one per control period: it does not wait for /clock) and a chunk
-    stamped in sim time is tracked."""
+    controller's time is the sim's (its ~/commanded stamps are those of the joint_states it computed
+    them from, most of them between /clock messages) and a chunk stamped in sim time is tracked."""
     robot = Robot(ros, sim_params=["use_sim_time:=true", "clock_rate_hz:=100.0"], controller_params=["use_sim_time:=true"])
     robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
     clocks, commanded = ros.subscribe("clock", Clock), ros.subscribe("controller_node/commanded", JointState)
@@ -112,13 +111,16 @@ def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stam
     ros.spin_until(lambda: len(clocks) > 100, 20, "a second of /clock")
     ticks = np.diff([to_seconds(m.clock) for m in clocks])
     assert np.median(ticks) == pytest.approx(0.01, abs=1e-6), "100 /clock messages per sim second"
-    newest_state = max(to_seconds(m.header.stamp) for m in take_all(robot.states))
-    newest_command = max(to_seconds(m.header.stamp) for m in commanded)
+    state_stamps = {round(to_seconds(m.header.stamp), 6) for m in take_all(robot.states)}
+    newest_state = max(state_stamps)
     assert newest_state < 1e6, "sim seconds, not wall-clock stamps"
-    assert abs(newest_command - newest_state) < 0.05, "the controller runs on the sim's time"
-    periods = np.diff(sorted({to_seconds(m.header.stamp) for m in commanded}))
-    assert np.median(periods) == pytest.approx(1.0 / ARM7.control_rate_hz, rel=0.1), \
-        "a command each control period, not each /clock message"
+    inside = [m for m in commanded if min(state_stamps) <= to_seconds(m.header.stamp) <= newest_state]
+    assert len(inside) > 100 and np.mean([round(to_seconds(m.header.stamp), 6) in state_stamps for m in inside]) > 0.95, \
+        "each command is stamped with the sim time of the joint_states it was computed from"
+    # Commands come when a new state does (a period without one is skipped: sim time stood still for
+    # the controller), so most fall between the /clock messages, which come every 10 ms.
+    between = [abs(100 * t - round(100 * t)) > 1e-3 for t in (to_seconds(m.header.stamp) for m in inside)]
+    assert np.mean(between) > 0.5, "commands at the states' times, not only when /clock comes"
 
     positions, times = ramp(0.3)
     robot.send(positions, times, stamp=newest_state)
