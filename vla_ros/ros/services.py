@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 from rclpy.client import Client
 
-RESEND_S = 2.0  # [s] without an answer, the request is sent again
+# [s] without an answer, the request is sent again: long enough that a slow answer (a loaded
+# machine) is not taken for a lost one, which would do the work twice.
+RESEND_S = 5.0
 
 
 def call_repeatable(client: Client, request, spin_once: Callable[[], None], timeout_s: float,
