@@ -5,7 +5,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from harness import python_module
+from harness import python_module, wait_for_status
 from vla_ros.data.bag import read_episode
 from vla_ros.data.dataset import episode_samples
 from vla_ros.embodiment import load_embodiment
@@ -20,18 +20,16 @@ def start(ros, module, name, *params):
     return ros.start(python_module(f"vla_ros.nodes.{module}", *args), name=name)
 
 
-def recorder_status(ros, predicate, what: str) -> dict:
-    msg = ros.wait_for("diagnostics", DiagnosticArray, timeout_s=60, predicate=lambda m: any(
-        s.name == "vla_ros/recorder_node" and predicate(s) for s in m.status))
-    (status,) = [s for s in msg.status if s.name == "vla_ros/recorder_node"]
-    return {"level": status.level, "message": status.message, **{kv.key: kv.value for kv in status.values}}
-
-
 def test_records_each_episode_with_its_corrections_and_the_label_finish_gives(ros, tmp_path):
     """Sim, controller and recorder: the sim's instruction starts episode 1; a correction and ~/finish
     (success) end it; the sim's reset starts episode 2, which stopping the recorder keeps unlabelled.
     Both bags read back as training reads them: joint states at the control rate, the controller's
     targets, both cameras, the instruction, the correction, the outcome."""
+    diagnostics = ros.subscribe("diagnostics", DiagnosticArray)
+
+    def recorder_status(predicate, what: str) -> dict:
+        return wait_for_status(ros, diagnostics, "recorder_node", predicate, 60, what)
+
     recorder = start(ros, "recorder_node", "recorder_node", f"out_dir:={tmp_path / 'episodes'}")
     finish = ros.node.create_client(SetBool, "recorder_node/finish")
     ros.spin_until(finish.service_is_ready, 30, "recorder_node/finish")
@@ -40,11 +38,11 @@ def test_records_each_episode_with_its_corrections_and_the_label_finish_gives(ro
 
     start(ros, "sim_node", "sim_node", "task:=reach:blue", "seed:=11")
     start(ros, "controller_node", "controller_node")
-    recorder_status(ros, lambda s: "recording episode 1" in s.message, "episode 1 under way")
+    recorder_status(lambda s: "recording episode 1" in s["message"], "episode 1 under way")
     corrections = ros.node.create_publisher(String, "vla/correction", 10)
     ros.spin_until(lambda: corrections.get_subscription_count() > 0, 20, "the recorder on vla/correction")
     corrections.publish(String(data="a bit further left"))
-    recorder_status(ros, lambda s: all(int(kv.value) >= 5 for kv in s.values if kv.key.startswith("frames_")),
+    recorder_status(lambda s: all(int(v) >= 5 for k, v in s.items() if k.startswith("frames_")),
                     "five frames of each camera (the sim renders them in a process it starts last)")
     answer = ros.call(finish, SetBool.Request(data=True))
     assert answer.success, answer.message
@@ -53,7 +51,7 @@ def test_records_each_episode_with_its_corrections_and_the_label_finish_gives(ro
     reset = ros.node.create_client(Trigger, "sim_node/reset")
     ros.spin_until(reset.service_is_ready, 30, "sim_node/reset")
     assert ros.call(reset, Trigger.Request()).success
-    recorder_status(ros, lambda s: "recording episode 2" in s.message, "episode 2 under way")
+    recorder_status(lambda s: "recording episode 2" in s["message"], "episode 2 under way")
     assert recorder.stop() == 0, recorder.describe()
 
     episode = read_episode(first)

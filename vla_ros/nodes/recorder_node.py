@@ -139,9 +139,10 @@ class RecorderNode(Node):
         self._start(msg.data, now)
 
     def _on_correction(self, msg: String) -> None:
-        if self.writer is not None:
+        now = self._now()
+        self._record(lambda w: w.correction(now, msg.data), now)
+        if self.writer is not None:  # after _record, which may have begun the next episode
             self.corrections.append(msg.data)
-        self._record(lambda w: w.correction(self._now(), msg.data), self._now())
 
     def _on_finish(self, request, response):
         path = self._finish(bool(request.data), "~/finish", self._now())
