@@ -160,14 +160,17 @@ def test_after_a_reset_the_brakes_hold_the_new_pose_before_commands_act_again(ro
     states = ros.subscribe("joint_states", JointState, 1000)
     statuses = ros.subscribe("sim/task_status", DiagnosticStatus)
     sagging = lambda: command.publish(Float64MultiArray(data=[0.0] * 7))  # noqa: E731
+    status_values = lambda: [dict((kv.key, kv.value) for kv in m.values) for m in statuses]  # noqa: E731
+    ros.spin_until(lambda: bool(statuses), 10, "a status of the first episode")
+    episode = int(status_values()[0]["episode"]) + 1  # the reset's; its statuses may come before the answer
     assert call_repeatable(reset, Trigger.Request(), lambda: (sagging(), ros.executor.spin_once(timeout_sec=0.05)), 20),\
         "the reset answered"
-    statuses.clear()
-    ros.spin_until(lambda: sagging() or any(float(dict((kv.key, kv.value) for kv in m.values)["episode_time"]) > 1.0
-                                            for m in statuses), 20, "a second of the new episode under zero torques")
+    ros.spin_until(lambda: sagging() or any(int(v["episode"]) == episode and float(v["episode_time"]) > 1.0
+                                            for v in status_values()), 20, "a second of the new episode under zero torques")
     # The episode's first status dates its start: a later one would be off by any time the sim
-    # gave up after a stall since (the stamps jump, the episode time does not).
-    values = dict((kv.key, kv.value) for kv in statuses[0].values)
+    # gave up after a stall since (the stamps jump, the episode time does not), and the answer to
+    # the reset can come well after it.
+    values = min((v for v in status_values() if int(v["episode"]) == episode), key=lambda v: float(v["episode_time"]))
     start = float(values["stamp"]) - float(values["episode_time"])
     arm = [(to_seconds(m.header.stamp) - start, np.array(m.position[:7])) for m in states
            if to_seconds(m.header.stamp) >= start - 1e-6]
