@@ -13,7 +13,7 @@ from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, r
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import cached_samples, episode_samples, hindsight_goal
 from vla_ros.embodiment import load_embodiment
-from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.embodiment import EmbodimentIO
 from vla_ros.sim.episode import observe
 from vla_ros.sim.tasks import REACH_RADIUS, Reach
 
@@ -223,6 +223,7 @@ def test_bags_that_are_not_episodes_are_refused_clearly(tmp_path, arm7):
         EpisodeWriter(tmp_path / "partial", {}, False, {})
 
 
+@pytest.mark.slow
 def test_collect_cli_writes_bags_and_a_summary(tmp_path):
     out = tmp_path / "data"
     done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "reach:blue",

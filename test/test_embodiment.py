@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import console_script
-from vla_ros.embodiment import EmbodimentError, LayoutError, Normalizer, load_embodiment
+from vla_ros.embodiment import EmbodimentError, LayoutError, load_embodiment
+from vla_ros.embodiment.layout import pad
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ["arm7", "mobile_manipulator", "humanoid_upper"]
@@ -69,59 +70,35 @@ def test_home_pose_and_limits_come_from_file_and_urdf(name):
 
 
 @st.composite
-def targets_for(draw, name):
+def layout_values(draw, name):
+    """An embodiment and a state in its layout: joint positions within their limits, base velocities within theirs."""
     embodiment = load_embodiment(name)
-    values = {}
+    values = []
     for slot in embodiment.layout.slots:
         if embodiment.base is not None and slot.group == embodiment.base.name:
-            limit = embodiment.base.max_velocity
-            values[slot.group] = np.array([draw(st.floats(-v, v)) for v in limit])
+            values += [draw(st.floats(-v, v)) for v in embodiment.base.max_velocity]
         else:
             group = embodiment.groups[slot.group]
-            values[slot.group] = np.array([draw(st.floats(lo, hi)) for lo, hi in zip(group.lower, group.upper)])
-    return embodiment, values
+            values += [draw(st.floats(lo, hi)) for lo, hi in zip(group.lower, group.upper)]
+    return embodiment, np.array(values)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 @settings(max_examples=50, deadline=None)
 @given(data=st.data())
-def test_action_vector_round_trip_is_exact_and_padding_stays_masked(name, data):
-    """Group targets -> padded vector -> group targets is exact; unmasked slots are all zero."""
-    embodiment, targets = data.draw(targets_for(name))
-    vector = embodiment.layout.pack(targets)
-    assert vector.shape == (embodiment.layout.width,)
-    assert np.all(vector[~embodiment.layout.mask] == 0.0)
-    assert embodiment.layout.mask.sum() == sum(len(v) for v in targets.values())
-    back = embodiment.layout.unpack(vector)
-    assert back.keys() == targets.keys()
-    for group, values in targets.items():
-        assert np.array_equal(back[group], values)
+def test_padding_round_trip_is_exact_and_padding_stays_zero(name, data):
+    """Layout values -> padded vector -> layout values is exact; the slots no group owns are zero."""
+    embodiment, values = data.draw(layout_values(name))
+    layout = embodiment.layout
+    vector = pad(values, layout.mask)
+    assert vector.shape == (layout.width,) and np.all(vector[~layout.mask] == 0.0)
+    assert layout.mask.sum() == len(values) == len(layout.names)
+    assert np.array_equal(layout.unpad(vector), values)
 
 
-def test_layout_rejects_wrong_groups_and_shapes():
-    """pack() refuses a missing group, an unknown one, or a wrong-length array."""
-    layout = load_embodiment("arm7").layout
-    with pytest.raises(LayoutError, match="missing \\['gripper'\\]"):
-        layout.pack({"arm": np.zeros(7)})
-    with pytest.raises(LayoutError, match="takes 7 values"):
-        layout.pack({"arm": np.zeros(6), "gripper": np.zeros(1)})
-    with pytest.raises(LayoutError, match="unknown \\['legs'\\]"):
-        layout.pack({"arm": np.zeros(7), "gripper": np.zeros(1), "legs": np.zeros(1)})
-
-
-def test_normalizer_round_trip_skips_grippers_and_padding(tmp_path):
-    """Statistics from the file normalise the arm's slots only; denormalize inverts normalize."""
-    data = arm7_data()
-    data["normalization"] = {"arm": {"mean": [0.1] * 7, "std": [2.0] * 7}}
-    embodiment = load_embodiment(write(tmp_path, data))
-    vector = np.arange(32, dtype=float)
-    vector[~embodiment.layout.mask] = 0
-    normalized = embodiment.normalizer.normalize(vector)
-    np.testing.assert_allclose(normalized[:7], (vector[:7] - 0.1) / 2.0)
-    assert normalized[7] == vector[7] and np.all(normalized[8:] == 0)
-    np.testing.assert_allclose(embodiment.normalizer.denormalize(normalized), vector)
-    with pytest.raises(LayoutError, match="not normalised"):
-        Normalizer(embodiment.layout, {"gripper": (np.zeros(1), np.ones(1))})
+def test_unpad_refuses_vectors_of_another_width():
+    with pytest.raises(LayoutError, match="width 32"):
+        load_embodiment("arm7").layout.unpad(np.zeros(8))
 
 
 # Each validation error of the issue, and the others a user will meet, with the message it gives.
@@ -166,9 +143,6 @@ VALIDATION_ERRORS = {
     "mimic joint in a group": (lambda d: d["groups"]["gripper"].update(joints=["finger_mimic_joint"]),
                                ["groups.gripper.joints", "mimics 'finger_joint'", "list 'finger_joint' instead"]),
     "fixed joint in a group": (lambda d: d["groups"]["gripper"].update(joints=["tcp_joint"]), ["'tcp_joint' is fixed, not movable"]),
-    "gripper normalised": (lambda d: d.update(normalization={"gripper": {"mean": [0.0], "std": [1.0]}}),
-                           ["normalization.gripper", "grippers and hands are left unnormalised"]),
-    "zero std": (lambda d: d.update(normalization={"arm": {"mean": [0.0] * 7, "std": [0.0] * 7}}), ["normalization.arm.std", "has a value <= 0"]),
     "base channels out of order": (lambda d: d["groups"].update(base={"kind": "base", "channels": ["wz", "vx"], "max_velocity": [1, 1], "max_acceleration": [1, 1]}),
                                    ["groups.base.channels", "not an ordered subset"]),
     "missing URDF file": (lambda d: d.update(urdf="nowhere.urdf"), ["urdf: cannot read the URDF"]),

@@ -16,9 +16,10 @@ from vla_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from vla_ros.model.config import Architecture, CheckpointError, EmbodimentStats, ModelConfig
 from vla_ros.model.language import shared_encoder
 from vla_ros.model.network import VLA
-from vla_ros.model.training import Batches, Normalization, TrainSettings, make_optimizer, model_config, train
+from vla_ros.model.normalization import Normalization
+from vla_ros.model.training import Batches, TrainSettings, make_optimizer, model_config, train
 from vla_ros.policy import Observation, PolicyError, make_policy
-from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.embodiment import EmbodimentIO
 
 SHIPPED = ("arm7", "mobile_manipulator", "humanoid_upper")
 TINY = Architecture(image_size=(32, 32), channels=(8, 16, 16, 32), d_model=32, heads=2, trunk_layers=1,
@@ -232,6 +233,7 @@ def test_the_builtin_backend_answers_in_the_embodiment_layout_and_honours_the_pr
         guided.infer(Observation({"front": observation.images["front"]}, sample.states[0], "x", 0.0))
 
 
+@pytest.mark.slow
 def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_path):
     data = tmp_path / "data"
     collector = Collector(load_embodiment("arm7"))

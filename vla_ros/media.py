@@ -1,4 +1,4 @@
-"""Pictures people look at: PNG contact sheets and MP4 videos of camera frames."""
+"""Camera frames as pictures: resized for a model, tiled in contact sheets, written as PNG or MP4."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +7,14 @@ import cv2
 import numpy as np
 
 from vla_ros.errors import VlaRosError
+
+
+def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`rgb` at (height, width): area averaging to shrink, bilinear to grow; no copy if it fits."""
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    shrink = rgb.shape[0] * rgb.shape[1] > height * width
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def contact_sheet(frames: list[np.ndarray], columns: int = 4, labels: list[str] | None = None) -> np.ndarray:

@@ -1,11 +1,9 @@
-"""Keeping a steady loop rate in Python, and measuring how steady it was. No ROS.
+"""Keeping a steady loop rate in Python. No ROS.
 
 `PreciseRate` sleeps to absolute deadlines on the monotonic clock (a period never drifts by
 the loop's own work) with the thread's timer slack cut to 1 us: Linux otherwise lets a sleep
 end up to 50 us late to batch wake-ups. A loop that falls more than `max_lag` periods behind
 skips ahead and counts an overrun instead of bursting to catch up.
-
-`Window` keeps the last N samples of a quantity for percentiles in diagnostics and benchmarks.
 """
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ import ctypes
 import os
 import time
 
-import numpy as np
 
 PR_SET_TIMERSLACK = 29
 
@@ -67,26 +64,3 @@ class PreciseRate:
             self.overruns += 1
             self.deadline = now
         return late
-
-
-class Window:
-    """The last `size` samples of one quantity."""
-
-    def __init__(self, size: int):
-        self.values = np.zeros(size)
-        self.count = 0
-
-    def add(self, value: float) -> None:
-        self.values[self.count % len(self.values)] = value
-        self.count += 1
-
-    def samples(self) -> np.ndarray:
-        return self.values[: min(self.count, len(self.values))]
-
-    def percentile(self, q: float) -> float:
-        """The q-th percentile of the samples (NaN when there are none)."""
-        samples = self.samples()
-        return float(np.percentile(samples, q)) if len(samples) else float("nan")
-
-    def clear(self) -> None:
-        self.count = 0

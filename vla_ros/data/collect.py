@@ -29,7 +29,7 @@ import numpy as np
 from vla_ros import __version__
 from vla_ros.data.bag import EpisodeWriter
 from vla_ros.embodiment import Embodiment
-from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.embodiment import EmbodimentIO
 from vla_ros.errors import VlaRosError
 from vla_ros.sim.episode import EpisodeResult, phrasing_rng, run_expert, start_episode, task_rng
 from vla_ros.sim.expert import Targets

@@ -25,8 +25,8 @@ import numpy as np
 
 from vla_ros.data.bag import BagError, Episode, read_episode
 from vla_ros.embodiment import Embodiment
-from vla_ros.policy.mapping import EmbodimentIO
-from vla_ros.policy.observation import resize
+from vla_ros.embodiment import EmbodimentIO
+from vla_ros.media import resize
 
 CACHE_FORMAT = 2
 CAMERA_SKEW_S = 0.02  # frames of different cameras closer than this count as one moment

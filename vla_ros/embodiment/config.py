@@ -19,7 +19,6 @@ KINDS = ("arm", "gripper", "hand", "torso", "head", "base", "legs")
 MODES = ("effort", "position", "velocity")
 EFFORT_LAWS = ("inverse_dynamics", "pd")
 BASE_CHANNELS = ("vx", "vy", "wz")
-UNNORMALIZED_KINDS = ("gripper", "hand")
 DEFAULT_ACTION_WIDTH = 32
 
 
@@ -191,20 +190,6 @@ class ActionConfig:
 
 
 @dataclass(frozen=True)
-class NormalizationConfig:
-    """Per-slot statistics of one group's actions (and state), filled from data by training."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __post_init__(self):
-        if len(self.mean) != len(self.std):
-            raise EmbodimentError("std", f"has {len(self.std)} values for {len(self.mean)} means", "give one std per mean")
-        if not all(s > 0 for s in self.std):
-            raise EmbodimentError("std", f"{list(self.std)} has a value <= 0", "use positive standard deviations")
-
-
-@dataclass(frozen=True)
 class EmbodimentConfig:
     """One robot: its URDF, groups, cameras, action layout and control rate."""
 
@@ -215,7 +200,6 @@ class EmbodimentConfig:
     package_dirs: tuple[str, ...] = ()
     control_rate_hz: float = 500.0
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
-    normalization: dict[str, NormalizationConfig] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.control_rate_hz > 0:
@@ -231,8 +215,6 @@ class EmbodimentConfig:
         if len(bases) > 1:
             raise EmbodimentError("groups", f"has more than one base: {bases}", "keep one group of kind base")
         self._check_action()
-        for name, stats in self.normalization.items():
-            self._check_normalization(name, stats)
 
     def _check_action(self) -> None:
         for name in self.action.groups:
@@ -251,17 +233,6 @@ class EmbodimentConfig:
         """Action-vector slots a group takes: one per joint, or one per base channel."""
         config = self.groups[group]
         return len(config.channels) if config.kind == "base" else len(config.joints)
-
-    def _check_normalization(self, name: str, stats: NormalizationConfig) -> None:
-        key = f"normalization.{name}"
-        if name not in self.action.groups:
-            raise EmbodimentError(key, f"group {name!r} is not in action.groups", "remove these statistics or add the group")
-        if self.groups[name].kind in UNNORMALIZED_KINDS:
-            raise EmbodimentError(key, f"group {name!r} is a {self.groups[name].kind}; grippers and hands are left unnormalised",
-                                  "remove these statistics")
-        if len(stats.mean) != self.slot_count(name):
-            raise EmbodimentError(key, f"has {len(stats.mean)} values for {self.slot_count(name)} slots",
-                                  "give one mean and std per joint (or base channel)")
 
 
 def from_mapping(cls: type, data: object, key: str = ""):

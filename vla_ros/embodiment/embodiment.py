@@ -13,11 +13,9 @@ import numpy as np
 import yaml
 
 from vla_ros import resources
-from vla_ros.embodiment.config import (
-    EFFORT_LAWS, UNNORMALIZED_KINDS, EmbodimentConfig, EmbodimentError, from_mapping,
-)
+from vla_ros.embodiment.config import EFFORT_LAWS, EmbodimentConfig, EmbodimentError, from_mapping
 from vla_ros.embodiment.kinematics import Kinematics
-from vla_ros.embodiment.layout import ActionLayout, Normalizer
+from vla_ros.embodiment.layout import ActionLayout
 from vla_ros.embodiment.urdf import RobotDescription, UrdfError
 from vla_ros.errors import did_you_mean
 
@@ -111,13 +109,9 @@ class Embodiment:
                 self.groups[name] = self._joint_group(name, group)
         self.cameras = {name: self._camera(name, camera) for name, camera in config.cameras.items()}
         self.layout = ActionLayout.build(config.action.width, [
-            (name, self.base.channels if self.base and name == self.base.name else self.groups[name].joints,
-             config.groups[name].kind not in UNNORMALIZED_KINDS)
+            (name, self.base.channels if self.base and name == self.base.name else self.groups[name].joints)
             for name in config.action.groups
         ])
-        self.normalizer = Normalizer(self.layout, {
-            name: (np.array(stats.mean), np.array(stats.std)) for name, stats in config.normalization.items()
-        })
         missing = self.description.unresolved_meshes()
         if missing:
             link, uri = missing[0]

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from vla_ros.data.dataset import EpisodeSamples, goal_frame, sample_goals
-from vla_ros.embodiment import Embodiment
+from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.model.config import Architecture, EmbodimentStats, ModelConfig
 from vla_ros.model.language import LanguageEncoder
 from vla_ros.model.network import VLA
-from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.model.normalization import Normalization
 
 EARLY_FRAMES = 4  # the first frames of an episode (0.4 s at 10 Hz) ...
 EARLY_WEIGHT = 8.0  # ... are drawn this many times as often as the others (about 60% of the draws)
@@ -73,47 +73,6 @@ def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodimen
         raise ValueError(f"embodiments with different action widths {sorted(widths)} cannot share a model")
     return ModelConfig(architecture=architecture, width=widths.pop(), horizon=horizon, dt=dt, cameras=cameras,
                        embodiments=stats)
-
-
-class Normalization:
-    """One embodiment's state/action <-> the model's normalised padded vectors (torch or numpy)."""
-
-    def __init__(self, stats: EmbodimentStats, width: int):
-        self.mask = np.array(stats.mask, dtype=bool)
-        self.width = width
-        self.relative = np.array(stats.relative, dtype=np.float32)
-        self.state_mean, self.state_std = np.array(stats.state_mean, np.float32), np.array(stats.state_std, np.float32)
-        self.action_mean, self.action_std = np.array(stats.action_mean, np.float32), np.array(stats.action_std, np.float32)
-        self.has_goal = stats.has_goal
-        if self.has_goal:
-            self.goal_mean, self.goal_std = np.array(stats.goal_mean, np.float32), np.array(stats.goal_std, np.float32)
-
-    def _pad(self, values: np.ndarray) -> np.ndarray:
-        padded = np.zeros((*values.shape[:-1], self.width), np.float32)
-        padded[..., self.mask] = values
-        return padded
-
-    def state(self, states: np.ndarray) -> np.ndarray:
-        """(..., D) -> (..., width)."""
-        return self._pad((states - self.state_mean) / self.state_std)
-
-    def actions(self, actions: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(B, H, D) actions with their states (B, D) -> (B, H, width) normalised offsets."""
-        offsets = actions - (self.relative * states)[:, None, :]
-        return self._pad((offsets - self.action_mean) / self.action_std)
-
-    def unnormalize(self, vectors: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """Inverse of actions(): (B, H, width) -> (B, H, D)."""
-        offsets = vectors[..., self.mask] * self.action_std + self.action_mean
-        return offsets + (self.relative * states)[:, None, :]
-
-    def goal(self, goals: np.ndarray) -> np.ndarray:
-        """(..., 3) [m] -> normalised."""
-        return ((goals - self.goal_mean) / self.goal_std).astype(np.float32)
-
-    def goal_metres(self, normalised: np.ndarray) -> np.ndarray:
-        """Inverse of goal(): normalised -> (..., 3) [m]."""
-        return normalised * self.goal_std + self.goal_mean
 
 
 class Batches:

@@ -18,10 +18,10 @@ from vla_ros.embodiment import Embodiment
 from vla_ros.model.checkpoint import load_checkpoint
 from vla_ros.model.config import CheckpointError
 from vla_ros.model.language import shared_encoder
-from vla_ros.model.training import Normalization
+from vla_ros.model.normalization import Normalization
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
-from vla_ros.policy.mapping import EmbodimentIO
-from vla_ros.policy.observation import resize
+from vla_ros.embodiment import EmbodimentIO
+from vla_ros.media import resize
 from vla_ros.policy.registry import backend, describe
 
 DEFAULT_CHECKPOINT = "arm7_reach"

@@ -4,18 +4,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-import cv2
 import numpy as np
 
+from vla_ros.media import resize
 from vla_ros.policy.interface import Observation, PolicyError
-
-
-def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`rgb` at (height, width): area averaging to shrink, bilinear to grow; no copy if it fits."""
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    shrink = rgb.shape[0] * rgb.shape[1] > height * width
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, np.ndarray | None]:

@@ -24,7 +24,7 @@ from vla_ros import __version__
 from vla_ros.embodiment import Embodiment
 from vla_ros.policy import wire
 from vla_ros.policy.interface import ActionChunk, BackendUnavailable, Observation, Policy, PolicyError
-from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.embodiment import EmbodimentIO
 from vla_ros.policy.registry import backend, describe
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from vla_ros.embodiment import Embodiment
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
-from vla_ros.policy.mapping import EmbodimentIO
+from vla_ros.embodiment import EmbodimentIO
 from vla_ros.policy.registry import backend, describe
 
 

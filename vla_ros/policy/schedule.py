@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.control.rate import Window
+from vla_ros.stats import Window
 from vla_ros.policy.interface import ActionChunk
 
 

@@ -21,6 +21,7 @@ REACH_RADIUS = 0.05  # [m] tool to cube centre
 REACH_HOLD_S = 0.5
 PUSH_DISTANCE = 0.10  # [m] along the pushed direction
 PHRASING_SPLITS = ("train", "held_out")
+PHRASINGS = ("canonical", *PHRASING_SPLITS)  # how an episode words its instruction: the canonical one or a split's
 SIDES = {"left": np.array([0.0, 1.0]), "right": np.array([0.0, -1.0])}  # in the robot's frame at the start
 
 

@@ -1,14 +1,14 @@
 """The embodiment's joints and base <-> the policy's vectors: applied here, and only here.
 
 `EmbodimentIO` turns joint positions and base velocities into a state vector in the embodiment
-layout and splits action chunks back into joint targets and base velocities. `pad`/`unpad`
-convert between the embodiment layout and the model's padded vector (with the layout's mask).
+layout and splits action chunks back into joint targets and base velocities; `unpad` takes a
+padded vector (a server that answers in the model's width) back to the embodiment layout.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.embodiment import Embodiment
+from vla_ros.embodiment.embodiment import Embodiment
 
 
 class EmbodimentIO:
@@ -57,10 +57,6 @@ class EmbodimentIO:
         actions = np.tile(np.asarray(state, dtype=np.float32), (horizon, 1))
         actions[:, self._base_columns] = 0.0
         return actions
-
-    def pad(self, values: np.ndarray) -> np.ndarray:
-        """(..., D) -> (..., width), padding 0."""
-        return self.layout.pad(values)
 
     def unpad(self, vectors: np.ndarray) -> np.ndarray:
         """(..., width) -> (..., D): the mask applied."""
