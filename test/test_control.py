@@ -7,9 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vla_ros.control.base import BaseTracker
-from vla_ros.control.chunk import ChunkRejected, validate
-from vla_ros.control.controller import ESTOP, HOLDING, RUNNING, STALE, WAITING, Controller, ControllerConfig
+from vla_ros.control.chunk import BaseChunk, ChunkRejected, JointChunk
+from vla_ros.control.controller import BASE_PERIOD_S, ESTOP, HOLDING, RUNNING, STALE, WAITING, Controller, ControllerConfig
 from vla_ros.control.limits import MotionLimiter
 from vla_ros.control.pd import CommandLaw, desired_acceleration, group_command, wrap_to_pi
 from vla_ros.control.timeline import Timeline
@@ -39,52 +38,71 @@ def step_at_home(controller: Controller, now: float = 0.0):
     return controller.step(now, DT)
 
 
-def chunk_args(controller, stamp, horizon=0.5, points=10, offset=0.1):
+def smooth_chunk(controller, stamp, horizon=0.5, points=10, offset=0.1) -> JointChunk:
     """A smooth chunk moving every commanded joint by `offset` from home over `horizon` s."""
     home = np.concatenate([g.home for g in controller.groups])
     times = np.linspace(horizon / points, horizon, points)
     positions = home + np.outer(times / horizon, np.full(len(home), offset))
     positions[:, -1] = np.clip(positions[:, -1], 0.0, 0.04)
-    return dict(joints=controller.joints, times=times, positions=positions, velocities=None, stamp=stamp)
+    return JointChunk(stamp, tuple(controller.joints), times, positions)
 
 
-# -- validation ------------------------------------------------------------------------------
-COMMANDED = {"a": 0, "b": 1}
-
-
-def check(**overrides):
-    args = dict(joints=["a", "b"], times=[0.1, 0.2], positions=[[0, 0], [1, 1]], velocities=None,
-                stamp=10.0, now=10.05, commanded=COMMANDED, delegated={"leg"}, max_age_s=0.5)
-    args.update(overrides)
-    return validate(**args)
-
-
+# -- chunks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides, reason", [
-    (dict(joints=["a", "z"]), "unknown joint 'z'"),
-    (dict(joints=["a", "leg"]), "joint 'leg' is delegated"),
     (dict(joints=["a", "a"]), "appear more than once"),
     (dict(positions=[[0, 0, 0], [1, 1, 1]]), "3 positions for 2 joints"),
-    (dict(positions=[[0, 0], [1]]), "do not make 2 points"),
+    (dict(positions=[[0, 0], [1]]), "different numbers of positions"),
+    (dict(positions=[[0, 0]]), "do not make 2 points"),
     (dict(positions=[[0, np.nan], [1, 1]]), "non-finite positions"),
     (dict(velocities=[[0, np.inf], [1, 1]]), "non-finite velocities"),
-    (dict(velocities=[[0, 0]]), "2 velocity values for 4 positions"),
+    (dict(velocities=[[0, 0]]), "rows of velocities do not make 2 points"),
     (dict(times=[0.2, 0.2]), "strictly increasing"),
     (dict(times=[-0.1, 0.2]), "strictly increasing"),
-    (dict(times=[]), "no points"),
+    (dict(times=[], positions=[]), "no points"),
     (dict(joints=[]), "no joint names"),
-    (dict(stamp=9.0), "observation is 1.050 s old"),
-    (dict(stamp=11.0), "in the future"),
-    (dict(times=[0.01, 0.02]), "every point is in the past"),
+    (dict(stamp=np.nan), "non-finite times or stamp"),
 ])
-def test_invalid_chunks_are_rejected_with_the_reason(overrides, reason):
+def test_malformed_chunks_are_rejected_with_the_reason(overrides, reason):
+    """A chunk as a message carries it (per-point rows) is refused whole, saying what is wrong."""
+    args = dict(stamp=10.0, joints=["a", "b"], times=[0.1, 0.2], positions=[[0, 0], [1, 1]], velocities=())
+    args.update(overrides)
     with pytest.raises(ChunkRejected) as rejected:
-        check(**overrides)
+        JointChunk.from_points(**args)
     assert reason in rejected.value.reason
 
 
+def rejection(controller: Controller, chunk: JointChunk, now: float) -> str:
+    with pytest.raises(ChunkRejected) as rejected:
+        controller.submit(chunk, now)
+    return rejected.value.reason
+
+
+def test_chunks_that_do_not_fit_the_robot_or_the_moment_are_rejected_and_counted():
+    """Unknown or delegated joints, an old observation, one from the future, every point past."""
+    controller = arm7_controller(max_chunk_age_s=0.5)
+    step_at_home(controller, 10.0)
+    chunk = smooth_chunk(controller, 10.0)
+    unknown = JointChunk(10.0, (*controller.joints[:-1], "elbow"), chunk.times, chunk.positions)
+    assert "unknown joint 'elbow'" in rejection(controller, unknown, 10.05)
+    assert "observation is 1.050 s old" in rejection(controller, smooth_chunk(controller, 9.0), 10.05)
+    assert "in the future" in rejection(controller, smooth_chunk(controller, 11.0), 10.05)
+    assert "every point is in the past" in rejection(controller, smooth_chunk(controller, 9.8, horizon=0.2), 10.05)
+    assert controller.stats.chunks_rejected == 4 and controller.stats.chunks_accepted == 0
+    humanoid = load_embodiment("humanoid_upper")
+    legs = Controller(humanoid, ControllerConfig())
+    q = np.zeros(len(humanoid.kinematics.joint_names))
+    legs.update_state(q, q, 0.0)
+    legs.step(0.0, DT)
+    leg = humanoid.delegated_groups[0].joints[0]
+    assert f"joint {leg!r} is delegated" in rejection(legs, JointChunk(0.0, (leg,), [0.1], [[0.0]]), 0.0)
+
+
 def test_points_already_past_are_dropped_on_arrival():
-    chunk = check(times=[0.02, 0.1, 0.2], positions=[[5, 5], [0, 0], [1, 1]])
-    assert list(chunk.times) == [0.1, 0.2] and chunk.positions[0].tolist() == [0, 0]
+    controller = arm7_controller()
+    step_at_home(controller, 10.0)
+    chunk = smooth_chunk(controller, 10.0, horizon=0.3, points=3)
+    taken = controller.submit(chunk, 10.15)
+    assert list(taken.times) == pytest.approx([0.2, 0.3]) and np.array_equal(taken.positions, chunk.positions[1:])
 
 
 # -- timeline -------------------------------------------------------------------------------
@@ -97,8 +115,7 @@ def run_timeline(strategy, chunks, until=1.5, dt=0.001):
     for t in np.arange(0.0, until, dt):
         while pending and pending[0][0] <= t:
             arrival, stamp, times, positions = pending.pop(0)
-            chunk = validate(["j"], times, positions, None, stamp, arrival, {"j": 0}, set(), 1.0)
-            timeline.add(chunk, np.array([0]), arrival)
+            timeline.add(JointChunk(stamp, ("j",), times, positions).after(arrival), np.array([0]), arrival)
         q, v = timeline.sample(t)
         out.append((t, q[0], v[0]))
     return np.array(out).T
@@ -300,7 +317,7 @@ def test_controller_waits_for_state_then_holds_home_in_effort_mode():
 def test_controller_tracks_a_chunk_and_holds_at_its_end():
     controller = arm7_controller()
     step_at_home(controller)
-    controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
+    controller.submit(smooth_chunk(controller, stamp=0.0), now=0.0)
     states = []
     for k in range(1, 600):
         now = k * DT
@@ -312,21 +329,20 @@ def test_controller_tracks_a_chunk_and_holds_at_its_end():
 def test_rejected_chunk_changes_nothing():
     controller = arm7_controller()
     step_at_home(controller)
-    controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
+    controller.submit(smooth_chunk(controller, stamp=0.0), now=0.0)
     before = [controller.timeline.sample(t)[0].copy() for t in (0.1, 0.3)]
-    bad = chunk_args(controller, stamp=0.0)
-    bad["positions"][3, 2] = np.nan
-    with pytest.raises(ChunkRejected, match="non-finite"):
-        controller.submit(**bad, now=0.0)
+    late = smooth_chunk(controller, stamp=-2.0, horizon=3.0)
+    with pytest.raises(ChunkRejected, match="old"):
+        controller.submit(late, now=0.0)
     after = [controller.timeline.sample(t)[0] for t in (0.1, 0.3)]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
-    assert controller.stats.chunks_rejected == 1 and "non-finite" in controller.stats.last_rejection
+    assert controller.stats.chunks_rejected == 1 and "old" in controller.stats.last_rejection
 
 
 def test_stale_state_stops_motion_and_restarts_from_the_measured_pose():
     controller = arm7_controller(state_timeout_s=0.1)
     step_at_home(controller)
-    controller.submit(**chunk_args(controller, stamp=0.0, offset=0.5), now=0.0)
+    controller.submit(smooth_chunk(controller, stamp=0.0, offset=0.5), now=0.0)
     for k in range(1, 50):
         step_at_home(controller, k * DT)
     out = controller.step(0.3, DT)  # the last state is 0.2 s old
@@ -346,7 +362,7 @@ def test_a_joint_far_from_its_command_drops_the_chunk_and_holds_where_it_is():
     squeezing an object stays on its command."""
     controller = arm7_controller(following_error_rad=0.2)
     step_at_home(controller)
-    controller.submit(**chunk_args(controller, stamp=0.0, offset=0.3), now=0.0)
+    controller.submit(smooth_chunk(controller, stamp=0.0, offset=0.3), now=0.0)
     for k in range(1, 50):
         step_at_home(controller, k * DT)
     squeezed = home_state()
@@ -371,7 +387,7 @@ def test_a_joint_far_from_its_command_drops_the_chunk_and_holds_where_it_is():
 def test_estop_latches_decelerates_within_limits_and_refuses_chunks_until_reset():
     controller = arm7_controller(following_error_rad=10.0)  # measured at home while commanded away
     step_at_home(controller)
-    controller.submit(**chunk_args(controller, stamp=0.0, offset=0.8), now=0.0)
+    controller.submit(smooth_chunk(controller, stamp=0.0, offset=0.8), now=0.0)
     velocities = []
     for k in range(1, 200):
         now = k * DT
@@ -388,10 +404,10 @@ def test_estop_latches_decelerates_within_limits_and_refuses_chunks_until_reset(
         out = step_at_home(controller, k * DT)
     assert np.abs(out.qd_command).max() == 0.0, "at rest"
     with pytest.raises(ChunkRejected, match="e-stop is latched"):
-        controller.submit(**chunk_args(controller, stamp=0.8), now=0.8)
+        controller.submit(smooth_chunk(controller, stamp=0.8), now=0.8)
     controller.reset()
     step_at_home(controller, 0.81)
-    controller.submit(**chunk_args(controller, stamp=0.81), now=0.81)
+    controller.submit(smooth_chunk(controller, stamp=0.81), now=0.81)
 
 
 def test_humanoid_upper_body_weight_ramps_up_and_delegated_legs_are_never_commanded():
@@ -442,7 +458,7 @@ def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
         while pending and pending[0][0] <= now:
             arrival, stamp, times, positions = pending.pop(0)
             try:
-                controller.submit(controller.joints, times, positions, None, stamp, now)
+                controller.submit(JointChunk(stamp, tuple(controller.joints), times, positions), now)
             except ChunkRejected:
                 pass  # entirely in the past: fine, nothing changes
         out = step_at_home(controller, now)
@@ -456,48 +472,89 @@ def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
 @settings(max_examples=30, deadline=None)
 @given(corruption=st.sampled_from(["nan", "inf", "length", "unknown", "time", "old"]), at=st.integers(0, 9))
 def test_any_invalid_chunk_leaves_the_output_unchanged(corruption, at):
-    """Two identical runs, one also offered a corrupted chunk: identical commands throughout."""
+    """Two identical runs, one also offered a corrupted chunk (refused by the message conversion or
+    the controller): identical commands throughout."""
     outputs = []
     for offer_bad in (False, True):
         controller = arm7_controller()
         step_at_home(controller)
-        controller.submit(**chunk_args(controller, stamp=0.0), now=0.0)
+        controller.submit(smooth_chunk(controller, stamp=0.0), now=0.0)
         run = []
         for k in range(1, 200):
             now = k * DT
             if offer_bad and k == 50:
-                bad = chunk_args(controller, stamp=now)
+                good = smooth_chunk(controller, stamp=now)
+                joints, times, positions, stamp = list(good.joints), good.times, good.positions.copy(), now
                 if corruption == "nan":
-                    bad["positions"][at, 0] = np.nan
+                    positions[at, 0] = np.nan
                 elif corruption == "inf":
-                    bad["positions"][at, 1] = np.inf
+                    positions[at, 1] = np.inf
                 elif corruption == "length":
-                    bad["positions"] = bad["positions"][:, :-1]
+                    positions = positions[:, :-1]
                 elif corruption == "unknown":
-                    bad["joints"] = [*controller.joints[:-1], "elbow"]
+                    joints = [*joints[:-1], "elbow"]
                 elif corruption == "time":
-                    bad["times"] = bad["times"][::-1]
+                    times = times[::-1]
                 else:
-                    bad["stamp"] = now - 5.0
+                    stamp = now - 5.0
                 with pytest.raises(ChunkRejected):
-                    controller.submit(**bad, now=now)
+                    controller.submit(JointChunk.from_points(stamp, joints, times, positions), now)
             run.append(step_at_home(controller, now).commands["arm"])
         outputs.append(np.array(run))
     assert np.array_equal(outputs[0], outputs[1])
 
 
 # -- base -------------------------------------------------------------------------------------
+MOBILE = load_embodiment("mobile_manipulator")
+
+
+def mobile_controller(**config) -> Controller:
+    return Controller(MOBILE, ControllerConfig(**config))
+
+
+def mobile_step(controller: Controller, now: float):
+    q = np.zeros(len(MOBILE.kinematics.joint_names))
+    for group in MOBILE.commanded_groups:
+        q[MOBILE.kinematics.index(group.joints)] = group.home
+    controller.update_state(q, np.zeros_like(q), now)
+    return controller.step(now, DT)
+
+
+def base_commands(controller: Controller, until: float) -> np.ndarray:
+    """(t, vx, vy, wz) of every base command from 0 to `until` [s]."""
+    rows = []
+    for k in range(int(until / DT)):
+        out = mobile_step(controller, k * DT)
+        if out.base is not None:
+            rows.append([k * DT, *out.base])
+    return np.array(rows)
+
+
 def test_base_follows_its_chunk_within_acceleration_limits_and_stops_after_the_timeout():
-    """vx ramps to the chunk's 0.3 m/s by at most a*dt per period, and back to 0 once the chunk
+    """vx ramps to the chunk's 0.3 m/s by at most a*dt per base period, and back to 0 once the chunk
     arrived longer than the base timeout ago, even though its points reach further."""
-    mobile = load_embodiment("mobile_manipulator")
-    tracker = BaseTracker(mobile.base, max_age_s=1.0, timeout_s=0.5)
-    tracker.submit(np.linspace(0.1, 2.0, 20), np.tile([0.3, 0.0, 0.0], (20, 1)), stamp=0.0, now=0.05)
-    commands = np.array([tracker.step(0.05 + k * 0.02, 0.02) for k in range(60)])
-    steps = np.abs(np.diff(commands, axis=0))
-    assert np.all(steps <= mobile.base.max_acceleration * 0.02 + 1e-12)
-    assert commands[:25, 0].max() == pytest.approx(0.3)
-    assert commands[-1, 0] == 0.0, "stopped: the chunk timed out at 0.55 s"
+    controller = mobile_controller(base_timeout_s=0.5)
+    mobile_step(controller, 0.0)
+    controller.submit_base(BaseChunk(0.0, np.linspace(0.1, 2.0, 20), np.tile([0.3, 0.0, 0.0], (20, 1))), 0.05)
+    commands = base_commands(controller, 1.6)
+    assert np.allclose(np.diff(commands[:, 0]), BASE_PERIOD_S, atol=DT), "one command per base period"
+    steps = np.abs(np.diff(commands[:, 1:], axis=0))
+    assert np.all(steps <= MOBILE.base.max_acceleration * BASE_PERIOD_S + 1e-12)
+    assert commands[commands[:, 0] < 0.55, 1].max() == pytest.approx(0.3)
+    assert commands[-1, 1] == 0.0, "stopped: the chunk timed out at 0.55 s"
+
+
+def test_a_base_chunk_is_refused_on_e_stop_and_the_base_brakes():
+    controller = mobile_controller()
+    mobile_step(controller, 0.0)
+    controller.submit_base(BaseChunk(0.0, np.linspace(0.1, 2.0, 20), np.tile([0.3, 0.0, 0.0], (20, 1))), 0.0)
+    base_commands(controller, 0.5)
+    controller.estop("test")
+    with pytest.raises(ChunkRejected, match="e-stop is latched"):
+        controller.submit_base(BaseChunk(0.5, [0.1], [[0.3, 0.0, 0.0]]), 0.5)
+    assert controller.stats.last_rejection.startswith("base: e-stop is latched")
+    commands = [mobile_step(controller, 0.5 + k * DT).base for k in range(400)]
+    assert [c for c in commands if c is not None][-1].tolist() == [0.0, 0.0, 0.0], "braked to a stop"
 
 
 @pytest.mark.parametrize("times, velocities, reason", [
@@ -506,14 +563,20 @@ def test_base_follows_its_chunk_within_acceleration_limits_and_stops_after_the_t
     ([0.1, 0.2], [[0, 0], [0, 0]], "shape"),
 ])
 def test_bad_base_chunks_are_rejected(times, velocities, reason):
-    tracker = BaseTracker(load_embodiment("mobile_manipulator").base, max_age_s=1.0, timeout_s=0.3)
     with pytest.raises(ChunkRejected, match=reason):
-        tracker.submit(times, velocities, stamp=0.0, now=0.0)
-    assert tracker.times is None
+        BaseChunk(0.0, times, velocities)
+
+
+def test_base_chunks_without_a_base_or_too_old_are_rejected():
+    assert "has no mobile base" in pytest.raises(ChunkRejected, arm7_controller().submit_base,
+                                                 BaseChunk(0.0, [0.1], [[0, 0, 0]]), 0.0).value.reason
+    controller = mobile_controller(max_chunk_age_s=0.5)
+    with pytest.raises(ChunkRejected, match="observation is 1.000 s old"):
+        controller.submit_base(BaseChunk(0.0, [0.1], [[0, 0, 0]]), 1.0)
 
 
 def test_base_velocities_beyond_the_limits_are_clamped():
-    base = load_embodiment("mobile_manipulator").base
-    tracker = BaseTracker(base, max_age_s=1.0, timeout_s=10.0)
-    tracker.submit([0.1, 5.0], [[50.0, -50.0, 50.0]] * 2, stamp=0.0, now=0.0)
-    assert np.allclose(tracker.target(1.0), [base.max_velocity[0], -base.max_velocity[1], base.max_velocity[2]])
+    controller = mobile_controller(base_timeout_s=10.0)
+    controller.submit_base(BaseChunk(0.0, [0.1, 5.0], [[50.0, -50.0, 50.0]] * 2), 0.0)
+    limit = MOBILE.base.max_velocity
+    assert np.allclose(controller.base.target(1.0), [limit[0], -limit[1], limit[2]])

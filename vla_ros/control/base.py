@@ -10,40 +10,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.control.chunk import ChunkRejected
+from vla_ros.control.chunk import BaseChunk
 from vla_ros.embodiment.embodiment import BaseGroup
 
 
 class BaseTracker:
-    def __init__(self, base: BaseGroup, max_age_s: float, timeout_s: float):
+    """The velocity a base's chunks ask for, and the rate-limited command towards it."""
+
+    def __init__(self, base: BaseGroup, timeout_s: float):
         self.base = base
-        self.max_age_s = max_age_s
         self.timeout_s = timeout_s
         self.times: np.ndarray | None = None  # (K,) absolute [s]
         self.velocities: np.ndarray | None = None  # (K, 3)
         self.arrived = -np.inf
         self.command = np.zeros(3)
 
-    def submit(self, times, velocities, stamp: float, now: float) -> None:
-        """Take a base chunk: `times` (K,) [s] after `stamp`, `velocities` (K, 3) (vx, vy, wz).
-
-        Raises ChunkRejected (nothing changes) for non-finite values, bad times or an old stamp;
-        velocities beyond the limits are clamped, not rejected.
-        """
-        times = np.asarray(times, dtype=float)
-        velocities = np.asarray(velocities, dtype=float)
-        if times.ndim != 1 or len(times) == 0:
-            raise ChunkRejected("base chunk has no points")
-        if velocities.shape != (len(times), 3):
-            raise ChunkRejected(f"base chunk needs one (vx, vy, wz) per point, got shape {velocities.shape}")
-        if not (np.all(np.isfinite(times)) and np.all(np.isfinite(velocities)) and np.isfinite(stamp)):
-            raise ChunkRejected("non-finite base chunk")
-        if np.any(times < 0) or np.any(np.diff(times) <= 0):
-            raise ChunkRejected("base chunk time_from_start must be >= 0 and strictly increasing")
-        if now - stamp > self.max_age_s:
-            raise ChunkRejected(f"base chunk observation is {now - stamp:.3f} s old (limit {self.max_age_s:.3f} s)")
-        self.times = stamp + times
-        self.velocities = np.clip(velocities, -self.base.max_velocity, self.base.max_velocity)
+    def submit(self, chunk: BaseChunk, now: float) -> None:
+        """Take a (validated) base chunk arriving at `now` [s]; velocities beyond the limits are clamped."""
+        self.times = chunk.stamp + chunk.times
+        self.velocities = np.clip(chunk.velocities, -self.base.max_velocity, self.base.max_velocity)
         self.arrived = now
 
     def target(self, now: float) -> np.ndarray:

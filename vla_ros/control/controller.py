@@ -2,17 +2,19 @@
 
 Each step: targets from the chunk timeline -> the motion limiter (URDF limits, rate limits) ->
 for a humanoid, the upper-body blend weight -> the control law per group (control/pd.py: torques
-from the dynamics model in effort mode; positions or velocities for hardware that closes its own loop).
+from the dynamics model in effort mode; positions or velocities for hardware that closes its own
+loop). A mobile base's velocity chunks become one planar velocity command every base period
+(control/base.py).
 
 Watchdog, in order of precedence:
 - e-stop (latched until reset): targets freeze where the commanded state is, the limiter brings
-  it to rest within the acceleration limits, chunks are refused.
+  it to rest within the acceleration limits, the base brakes, chunks are refused.
 - stale joint_states (none for `state_timeout_s`): no feedback, so no new motion. Position
   groups hold the last commanded position (their hardware closes the loop), velocity groups get
   zero, effort groups get no command at all: a torque without feedback cannot hold an arm (a
   frozen or model-only torque lets it swing), so the hardware's own command watchdog takes over
   with its brakes, as a torque-controlled robot does on a lost link. When states return, control
-  restarts from the measured pose with old chunks forgotten.
+  restarts from the measured pose with old chunks forgotten. The base brakes to a stop.
 - following error: a measured joint (of an arm, torso or head) further than `following_error_rad`
   from what was commanded means the robot is not where the chunk assumes: it hit something, a
   joint slips, or a simulator teleported it to a new episode. Pulling it back would fight the
@@ -20,6 +22,8 @@ Watchdog, in order of precedence:
   from the measured pose, holding it (counted and reported). Grippers and hands are left out:
   squeezing an object holds them away from their command on purpose.
 - chunks run out: the targets hold at the last point (the arm comes to rest, held there).
+
+Every chunk that is refused, by the message conversion or here, is counted in `stats`.
 """
 from __future__ import annotations
 
@@ -29,38 +33,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_ros.control.chunk import Chunk, ChunkRejected, validate
+from vla_ros.control.base import BaseTracker
+from vla_ros.control.chunk import BaseChunk, ChunkRejected, JointChunk
 from vla_ros.control.limits import MotionLimiter
 from vla_ros.control.pd import CommandLaw, wrap_to_pi
 from vla_ros.control.timeline import STRATEGIES, Timeline
 from vla_ros.embodiment import Embodiment
-from vla_ros.errors import VlaRosError, did_you_mean
+from vla_ros.params import Params, param
 
+FUTURE_TOLERANCE_S = 0.05  # [s] a stamp this far ahead of the controller's clock is still taken (clock skew)
+BASE_PERIOD_S = 0.02  # [s] between base velocity commands (50 Hz)
+BASE_COOL_DOWN_S = 1.0  # [s] after its chunk timed out, zero velocities keep going to the base this long
 WAITING, RUNNING, HOLDING, STALE, ESTOP = "waiting_for_state", "tracking", "holding", "state_stale", "estop"
 
 
 @dataclass(frozen=True)
-class ControllerConfig:
-    """Everything the controller node exposes as parameters (see its README table)."""
+class ControllerConfig(Params):
+    """How the controller tracks chunks: controller_node's parameters of the core."""
 
-    strategy: str = "splice"
-    blend_s: float = 0.1  # [s] splice window
-    ensemble_decay: float = 0.5
-    margin_scale: float = 1.0  # times each group's soft_margin
-    max_chunk_age_s: float = 1.0  # [s] oldest observation a chunk may come from
-    state_timeout_s: float = 0.1  # [s] joint_states older than this are stale
-    gravity_compensation: bool = True
-    upper_body_ramp_s: float = 1.0  # [s] blend-weight ramp, for embodiments with delegated groups
-    following_error_rad: float = 0.2  # [rad | m] measured this far from the command: drop the chunk, hold
-
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise VlaRosError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}"
-                              f"{did_you_mean(self.strategy, STRATEGIES)}")
-        for name in ("blend_s", "max_chunk_age_s", "state_timeout_s", "upper_body_ramp_s", "margin_scale",
-                     "following_error_rad"):
-            if not getattr(self, name) >= 0:
-                raise VlaRosError(f"{name} must be >= 0, got {getattr(self, name)}")
+    strategy: str = param("splice", "how a new chunk joins the running one", choices=STRATEGIES, dynamic=True)
+    blend_s: float = param(0.1, "splice: the old plan blends into the new one over this long [s]", low=0.0, high=2.0)
+    ensemble_decay: float = param(0.5, "ensemble: chunk weight exp(-decay * rank), the oldest chunk rank 0",
+                                  low=0.0, high=10.0)
+    margin_scale: float = param(1.0, "times each group's soft_margin kept inside the URDF position limits",
+                                low=0.0, high=10.0)
+    max_chunk_age_s: float = param(1.0, "chunks computed from older observations are rejected [s]", low=0.0, high=60.0)
+    state_timeout_s: float = param(0.1, "joint_states older than this stop all motion [s]", low=0.001, high=10.0)
+    base_timeout_s: float = param(0.3, "a mobile base stops this long after its last chunk arrived [s]",
+                                  low=0.01, high=10.0)
+    gravity_compensation: bool = param(True, "effort groups: add the bias torques b(q, qd) of the URDF model "
+                                       "(g(q) for the pd law)")
+    upper_body_ramp_s: float = param(1.0, "embodiments with delegated groups: the upper body blends in from its pose "
+                                     "at start, and out again on e-stop and on stopping, over this long [s]",
+                                     low=0.0, high=10.0)
+    following_error_rad: float = param(0.2, "an arm, torso or head joint measured further than this from its command: "
+                                       "the chunk is dropped and the controller holds where the joints are [rad or m]",
+                                       low=0.01, high=10.0)
 
 
 @dataclass
@@ -71,10 +79,13 @@ class Output:
     state: str
     q_command: np.ndarray  # (n,) commanded positions after limits (and blend weight)
     qd_command: np.ndarray  # (n,)
+    base: np.ndarray | None = None  # (3,) vx, vy, wz for the base this period, or None: send nothing
 
 
 @dataclass
 class Stats:
+    """What happened to the chunks and the watchdog so far (read by diagnostics)."""
+
     chunks_accepted: int = 0
     chunks_rejected: int = 0
     last_rejection: str = ""
@@ -82,6 +93,11 @@ class Stats:
     last_boundary_jump: float = 0.0  # [rad/s] max |qd*| change at the last accepted chunk's arrival
     following_faults: int = 0  # restarts because a joint was too far from its command
     last_following_fault: str = ""
+
+    def rejected(self, rejection: ChunkRejected, what: str = "") -> None:
+        """Count a refused chunk (`what` names its kind: "base")."""
+        self.chunks_rejected += 1
+        self.last_rejection = f"{what}: {rejection.reason}" if what else rejection.reason
 
 
 class Controller:
@@ -107,6 +123,8 @@ class Controller:
         self._commanded: np.ndarray | None = None  # (n,) the last step's q_command
         self.timeline = Timeline(len(self.joints), config.strategy, config.blend_s, config.ensemble_decay)
         self.ramp = config.upper_body_ramp_s if embodiment.delegated_groups else 0.0
+        self.base = BaseTracker(embodiment.base, config.base_timeout_s) if embodiment.base else None
+        self._base_due = -math.inf  # [s] when the next base command is due
         self.stats = Stats()
         self.estopped = False
         self.estop_reason = ""
@@ -121,18 +139,23 @@ class Controller:
         """A joint state, in Kinematics.joint_names order, received at `received` [s]."""
         self._state = (np.asarray(q_full, dtype=float), np.asarray(qd_full, dtype=float), received)
 
-    def submit(self, joints, times, positions, velocities, stamp: float, now: float) -> Chunk:
-        """Validate and take a chunk (raises ChunkRejected; then nothing changes)."""
+    def submit(self, chunk: JointChunk, now: float) -> JointChunk:
+        """Take a joint chunk at `now` [s]: its points still ahead (ChunkRejected, counted, when it
+        does not fit this robot or this moment; then nothing changes)."""
         try:
             if self.estopped:
                 raise ChunkRejected(f"e-stop is latched ({self.estop_reason}); call reset")
             if not self._active:
                 raise ChunkRejected("no fresh joint_states yet: nothing to start from")
-            chunk = validate(joints, times, positions, velocities, stamp, now, self.index, self.delegated,
-                             self.config.max_chunk_age_s)
+            for name in chunk.joints:
+                if name in self.delegated:
+                    raise ChunkRejected(f"joint {name!r} is delegated to the vendor stack and never commanded")
+                if name not in self.index:
+                    raise ChunkRejected(f"unknown joint {name!r} (commanded joints: {', '.join(self.index)})")
+            self._check_age(chunk.stamp, now)
+            chunk = chunk.after(now)
         except ChunkRejected as rejection:
-            self.stats.chunks_rejected += 1
-            self.stats.last_rejection = rejection.reason
+            self.stats.rejected(rejection)
             raise
         _, before = self.timeline.sample(now)
         self.timeline.add(chunk, np.array([self.index[j] for j in chunk.joints]), now)
@@ -141,6 +164,26 @@ class Controller:
         self.stats.chunks_accepted += 1
         self.stats.newest_stamp = max(self.stats.newest_stamp, chunk.stamp)
         return chunk
+
+    def submit_base(self, chunk: BaseChunk, now: float) -> None:
+        """Take a base chunk at `now` [s] (ChunkRejected, counted, when it does not fit)."""
+        try:
+            if self.base is None:
+                raise ChunkRejected(f"{self.embodiment.name} has no mobile base")
+            if self.estopped:
+                raise ChunkRejected(f"e-stop is latched ({self.estop_reason}); call reset")
+            self._check_age(chunk.stamp, now)
+            self.base.submit(chunk, now)
+        except ChunkRejected as rejection:
+            self.stats.rejected(rejection, "base")
+            raise
+
+    def _check_age(self, stamp: float, now: float) -> None:
+        age = now - stamp
+        if age > self.config.max_chunk_age_s:
+            raise ChunkRejected(f"observation is {age:.3f} s old (limit {self.config.max_chunk_age_s:.3f} s)")
+        if age < -FUTURE_TOLERANCE_S:
+            raise ChunkRejected(f"stamp is {-age:.3f} s in the future (are the clocks the same?)")
 
     def set_strategy(self, strategy: str) -> None:
         """Switch strategy; the current targets are kept and held until the next chunk."""
@@ -156,6 +199,8 @@ class Controller:
             self.estopped, self.estop_reason = True, reason
             if self._active:
                 self.timeline.reset(self.limiter.q)
+            if self.base is not None:
+                self.base.forget()
 
     def reset(self) -> None:
         """Release the e-stop and restart from the next measured state."""
@@ -165,6 +210,24 @@ class Controller:
     # -- the control period -----------------------------------------------------------------
     def step(self, now: float, dt: float) -> Output:
         """Commands for the period starting at `now` [s] (dt [s] is the period)."""
+        out = self._joint_step(now, dt)
+        out.base = self._base_step(now)
+        return out
+
+    def _base_step(self, now: float) -> np.ndarray | None:
+        """The base command when one is due (every BASE_PERIOD_S) and the base is, or was lately,
+        asked to move; None otherwise. Without fresh states or on e-stop it brakes to zero."""
+        if self.base is None or now < self._base_due:
+            return None
+        self._base_due = max(self._base_due + BASE_PERIOD_S, now)
+        stop = self.state in (WAITING, STALE, ESTOP)
+        command = self.base.step(now, BASE_PERIOD_S, stop=stop)
+        if np.any(command != 0) or np.any(self.base.target(now) != 0) or \
+                now - self.base.arrived < self.base.timeout_s + BASE_COOL_DOWN_S:
+            return command
+        return None
+
+    def _joint_step(self, now: float, dt: float) -> Output:
         if self._state is None:
             self.state = WAITING
             return self._silence()

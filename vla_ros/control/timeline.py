@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vla_ros.control.chunk import Chunk
+from vla_ros.control.chunk import JointChunk
 
 STRATEGIES = ("splice", "replace", "ensemble")
 
@@ -129,7 +129,7 @@ class Timeline:
         self.chunks = []
         self.last_target = np.array(positions, dtype=float)
 
-    def add(self, chunk: Chunk, index: np.ndarray, now: float) -> None:
+    def add(self, chunk: JointChunk, index: np.ndarray, now: float) -> None:
         """Take a validated chunk whose joints sit at `index` in the commanded vector."""
         times = chunk.stamp + chunk.times
         q_now, v_now = self.sample(now)

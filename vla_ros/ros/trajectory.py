@@ -1,12 +1,12 @@
 """Action chunks as ROS messages: trajectory_msgs/JointTrajectory and MultiDOFJointTrajectory.
 
 An action chunk is a JointTrajectory: `header.stamp` is the observation time, each point's
-`time_from_start` is relative to it (ARCHITECTURE.md section 3). A base chunk is a
+`time_from_start` is relative to it (docs/architecture.md, "Action chunks"). A base chunk is a
 MultiDOFJointTrajectory with one joint (the base) whose points carry velocities as Twists.
+Messages become the controller's validated chunk values (vla_ros.control.chunk) here: a message
+that cannot be one raises ChunkRejected with the reason.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -14,21 +14,8 @@ from geometry_msgs.msg import Transform, Twist
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
 
+from vla_ros.control.chunk import BaseChunk, ChunkRejected, JointChunk
 from vla_ros.ros.time import to_seconds, to_stamp
-
-
-@dataclass
-class ChunkArrays:
-    """A chunk message's content as arrays, unvalidated (the controller validates).
-
-    positions and velocities are lists of per-point rows: rows may be ragged in a bad message.
-    """
-
-    joints: list[str]
-    times: np.ndarray
-    positions: list[np.ndarray]
-    velocities: list[np.ndarray]
-    stamp: float
 
 
 def duration_seconds(duration: Duration) -> float:
@@ -40,16 +27,13 @@ def to_duration(seconds: float) -> Duration:
     return Duration(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
-def from_chunk_msg(msg: JointTrajectory) -> ChunkArrays:
+def from_chunk_msg(msg: JointTrajectory) -> JointChunk:
+    """The chunk a JointTrajectory carries (ChunkRejected when it cannot be one)."""
     points = msg.points
-    velocities = [np.asarray(p.velocities, dtype=float) for p in points]
-    return ChunkArrays(
-        joints=list(msg.joint_names),
-        times=np.array([duration_seconds(p.time_from_start) for p in points]),
-        positions=[np.asarray(p.positions, dtype=float) for p in points],
-        velocities=velocities if any(len(v) for v in velocities) else [],
-        stamp=to_seconds(msg.header.stamp),
-    )
+    velocities = [p.velocities for p in points]
+    return JointChunk.from_points(to_seconds(msg.header.stamp), msg.joint_names,
+                                  [duration_seconds(p.time_from_start) for p in points],
+                                  [p.positions for p in points], velocities if any(len(v) for v in velocities) else ())
 
 
 def to_chunk_msg(joints, times, positions, stamp: float, velocities=None) -> JointTrajectory:
@@ -64,16 +48,17 @@ def to_chunk_msg(joints, times, positions, stamp: float, velocities=None) -> Joi
     return msg
 
 
-def from_base_chunk_msg(msg: MultiDOFJointTrajectory) -> tuple[np.ndarray, np.ndarray, float]:
-    """(times (K,), velocities (K, 3) as vx, vy, wz, stamp) of a base chunk; a point without a
-    velocity gives NaNs, which the controller rejects."""
-    times = np.array([duration_seconds(p.time_from_start) for p in msg.points])
-    velocities = np.full((len(msg.points), 3), np.nan)
+def from_base_chunk_msg(msg: MultiDOFJointTrajectory) -> BaseChunk:
+    """The base chunk a MultiDOFJointTrajectory carries: `velocities[0]` of each point as (vx, vy, wz)
+    (ChunkRejected when a point has none, or the chunk is otherwise invalid)."""
+    velocities = []
     for k, point in enumerate(msg.points):
-        if point.velocities:
-            twist = point.velocities[0]
-            velocities[k] = (twist.linear.x, twist.linear.y, twist.angular.z)
-    return times, velocities, to_seconds(msg.header.stamp)
+        if not point.velocities:
+            raise ChunkRejected(f"base chunk point {k} has no velocity")
+        twist = point.velocities[0]
+        velocities.append((twist.linear.x, twist.linear.y, twist.angular.z))
+    times = [duration_seconds(p.time_from_start) for p in msg.points]
+    return BaseChunk(to_seconds(msg.header.stamp), np.array(times), np.array(velocities).reshape(len(times), 3))
 
 
 def to_base_chunk_msg(base_name: str, times, velocities, stamp: float) -> MultiDOFJointTrajectory:
