@@ -39,6 +39,7 @@ from vla_ros.control.rate import PreciseRate, set_realtime_priority, set_timer_s
 from vla_ros.embodiment import load_embodiment
 from vla_ros.nodes.chunk_source_node import reference
 from vla_ros.process import ProcessGroup
+from vla_ros.ros.diagnostics import TOPIC, node_name, status_values
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
 from vla_ros.ros.services import call_repeatable
 from vla_ros.terminal import console as make_console
@@ -126,15 +127,13 @@ class Collector:
         self.executor.add_node(self.node)
         self.windows: list[dict] = []
         self.commanded: list[tuple[float, np.ndarray, np.ndarray]] = []
-        self.node.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(DiagnosticArray, TOPIC, self._on_diagnostics, 10)
         # ~/commanded comes at the loop rate: polled in bulk, not one executor callback each.
         self.commanded_sub = polled_subscription(self.node, JointState, "controller_node/commanded", 5000)
         self.parameters = self.node.create_client(SetParameters, "controller_node/set_parameters")
 
     def _on_diagnostics(self, msg) -> None:
-        status = msg.status[0]
-        if status.name == "vla_ros/controller_node":
-            self.windows.append({kv.key: kv.value for kv in status.values})
+        self.windows += [status_values(s) for s in msg.status if s.name == node_name("controller_node")]
 
     def spin_for(self, seconds: float, check=lambda: None) -> None:
         deadline = time.monotonic() + seconds

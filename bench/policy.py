@@ -55,8 +55,9 @@ from trajectory_msgs.msg import JointTrajectory
 from vla_ros.control.rate import PreciseRate, set_timer_slack
 from vla_ros.embodiment import Embodiment, load_embodiment
 from vla_ros.errors import VlaRosError
-from vla_ros.policy.observation import resize
+from vla_ros.media import resize
 from vla_ros.process import ProcessGroup
+from vla_ros.ros.diagnostics import TOPIC, node_name, status_values
 from vla_ros.ros.image import from_compressed_msg, from_image_msg, to_compressed_msg, to_image_msg
 from vla_ros.ros.time import to_seconds
 from vla_ros.terminal import console as make_console
@@ -145,7 +146,7 @@ class Robot:
         self.diagnostics: list[tuple[float, dict[str, str]]] = []  # (arrival [s], values)
         self.lateness: list[float] = []  # [s] of each joint_states period
         self.node.create_subscription(JointTrajectory, "vla/action_chunk", self._on_chunk, 100)
-        self.node.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(DiagnosticArray, TOPIC, self._on_diagnostics, 10)
         self.running = True
         self.thread = threading.Thread(target=self._publish, name="bench_robot", daemon=True)
         self.thread.start()
@@ -181,11 +182,7 @@ class Robot:
         self.chunks.append((self.now(), to_seconds(msg.header.stamp)))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name == "vla_ros/policy_node":
-                values = {kv.key: kv.value for kv in status.values}
-                values["message"] = status.message
-                self.diagnostics.append((self.now(), values))
+        self.diagnostics += [(self.now(), status_values(s)) for s in msg.status if s.name == node_name("policy_node")]
 
     def spin_for(self, seconds: float, check: Callable[[], None], until: Callable[[], bool] = lambda: False) -> None:
         deadline = time.monotonic() + seconds

@@ -28,19 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vla_ros.embodiment import load_embodiment
-    from vla_ros.policy import EmbodimentIO, make_policy, parse_params
-    from vla_ros.policy.server import PolicyServer, server_metadata
+    from vla_ros.policy import parse_params
+    from vla_ros.policy.server import policy_server
 
     logging.basicConfig(level=logging.INFO, format="[policy_server] %(message)s")
-    embodiment = load_embodiment(args.embodiment)
-    params = parse_params(pairs=args.param)
-
-    def policy():
-        return make_policy(args.backend, embodiment, params)
-
-    first = policy()  # fails here, before listening, on a bad backend or parameter
-    metadata = server_metadata(first, EmbodimentIO(embodiment).home, "reach the red cube")
-    first.close()
-    server = PolicyServer(policy, metadata, args.host, args.port)
+    server = policy_server(args.backend, load_embodiment(args.embodiment), parse_params(pairs=args.param),
+                           args.host, args.port)
     asyncio.run(server.serve(ready=lambda port: print(f"listening on ws://{args.host}:{port}", flush=True)))
     return 0

@@ -12,16 +12,17 @@ Run it as `python -m vla_ros.nodes.chunk_source_node --ros-args -p embodiment:=a
 """
 from __future__ import annotations
 
-import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
-from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from vla_ros.embodiment import load_embodiment
-from vla_ros.nodes.common import declare, run
+from vla_ros.nodes.base import OK, WARN, Report, RobotParams, VlaNode, run
+from vla_ros.params import param
+from vla_ros.ros.qos import RELIABLE
 from vla_ros.ros.time import to_seconds
 from vla_ros.ros.trajectory import to_base_chunk_msg, to_chunk_msg
 
@@ -43,55 +44,67 @@ def reference(embodiment, t: np.ndarray, amplitude: float, frequency: float) -> 
     return np.hstack(columns)
 
 
-class ChunkSourceNode(Node):
+@dataclass(frozen=True)
+class ChunkSourceParams(RobotParams):
+    """chunk_source_node's parameters: the synthetic policy's timing and motion."""
+
+    interval_s: float = param(0.2, "time between chunk requests [s]", low=0.01, high=10.0)
+    delay_s: float = param(0.08, "mean inference delay [s]", low=0.0, high=10.0)
+    jitter_s: float = param(0.02, "inference delay standard deviation [s]", low=0.0, high=10.0)
+    horizon: int = param(25, "points per chunk", low=1, high=1000)
+    chunk_dt_s: float = param(0.02, "time between chunk points [s]", low=0.001, high=1.0)
+    amplitude_rad: float = param(0.15, "reference motion amplitude [rad]", low=0.0, high=1.0)
+    frequency_hz: float = param(0.25, "reference motion frequency [Hz]", low=0.0, high=5.0)
+    model_error_rad: float = param(0.01, "per-chunk bias standard deviation [rad]", low=0.0, high=1.0)
+    base_amplitude: float = param(0.1, "base vx amplitude [m/s]", low=0.0, high=2.0)
+    seed: int = param(0, "random seed", low=0, high=2**31 - 1)
+
+
+class ChunkSourceNode(VlaNode):
+    """Publishes chunks of the reference motion with a policy's timing (see the module docstring)."""
+
+    params_type = ChunkSourceParams
+
     def __init__(self):
         super().__init__("chunk_source")
-        self.embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
-        self.interval = declare(self, "interval_s", 0.2, "time between chunk requests [s]", read_only=True, low=0.01, high=10.0)
-        self.delay = declare(self, "delay_s", 0.08, "mean inference delay [s]", read_only=True, low=0.0, high=10.0)
-        self.jitter = declare(self, "jitter_s", 0.02, "inference delay standard deviation [s]", read_only=True, low=0.0, high=10.0)
-        self.horizon = declare(self, "horizon", 25, "points per chunk", read_only=True, low=1, high=1000)
-        self.chunk_dt = declare(self, "chunk_dt_s", 0.02, "time between chunk points [s]", read_only=True, low=0.001, high=1.0)
-        self.amplitude = declare(self, "amplitude_rad", 0.15, "reference motion amplitude [rad]", read_only=True, low=0.0, high=1.0)
-        self.frequency = declare(self, "frequency_hz", 0.25, "reference motion frequency [Hz]", read_only=True, low=0.0, high=5.0)
-        self.model_error = declare(self, "model_error_rad", 0.01, "per-chunk bias standard deviation [rad]",
-                                   read_only=True, low=0.0, high=1.0)
-        self.base_amplitude = declare(self, "base_amplitude", 0.1, "base vx amplitude [m/s]", read_only=True, low=0.0, high=2.0)
-        seed = declare(self, "seed", 0, "random seed", read_only=True, low=0, high=2**31 - 1)
-        self.rng = np.random.default_rng(seed)
+        self.embodiment = load_embodiment(self.params.embodiment)
+        self.hardware_id = self.embodiment.name
+        self.rng = np.random.default_rng(self.params.seed)
         self.joints = [j for g in self.embodiment.commanded_groups for j in g.joints]
         self.observed: float | None = None
-        self.chunks = self.create_publisher(JointTrajectory, "vla/action_chunk", 10)
-        self.base_chunks = self.create_publisher(MultiDOFJointTrajectory, "vla/base_chunk", 10) \
+        self.published = 0
+        self.chunks = self.create_publisher(JointTrajectory, "vla/action_chunk", RELIABLE)
+        self.base_chunks = self.create_publisher(MultiDOFJointTrajectory, "vla/base_chunk", RELIABLE) \
             if self.embodiment.base else None
         self.create_subscription(JointState, "joint_states", self._on_joint_states, 1)
-        self.running = True
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        self.start_loop(self._loop, "chunk_source")
 
     def _on_joint_states(self, msg: JointState) -> None:
         self.observed = to_seconds(msg.header.stamp)
 
     def _loop(self) -> None:
-        times = self.chunk_dt * np.arange(1, self.horizon + 1)
+        params = self.params
+        times = params.chunk_dt_s * np.arange(1, params.horizon + 1)
         next_request = time.monotonic()
-        while self.running:
-            next_request += self.interval
+        while not self.stopping.is_set():
+            next_request += params.interval_s
             stamp = self.observed
             if stamp is not None:
-                time.sleep(max(0.0, self.rng.normal(self.delay, self.jitter)))
-                positions = reference(self.embodiment, stamp + times, self.amplitude, self.frequency)
-                positions = positions + self.rng.normal(0.0, self.model_error, positions.shape[1])
+                self.stopping.wait(max(0.0, self.rng.normal(params.delay_s, params.jitter_s)))
+                positions = reference(self.embodiment, stamp + times, params.amplitude_rad, params.frequency_hz)
+                positions = positions + self.rng.normal(0.0, params.model_error_rad, positions.shape[1])
                 self.chunks.publish(to_chunk_msg(self.joints, times, positions, stamp))
                 if self.base_chunks is not None:
-                    vx = self.base_amplitude * np.sin(2 * np.pi * self.frequency * (stamp + times))
+                    vx = params.base_amplitude * np.sin(2 * np.pi * params.frequency_hz * (stamp + times))
                     velocities = np.column_stack([vx, np.zeros_like(vx), np.zeros_like(vx)])
                     self.base_chunks.publish(to_base_chunk_msg(self.embodiment.base.name, times, velocities, stamp))
-            time.sleep(max(0.0, next_request - time.monotonic()))
+                self.published += 1
+            self.stopping.wait(max(0.0, next_request - time.monotonic()))
 
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(timeout=2.0)
+    def report(self) -> Report:
+        if self.observed is None:
+            return Report(WARN, "waiting for joint_states", {"chunks_published": self.published})
+        return Report(OK, f"{self.published} chunks published", {"chunks_published": self.published})
 
 
 def main(args=None):

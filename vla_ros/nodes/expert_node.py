@@ -2,7 +2,7 @@
 
 Reads joint_states, the cubes on sim/objects and the task on sim/task_status (privileged: only a
 simulator has those), and commands each group on its <group>_controller/commands topic in the
-group's mode (PD torques with gravity feed-forward for effort groups), plus cmd_vel for a base.
+group's mode (torques from the controller's law for effort groups), plus cmd_vel for a base.
 Each joint state is answered as it arrives (the subscription keeps only the newest, so a late
 executor never works through a queue of stale states): torques computed from an old state are
 what destabilises a torque loop. A new episode on sim/task_status restarts the expert. Run with
@@ -13,47 +13,58 @@ from __future__ import annotations
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist
-from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
 
 from vla_ros.embodiment import load_embodiment
-from vla_ros.nodes.common import declare, run
+from vla_ros.nodes.base import OK, WARN, Report, RobotParams, VlaNode, run
+from vla_ros.ros.qos import RELIABLE
+from vla_ros.ros.task_status import SimStatus, StatusError, from_status_msg
 from vla_ros.ros.time import to_seconds
 from vla_ros.sim.expert import EXPERTS, Expert, Observation, commands_from_targets
 from vla_ros.sim.tasks import TASKS
 
 
-class ExpertNode(Node):
+class ExpertNode(VlaNode):
+    """The task's scripted expert in charge of the sim robot (see the module docstring)."""
+
+    params_type = RobotParams
+
     def __init__(self):
         super().__init__("expert_node")
-        self.embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
+        self.embodiment = load_embodiment(self.params.embodiment)
+        self.hardware_id = self.embodiment.name
         self.kinematics = self.embodiment.kinematics
         self.expert: Expert | None = None
-        self.episode: str | None = None
-        self.episode_start = np.inf
+        self.status: SimStatus | None = None
+        self.episode_start = np.inf  # [s] states and cubes older than this belong to an earlier episode
         self.cubes: dict[str, np.ndarray] = {}
         self.order: np.ndarray | None = None
-        self.commands = {g.name: self.create_publisher(Float64MultiArray, g.command_topic, 10)
+        self.commands_sent = 0
+        self.bad_status = ""
+        self.commands = {g.name: self.create_publisher(Float64MultiArray, g.command_topic, RELIABLE)
                          for g in self.embodiment.commanded_groups}
         base = self.embodiment.base
-        self.cmd_vel = self.create_publisher(Twist, base.command_topic, 10) if base else None
-        self.create_subscription(DiagnosticStatus, "sim/task_status", self._on_status, 10)
-        self.create_subscription(MarkerArray, "sim/objects", self._on_objects, 10)
+        self.cmd_vel = self.create_publisher(Twist, base.command_topic, RELIABLE) if base else None
+        self.create_subscription(DiagnosticStatus, "sim/task_status", self._on_status, RELIABLE)
+        self.create_subscription(MarkerArray, "sim/objects", self._on_objects, RELIABLE)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, 1)
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
-        values = {kv.key: kv.value for kv in msg.values}
-        episode = values["episode"]  # counts resets: the same task and seed twice is two episodes
-        if episode != self.episode:
-            name, *parameters = values["task"].split(":")
-            # Only states and cubes from after the reset belong to this episode.
-            self.episode_start = float(values["stamp"]) - float(values["episode_time"])
+        try:
+            status = from_status_msg(msg)
+        except StatusError as error:
+            self.bad_status = str(error)
+            self.get_logger().error(str(error), throttle_duration_sec=5.0)
+            return
+        if self.status is None or status.episode != self.status.episode:
+            name, *parameters = status.task.split(":")
+            self.episode_start = status.episode_start
             self.cubes = {}
             self.expert = EXPERTS[name](self.embodiment, dict(zip(TASKS[name].parameters, parameters)))
-            self.episode = episode
-            self.get_logger().info(f"episode {episode}: {values['task']} seed {values['seed']}")
+            self.get_logger().info(f"episode {status.episode}: {status.task} seed {status.seed}")
+        self.status = status
 
     def _on_objects(self, msg: MarkerArray) -> None:
         if not msg.markers or to_seconds(msg.markers[0].header.stamp) < self.episode_start:
@@ -78,6 +89,14 @@ class ExpertNode(Node):
             twist = Twist()
             twist.linear.x, twist.linear.y, twist.angular.z = (float(v) for v in targets.base)
             self.cmd_vel.publish(twist)
+        self.commands_sent += 1
+
+    def report(self) -> Report:
+        values = {"commands_sent": self.commands_sent, "bad_status": self.bad_status}
+        if self.status is None:
+            return Report(WARN, "waiting for the sim's task on sim/task_status", values)
+        values.update(task=self.status.task, seed=self.status.seed, episode=self.status.episode)
+        return Report(OK, f"solving {self.status.task} (seed {self.status.seed})", values)
 
 
 def main(args=None):

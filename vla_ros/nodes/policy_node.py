@@ -3,7 +3,7 @@
 Subscribes each camera (`camera/<name>/image_raw`, sensor-data QoS, newest frame only; or
 `.../compressed` with `image_transport:=compressed`), `joint_states`, `odom` for a mobile base,
 and `vla/instruction` (transient-local). Publishes `vla/action_chunk` (JointTrajectory of the
-layout's joints), `vla/base_chunk` for a base, and `diagnostics`.
+layout's joints) and `vla/base_chunk` for a base.
 
 A worker thread does all the work: when a chunk is due (vla_ros.policy.schedule) it assembles an
 observation from fresh data only: every camera's newest frame no older than `max_image_age_s`,
@@ -24,133 +24,138 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
-from vla_ros.control.rate import Window
-from vla_ros.embodiment import load_embodiment
+from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.errors import VlaRosError
-from vla_ros.nodes.common import declare, run
-from vla_ros.policy import EmbodimentIO, Observation, PolicyError, make_policy, parse_params
-from vla_ros.policy.observation import resize
+from vla_ros.media import resize
+from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
+from vla_ros.params import param
+from vla_ros.policy import Observation, PolicyError, make_policy, parse_params
+from vla_ros.policy.registry import MODULES, NOT_YET
 from vla_ros.policy.schedule import ChunkSchedule
-from vla_ros.ros.diagnostics import ERROR, OK, WARN, diagnostic_array
 from vla_ros.ros.image import from_compressed_msg, from_image_msg
 from vla_ros.ros.joint_state import JointStateReader
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
-from vla_ros.ros.time import to_seconds, to_stamp
+from vla_ros.ros.qos import LATCHED, RELIABLE, SENSOR_DATA
+from vla_ros.ros.time import to_seconds
 from vla_ros.ros.trajectory import to_base_chunk_msg, to_chunk_msg
+from vla_ros.stats import Window
 
-TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TICK_S = 0.005  # the worker's polling period while it waits for a chunk to fall due
+STATE_HISTORY = 1000  # joint_states kept to find the one nearest an image (2 s at 500 Hz)
+ODOM_HISTORY = 100
+OVERHEAD_WINDOW = 200  # requests in the node-overhead percentiles
+
+
+@dataclass(frozen=True)
+class PolicyParams(RobotParams):
+    """policy_node's parameters."""
+
+    policy: str = param("hold", f"policy backend: {', '.join([*MODULES, *NOT_YET])}")
+    policy_params: str = param("", "the backend's parameters as a YAML mapping, e.g. '{url: ws://gpu-box:8000}'")
+    checkpoint: str = param("", "checkpoint of the builtin backend (empty: its default, the shipped one)")
+    instruction: str = param("", "instruction to use until one arrives on vla/instruction (empty: wait for one)")
+    max_image_age_s: float = param(0.3, "oldest camera frame an observation may use [s]", low=0.001, high=10.0,
+                                   dynamic=True)
+    max_state_skew_s: float = param(0.05, "largest gap between the image stamp and the joint state used with it [s]",
+                                    low=0.0, high=1.0, dynamic=True)
+    request_fraction: float = param(0.5, "request the next chunk when this fraction of the executing one is left",
+                                    low=0.0, high=1.0, dynamic=True)
+    request_rate_hz: float = param(0.0, "request chunks at this fixed rate instead (0: by request_fraction)",
+                                   low=0.0, high=1000.0, dynamic=True)
+    latency_window: int = param(20, "inference latencies in the delay estimate", low=1, high=10000)
+    warmup_requests: int = param(2, "first requests left out of the delay estimate", low=0, high=1000)
+    retry_s: float = param(0.2, "pause after a backend error before the next request [s]", low=0.0, high=60.0,
+                           dynamic=True)
+    image_transport: str = param("raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on <topic>/compressed)",
+                                 choices=("raw", "compressed"))
 
 
 class NotReady(Exception):
     """No observation can be built now; the message says which input is at fault."""
 
 
-class PolicyNode(Node):
+class PolicyNode(VlaNode):
+    """The VLA policy node (see the module docstring)."""
+
+    params_type = PolicyParams
+
     def __init__(self):
         super().__init__("policy_node")
-        self.embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
-        self.backend = declare(self, "policy", "hold", "policy backend: hold, replay, remote, builtin", read_only=True)
-        params = parse_params(declare(self, "policy_params", "", "backend parameters as a YAML mapping, "
-                                      "e.g. '{url: ws://gpu-box:8000}'", read_only=True))
-        checkpoint = declare(self, "checkpoint", "", "checkpoint for the builtin backend", read_only=True)
-        if checkpoint:
-            params["checkpoint"] = checkpoint
-        self.max_image_age = declare(self, "max_image_age_s", 0.3, "oldest camera frame an observation may use [s]",
-                                     low=0.001, high=10.0)
-        self.max_state_skew = declare(self, "max_state_skew_s", 0.05, "largest gap between the image stamp and the "
-                                      "joint state used with it [s]", low=0.0, high=1.0)
-        self.instruction = declare(self, "instruction", "", "instruction to use until one arrives on vla/instruction")
-        fraction = declare(self, "request_fraction", 0.5, "request the next chunk when this fraction of the "
-                           "executing one is left", low=0.0, high=1.0)
-        rate = declare(self, "request_rate_hz", 0.0, "request chunks at this fixed rate instead (0: by fraction)",
-                       low=0.0, high=1000.0)
-        window = declare(self, "latency_window", 20, "inference latencies in the delay estimate", read_only=True,
-                         low=1, high=10000)
-        warmup = declare(self, "warmup_requests", 2, "first requests left out of the delay estimate", read_only=True,
-                         low=0, high=1000)
-        self.retry = declare(self, "retry_s", 0.2, "pause after a backend error before the next request [s]",
-                             low=0.0, high=60.0)
-        transport = declare(self, "image_transport", "raw", "raw (Image) or compressed (CompressedImage on "
-                            "<topic>/compressed)", read_only=True)
-        period = declare(self, "diagnostics_period_s", 1.0, "diagnostics period [s]", read_only=True, low=0.05, high=60.0)
-        if transport not in ("raw", "compressed"):
-            raise VlaRosError(f"image_transport {transport!r} is not raw or compressed")
+        self.embodiment = load_embodiment(self.params.embodiment)
+        self.hardware_id = self.embodiment.name
         if not self.embodiment.cameras:
             raise VlaRosError(f"embodiment {self.embodiment.name} has no cameras: a VLA policy needs at least one")
-
+        params = parse_params(self.params.policy_params)
+        if self.params.checkpoint:
+            params["checkpoint"] = self.params.checkpoint
         self.io = EmbodimentIO(self.embodiment)
-        self.policy = make_policy(self.backend, self.embodiment, params)
-        self.schedule = ChunkSchedule(fraction, rate, window, warmup)
+        self.policy = make_policy(self.params.policy, self.embodiment, params)
+        self.schedule = ChunkSchedule(self.params.request_fraction, self.params.request_rate_hz,
+                                      self.params.latency_window, self.params.warmup_requests)
         self.reader = JointStateReader(self.io.joints)
 
-        compressed = transport == "compressed"
+        compressed = self.params.image_transport == "compressed"
         self.cameras = {
             name: polled_subscription(self, CompressedImage if compressed else Image,
-                                      f"{camera.topic}/compressed" if compressed else camera.topic,
-                                      qos_profile_sensor_data)
+                                      f"{camera.topic}/compressed" if compressed else camera.topic, SENSOR_DATA)
             for name, camera in self.embodiment.cameras.items()
         }
         self.decode = from_compressed_msg if compressed else from_image_msg
         self.frames: dict[str, object] = {}
         self.joint_states = polled_subscription(self, JointState, "joint_states", 100)
-        self.states: deque[tuple[float, JointState]] = deque(maxlen=1000)
-        self.odom = polled_subscription(self, Odometry, "odom", 10) if self.io.base else None
-        self.odometry: deque[tuple[float, Odometry]] = deque(maxlen=100)
-        self.chunks = self.create_publisher(JointTrajectory, "vla/action_chunk", 10)
-        self.base_chunks = self.create_publisher(MultiDOFJointTrajectory, "vla/base_chunk", 10) if self.io.base else None
-        self.diagnostics = self.create_publisher(DiagnosticArray, "diagnostics", 10)
-        self.create_subscription(String, "vla/instruction", self._on_instruction, TRANSIENT_LOCAL)
+        self.states: deque[tuple[float, JointState]] = deque(maxlen=STATE_HISTORY)
+        self.odom = polled_subscription(self, Odometry, "odom", RELIABLE) if self.io.base else None
+        self.odometry: deque[tuple[float, Odometry]] = deque(maxlen=ODOM_HISTORY)
+        self.chunks = self.create_publisher(JointTrajectory, "vla/action_chunk", RELIABLE)
+        self.base_chunks = self.create_publisher(MultiDOFJointTrajectory, "vla/base_chunk", RELIABLE) \
+            if self.io.base else None
+        self.create_subscription(String, "vla/instruction", self._on_instruction, LATCHED)
 
+        self.instruction = self.params.instruction
         self.new_instruction = threading.Event()
         self.instructions_seen = 0  # counts instructions; a chunk asked for under an older one is dropped
         self.instruction_stamp = -np.inf  # [s] observations for the current instruction are newer
         if self.instruction:
             self.new_instruction.set()
-        self.latency = Window(window)
-        self.overhead = Window(200)
-        self.age = Window(window)
+        self.latency = Window(self.params.latency_window)
+        self.overhead = Window(OVERHEAD_WINDOW)
+        self.age = Window(self.params.latency_window)
         self.published = 0
         self.published_reported = 0
         self.errors = 0
         self.waiting = "starting"
         self.last_error = ""
         self.last_report = time.monotonic()
-        self.create_timer(period, self._publish_diagnostics)
-        self.running = True
-        self.worker = threading.Thread(target=self._work, name="policy_worker", daemon=True)
-        self.worker.start()
-        self.get_logger().info(f"policy {self.backend!r} for {self.embodiment.name}: cameras "
+        self.start_loop(self._work, "policy_worker")
+        self.get_logger().info(f"policy {self.params.policy!r} for {self.embodiment.name}: cameras "
                                f"{', '.join(self.cameras)}, {len(self.io.joints)} joints"
                                f"{', base ' + self.io.base if self.io.base else ''}")
+
+    def on_params(self, old: PolicyParams, new: PolicyParams) -> None:
+        self.schedule.fraction, self.schedule.rate_hz = new.request_fraction, new.request_rate_hz
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
         self.instructions_seen += 1
-        self.instruction_stamp = self._now()
+        self.instruction_stamp = self.now()
         self.new_instruction.set()
         self.get_logger().info(f"instruction: {msg.data!r}")
 
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
     def _work(self) -> None:
-        while self.running:
+        while not self.stopping.is_set():
             self._drain()
             if self.new_instruction.is_set():
                 self.new_instruction.clear()
                 self._reset()
-            now = self._now()
+            now = self.now()
             if not self.instruction:
                 self.waiting = "waiting for an instruction on vla/instruction"
             elif self.schedule.due(now):
@@ -187,9 +192,9 @@ class PolicyNode(Node):
             if frame is None:
                 raise NotReady(f"no frame from camera {name} yet")
             stamps[name] = to_seconds(frame.header.stamp)
-            if now - stamps[name] > self.max_image_age:
+            if now - stamps[name] > self.params.max_image_age_s:
                 raise NotReady(f"camera {name} is stale: newest frame {now - stamps[name]:.3f} s old "
-                               f"(max_image_age_s {self.max_image_age})")
+                               f"(max_image_age_s {self.params.max_image_age_s})")
         stamp = min(stamps.values())
         if stamp < self.instruction_stamp:
             raise NotReady("waiting for camera frames taken after the new instruction")
@@ -227,8 +232,8 @@ class PolicyNode(Node):
                 best_stamp, best = entry_stamp, msg
             elif entry_stamp < stamp:
                 break
-        if abs(best_stamp - stamp) > self.max_state_skew:
-            raise NotReady(f"no {topic} within {self.max_state_skew} s of the image stamp "
+        if abs(best_stamp - stamp) > self.params.max_state_skew_s:
+            raise NotReady(f"no {topic} within {self.params.max_state_skew_s} s of the image stamp "
                            f"(nearest {best_stamp - stamp:+.3f} s)")
         return best
 
@@ -250,13 +255,13 @@ class PolicyNode(Node):
                                   f"{int(np.sum(~np.isfinite(actions)))} non-finite values; expected (H, {self.io.size}) finite")
         except PolicyError as error:
             self._failed(error)
-            time.sleep(self.retry)
+            self.stopping.wait(self.params.retry_s)
             return
         model = time.perf_counter() - started
         if self.instructions_seen != asked_under:
             return  # the instruction changed while the model thought: this chunk answers the old one
         end = observation.stamp + chunk.times[-1]
-        if end <= self._now():
+        if end <= self.now():
             self._failed(PolicyError(f"the chunk arrived after its last point ({model:.3f} s inference for "
                                      f"{chunk.times[-1]:.3f} s of actions): dropped"))
             return
@@ -278,7 +283,7 @@ class PolicyNode(Node):
             self.get_logger().warning(f"no chunk: {error}")
         self.last_error = str(error)
 
-    def _publish_diagnostics(self) -> None:
+    def report(self) -> Report:
         now = time.monotonic()
         rate = (self.published - self.published_reported) / (now - self.last_report)
         self.published_reported, self.last_report = self.published, now
@@ -288,8 +293,8 @@ class PolicyNode(Node):
             level, message = WARN, self.waiting
         else:
             level, message = OK, f"{rate:.1f} chunks/s"
-        values = {
-            "backend": self.backend,
+        return Report(level, message, {
+            "backend": self.params.policy,
             "backend_state": self.policy.state,
             "instruction": self.instruction,
             "chunks_per_s": f"{rate:.2f}",
@@ -301,19 +306,14 @@ class PolicyNode(Node):
             "observation_age_ms": f"{self.age.percentile(50) * 1e3:.1f}",
             "overhead_p50_ms": f"{self.overhead.percentile(50) * 1e3:.3f}",
             "overhead_p99_ms": f"{self.overhead.percentile(99) * 1e3:.3f}",
-        }
-        self.diagnostics.publish(diagnostic_array(to_stamp(self._now()), "vla_ros/policy_node", level, message, values))
+        })
 
-    def close(self) -> None:
-        self.running = False
-        self.worker.join(timeout=5.0)
+    def on_close(self) -> None:
         self.policy.close()
 
 
 def main(args=None):
-    # Ctrl-C stops the worker before ROS shuts down: a chunk published while the middleware shuts
-    # down raised from the worker thread ("publisher's context is invalid").
-    run(PolicyNode, args, graceful_stop=True)
+    run(PolicyNode, args)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,12 @@ Nothing is recorded before the first instruction.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
@@ -30,22 +28,35 @@ from vla_ros import __version__
 from vla_ros.data.bag import BagError, EpisodeWriter
 from vla_ros.embodiment import load_embodiment
 from vla_ros.errors import VlaRosError
-from vla_ros.nodes.common import declare, run
-from vla_ros.ros.diagnostics import ERROR, OK, WARN, diagnostic_array
+from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
+from vla_ros.params import param
 from vla_ros.ros.image import ImageError, from_image_msg
-from vla_ros.ros.time import to_seconds, to_stamp
+from vla_ros.ros.qos import LATCHED, RELIABLE, SENSOR_DATA
+from vla_ros.ros.time import to_seconds
 
-LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STATE_QUEUE = 100  # joint_states and commands at 500 Hz: a queue that rides out a slow write
 
 
-class RecorderNode(Node):
+@dataclass(frozen=True)
+class RecorderParams(RobotParams):
+    """recorder_node's parameters."""
+
+    out_dir: str = param("episodes", "directory the episode bags go to (made if missing)")
+    max_episode_s: float = param(300.0, "an episode this long is ended (unlabelled) and the next one starts [s]",
+                                 low=1.0, high=86400.0)
+
+
+class RecorderNode(VlaNode):
+    """Each instruction starts an episode bag (see the module docstring)."""
+
+    params_type = RecorderParams
+
     def __init__(self):
         super().__init__("recorder_node")
-        self.embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
-        self.out_dir = Path(declare(self, "out_dir", "episodes", "directory the episode bags go to (made if missing)",
-                                    read_only=True)).expanduser()
-        self.max_episode_s = declare(self, "max_episode_s", 300.0, "an episode this long is ended (unlabelled) "
-                                     "and the next one starts", read_only=True, low=1.0, high=86400.0)
+        self.embodiment = load_embodiment(self.params.embodiment)
+        self.hardware_id = self.embodiment.name
+        self.out_dir = Path(self.params.out_dir).expanduser()
+        self.max_episode_s = self.params.max_episode_s
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -60,23 +71,17 @@ class RecorderNode(Node):
         self.problem = ""  # the last write that failed
 
         self.create_subscription(String, "vla/instruction", self._on_instruction, LATCHED)
-        self.create_subscription(String, "vla/correction", self._on_correction, 10)
-        self.create_subscription(JointState, "joint_states", self._on_joint_states, 100)
-        self.create_subscription(JointState, "controller_node/commanded", self._on_commanded, 100)
+        self.create_subscription(String, "vla/correction", self._on_correction, RELIABLE)
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, STATE_QUEUE)
+        self.create_subscription(JointState, "controller_node/commanded", self._on_commanded, STATE_QUEUE)
         for name, camera in self.embodiment.cameras.items():
-            self.create_subscription(Image, camera.topic, lambda msg, name=name: self._on_image(name, msg),
-                                     qos_profile_sensor_data)
+            self.create_subscription(Image, camera.topic, lambda msg, name=name: self._on_image(name, msg), SENSOR_DATA)
         base = self.embodiment.base
         if base is not None:
-            self.create_subscription(Twist, base.command_topic, self._on_cmd_vel, 10)
-            self.create_subscription(Odometry, "odom", self._on_odom, 10)
+            self.create_subscription(Twist, base.command_topic, self._on_cmd_vel, RELIABLE)
+            self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE)
         self.create_service(SetBool, "~/finish", self._on_finish)
-        self.diagnostics = self.create_publisher(DiagnosticArray, "diagnostics", 10)
-        self.create_timer(1.0, self._report)
         self.get_logger().info(f"recording {self.embodiment.name} episodes to {self.out_dir}: each instruction starts one")
-
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
 
     # -- episodes ------------------------------------------------------------------------------
     def _start(self, instruction: str, now: float) -> None:
@@ -134,18 +139,18 @@ class RecorderNode(Node):
 
     # -- callbacks -----------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:
-        now = self._now()
+        now = self.now()
         self._finish(None, "next instruction", now)
         self._start(msg.data, now)
 
     def _on_correction(self, msg: String) -> None:
-        now = self._now()
+        now = self.now()
         self._record(lambda w: w.correction(now, msg.data), now)
         if self.writer is not None:  # after _record, which may have begun the next episode
             self.corrections.append(msg.data)
 
     def _on_finish(self, request, response):
-        path = self._finish(bool(request.data), "~/finish", self._now())
+        path = self._finish(bool(request.data), "~/finish", self.now())
         response.success = path is not None
         response.message = f"recorded {path}" if path else (
             f"no episode to label: {self.problem or 'none started (waiting for an instruction on vla/instruction)'}")
@@ -170,7 +175,7 @@ class RecorderNode(Node):
         self.frames[camera] += self.writer is not None
 
     def _on_cmd_vel(self, msg: Twist) -> None:
-        now = self._now()
+        now = self.now()
         self._record(lambda w: w.base_command(now, np.array([msg.linear.x, msg.linear.y, msg.angular.z])), now)
 
     def _on_odom(self, msg: Odometry) -> None:
@@ -178,27 +183,25 @@ class RecorderNode(Node):
         velocity = np.array([twist.linear.x, twist.linear.y, twist.angular.z])
         self._record(lambda w: w.base_velocity(stamp, velocity, msg.child_frame_id), stamp)
 
-    def _report(self) -> None:
+    def report(self) -> Report:
         values = {"episodes_written": len(self.written), "recording": str(self.writer is not None).lower(),
                   "current_bag": str(self.writer.path) if self.writer else "",
                   "last_bag": str(self.written[-1]) if self.written else "", "messages": self.messages,
                   "out_dir": str(self.out_dir), "last_problem": self.problem,
                   **{f"frames_{camera}": count for camera, count in self.frames.items()}}
         if self.problem:
-            level, message = ERROR, f"recording failed: {self.problem}"
-        elif self.writer is not None:
-            level, message = OK, f"recording episode {len(self.written) + 1}: {self.instruction!r}"
-        else:
-            level, message = WARN, "waiting for an instruction on vla/instruction"
-        self.diagnostics.publish(diagnostic_array(to_stamp(self._now()), "vla_ros/recorder_node", level, message, values))
+            return Report(ERROR, f"recording failed: {self.problem}", values)
+        if self.writer is not None:
+            return Report(OK, f"recording episode {len(self.written) + 1}: {self.instruction!r}", values)
+        return Report(WARN, "waiting for an instruction on vla/instruction", values)
 
-    def close(self) -> None:
+    def on_close(self) -> None:
         """The episode under way is kept, unlabelled."""
-        self._finish(None, "recorder stopped", self._now())
+        self._finish(None, "recorder stopped", self.now())
 
 
 def main(args=None):
-    run(RecorderNode, args, graceful_stop=True)
+    run(RecorderNode, args)
 
 
 if __name__ == "__main__":

@@ -22,88 +22,86 @@ Malformed commands are refused with a throttled warning.
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import SetParametersResult
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from transforms3d.quaternions import mat2quat
 from visualization_msgs.msg import Marker, MarkerArray
+from diagnostic_msgs.msg import DiagnosticStatus
 
-from vla_ros.control.rate import PreciseRate, Window
+from vla_ros.control.rate import PreciseRate
 from vla_ros.embodiment import load_embodiment
 from vla_ros.errors import VlaRosError
 from vla_ros.nodes import sim_cameras
-from vla_ros.nodes.common import declare, run
-from vla_ros.ros.diagnostics import OK, WARN, diagnostic_array
+from vla_ros.nodes.base import OK, WARN, Report, RobotParams, VlaNode, run
+from vla_ros.params import param
 from vla_ros.ros.polled import polled_subscription, take_latest
+from vla_ros.ros.qos import LATCHED, RELIABLE
+from vla_ros.ros.task_status import SimStatus, to_status_msg
 from vla_ros.ros.time import to_stamp
 from vla_ros.sim.episode import phrasing_rng, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
-from vla_ros.sim.tasks import PHRASING_SPLITS
+from vla_ros.sim.tasks import PHRASINGS
 from vla_ros.sim.world import COLOURS, CUBE_SIZE, World
+from vla_ros.stats import Window
 
-TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# Python hands the GIL between threads every 5 ms by default: far too coarse for a 500 Hz physics
-# thread sharing the process with the executor and the renderer.
-SWITCH_INTERVAL_S = 0.0002
-PHRASINGS = ("canonical", *PHRASING_SPLITS)
 MAX_LAG_S = 0.2  # [s] a fall this far behind is a stall: diagnostics go WARN
 COMMAND_AGE_WINDOW = 1000  # physics steps in the command-age percentiles (2 s at 500 Hz)
-# Every node on sim time takes each /clock message in its executor, in Python: at 500 Hz that cost
-# the built-in VLA's node a third more inference time. The controller's time comes from the
-# joint_states it takes each period (controller_node), so /clock only needs to be fine enough for
-# the policy's schedule and the nodes' watchdogs.
-CLOCK_RATE_HZ = 100.0
+STATUS_RATE_HZ = 25.0  # sim/task_status, sim/objects and odom per sim second
 
 
-class SimNode(Node):
+@dataclass(frozen=True)
+class SimParams(RobotParams):
+    """sim_node's parameters."""
+
+    task: str = param("reach", "task spec of the next ~/reset, e.g. reach:red, push:blue:left", dynamic=True)
+    seed: int = param(0, "scene seed of the next ~/reset", low=0, high=2**31 - 1, dynamic=True)
+    phrasing: str = param("canonical", "how the next ~/reset words the instruction (a split's phrasing is drawn "
+                          "from the seed)", choices=PHRASINGS, dynamic=True)
+    real_time_factor: float = param(1.0, "sim seconds per wall second; 0: as fast as possible", low=0.0, high=100.0)
+    command_timeout_s: float = param(0.25, "brakes go on for a group without commands this long [s]",
+                                     low=0.001, high=10.0)
+    base_timeout_s: float = param(0.5, "the base stops without cmd_vel this long [s]", low=0.001, high=10.0)
+    effort_timeout_s: float = param(0.25, "an effort group without a torque this long floats (gravity compensated, "
+                                    "damped) until command_timeout_s brakes it: a torque fits only the state it was "
+                                    "computed from [s]", low=0.001, high=10.0)
+    reset_settle_s: float = param(0.25, "after ~/reset, commands are dropped this long and the brakes hold the new "
+                                  "pose (what was commanding still tracked the old one) [s]", low=0.0, high=5.0)
+    max_catch_up_s: float = param(MAX_LAG_S, "a sim that fell behind steps at most this much sim time back to back to "
+                                  "catch up and gives the rest up: the world pauses [s]", low=0.0, high=1.0)
+    clock_rate_hz: float = param(100.0, "/clock messages per sim second (at most one per control period): every "
+                                 "node on sim time takes each one in Python", low=1.0, high=10000.0)
+    publish_cameras: bool = param(True, "render and publish the cameras")
+
+
+class SimNode(VlaNode):
+    """The MuJoCo robot behind real topics (see the module docstring)."""
+
+    params_type = SimParams
+    realtime = True
+
     def __init__(self):
         super().__init__("sim_node")
-        embodiment = load_embodiment(declare(self, "embodiment", "arm7", "embodiment name or file", read_only=True))
-        self.task_spec = declare(self, "task", "reach", "task spec for the next ~/reset, e.g. reach:red, push:blue:left")
-        self.seed = declare(self, "seed", 0, "seed of the next ~/reset", low=0, high=2**31 - 1)
-        self.phrasing = declare(self, "phrasing", "canonical", "how the next ~/reset words the instruction: "
-                                f"{', '.join(PHRASINGS)} (a split's phrasing is drawn from the seed)")
-        if self.phrasing not in PHRASINGS:
-            raise VlaRosError(f"phrasing {self.phrasing!r} is not one of {', '.join(PHRASINGS)}")
-        self.real_time_factor = declare(self, "real_time_factor", 1.0, "sim seconds per wall second; 0 = as fast as possible",
-                                        read_only=True, low=0.0, high=100.0)
-        timeout = declare(self, "command_timeout_s", 0.25, "brakes go on for a group without commands this long",
-                          read_only=True, low=0.001, high=10.0)
-        base_timeout = declare(self, "base_timeout_s", 0.5, "the base stops without cmd_vel this long",
-                               read_only=True, low=0.001, high=10.0)
-        self.publish_cameras = declare(self, "publish_cameras", True, "render and publish the cameras", read_only=True)
-        effort_timeout = declare(self, "effort_timeout_s", 0.25, "an effort group without a torque this long floats "
-                                 "(gravity compensated, damped) until command_timeout_s brakes it: a torque fits only "
-                                 "the state it was computed from", read_only=True, low=0.001, high=10.0)
-        catch_up = declare(self, "max_catch_up_s", MAX_LAG_S, "a sim that fell behind steps at most this much "
-                           "sim time back to back to catch up and gives the rest up (the world pauses)",
-                           read_only=True, low=0.0, high=1.0)
-        clock_rate = declare(self, "clock_rate_hz", CLOCK_RATE_HZ, "/clock messages per sim second (at most one per "
-                             "control period): every node with use_sim_time takes each one in Python", read_only=True,
-                             low=1.0, high=10000.0)
-        settle = declare(self, "reset_settle_s", 0.25, "after ~/reset, commands are dropped this long and the brakes hold "
-                         "the new pose (what was commanding still tracked the old one)", read_only=True, low=0.0, high=5.0)
-        self.add_on_set_parameters_callback(self._on_parameters)
-
+        params = self.params
+        embodiment = load_embodiment(params.embodiment)
+        self.hardware_id = embodiment.name
         self.world = World(embodiment)
-        self.hardware = SimHardware(self.world, timeout, base_timeout, settle, effort_timeout)
+        self.hardware = SimHardware(self.world, params.command_timeout_s, params.base_timeout_s,
+                                    params.reset_settle_s, params.effort_timeout_s)
         self.control_dt = 1.0 / embodiment.control_rate_hz
         self.substeps = max(1, round(self.control_dt / self.world.model.opt.timestep))
-        self.clock_every = max(1, round(embodiment.control_rate_hz / clock_rate))
+        self.clock_every = max(1, round(embodiment.control_rate_hz / params.clock_rate_hz))
+        self.status_every = max(1, round(embodiment.control_rate_hz / STATUS_RATE_HZ))
         self.use_sim_time = self.get_parameter("use_sim_time").value
         self.clock = 0.0  # sim seconds since start, across episodes
         self.lock = threading.Lock()
@@ -111,13 +109,12 @@ class SimNode(Node):
         self.publish_failures = 0  # state messages the middleware refused to send
         self.last_rejected = ""
 
-        self.joint_states = self.create_publisher(JointState, "joint_states", 10)
-        self.clock_pub = self.create_publisher(Clock, "clock", 10)
-        self.instruction_pub = self.create_publisher(String, "vla/instruction", TRANSIENT_LOCAL)
-        self.status_pub = self.create_publisher(DiagnosticStatus, "sim/task_status", 10)
-        self.objects_pub = self.create_publisher(MarkerArray, "sim/objects", 10)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
-        self.odom_pub = self.create_publisher(Odometry, "odom", 10) if embodiment.base else None
+        self.joint_states = self.create_publisher(JointState, "joint_states", RELIABLE)
+        self.clock_pub = self.create_publisher(Clock, "clock", RELIABLE)
+        self.instruction_pub = self.create_publisher(String, "vla/instruction", LATCHED)
+        self.status_pub = self.create_publisher(DiagnosticStatus, "sim/task_status", RELIABLE)
+        self.objects_pub = self.create_publisher(MarkerArray, "sim/objects", RELIABLE)
+        self.odom_pub = self.create_publisher(Odometry, "odom", RELIABLE) if embodiment.base else None
         # The physics thread takes the newest command of each group before each step.
         self.command_subs = {group.name: polled_subscription(self, Float64MultiArray, group.command_topic)
                              for group in embodiment.commanded_groups}
@@ -131,40 +128,21 @@ class SimNode(Node):
         self.episode = -1  # counts resets
         self.clock_base = 0.0 if self.use_sim_time else time.time()
         self._reset_episode()
-        self.running = threading.Event()
-        self.running.set()
         self.camera_worker, self.camera_pipe = None, None
-        if self.publish_cameras and embodiment.cameras:
+        if params.publish_cameras and embodiment.cameras:
             topics = [sim_cameras.CameraTopic(name, self.resolve_topic_name(camera.topic))
                       for name, camera in embodiment.cameras.items()]
-            self.camera_worker, self.camera_pipe = sim_cameras.start(str(embodiment.path), topics,
-                                                                     f"{self.get_name()}_cameras", self.get_namespace())
-        rate_hz = self.real_time_factor / self.control_dt
-        self.rate = PreciseRate(rate_hz, max_lag=max(1, round(catch_up * rate_hz))) if rate_hz > 0 else None
+            self.camera_worker, self.camera_pipe = sim_cameras.start(
+                str(embodiment.path), topics, f"{self.get_name()}_cameras", self.get_namespace(),
+                params.diagnostics_period_s)
+        rate_hz = params.real_time_factor / self.control_dt
+        self.rate = PreciseRate(rate_hz, max_lag=max(1, round(params.max_catch_up_s * rate_hz))) if rate_hz > 0 else None
         self.given_up_s = 0.0  # wall time the physics gave up after falling behind
         self.stalls = 0  # falls past MAX_LAG_S
         self.command_ages = Window(COMMAND_AGE_WINDOW)  # [s] of the oldest command applied, per step
-        self.threads = [threading.Thread(target=self._until_shutdown, args=(self._physics_loop,), daemon=True)]
-        for thread in self.threads:
-            thread.start()
-        self.context.on_shutdown(self.close)
-        self.create_timer(1.0, self._publish_diagnostics)
+        self.start_loop(self._physics_loop, "physics")
 
     # -- inputs (executor threads) ----------------------------------------------------------
-    def _on_parameters(self, parameters):
-        refused = [p.value for p in parameters if p.name == "phrasing" and p.value not in PHRASINGS]
-        if refused:  # before any change: a refused set leaves every parameter as it was
-            return SetParametersResult(successful=False,
-                                       reason=f"phrasing {refused[0]!r} is not one of {', '.join(PHRASINGS)}")
-        for parameter in parameters:
-            if parameter.name == "task":
-                self.task_spec = parameter.value
-            elif parameter.name == "seed":
-                self.seed = parameter.value
-            elif parameter.name == "phrasing":
-                self.phrasing = parameter.value
-        return SetParametersResult(successful=True)
-
     def _take_commands(self) -> None:
         """Hand the newest command of each group (and the base) to the hardware; lock held."""
         for group, subscription in self.command_subs.items():
@@ -199,22 +177,23 @@ class SimNode(Node):
     # -- simulation ------------------------------------------------------------------------
     def _reset_episode(self) -> None:
         """Called with the lock held (or before the threads start)."""
-        self.task = start_episode(self.world, self.hardware, self.task_spec, self.seed)
-        self.instruction = self.task.instruction if self.phrasing == "canonical" else \
-            self.task.phrase(self.phrasing, phrasing_rng(self.seed))
+        params = self.params
+        self.task = start_episode(self.world, self.hardware, params.task, params.seed)
+        self.instruction = self.task.instruction if params.phrasing == "canonical" else \
+            self.task.phrase(params.phrasing, phrasing_rng(params.seed))
         self.episode += 1
         self.status = self.task.update(0.0)
         self.episode_start = self.clock
         self.next_camera = {name: self.clock for name in self.world.embodiment.cameras}
         self.instruction_pub.publish(String(data=self.instruction))
-        self.get_logger().info(f"episode: task {self.task.spec}, seed {self.seed}: {self.instruction!r}")
+        self.get_logger().info(f"episode: task {self.task.spec}, seed {params.seed}: {self.instruction!r}")
 
     def _physics_loop(self) -> None:
         # Sim time starts now: stamps track the wall clock from here (a sim behind real time shows
         # as stale stamps, which it is), or start at 0 with use_sim_time.
         self.clock_base = 0.0 if self.use_sim_time else time.time() - self.clock
         tick = 0
-        while self.running.is_set():
+        while not self.stopping.is_set():
             with self.lock:
                 self._take_commands()
                 self.command_ages.add(self.hardware.oldest_command_age(float(self.world.data.time)))
@@ -255,8 +234,7 @@ class SimNode(Node):
                                              velocity=velocity.tolist(), effort=effort.tolist()))
         if tick % self.clock_every == 0:
             self.clock_pub.publish(Clock(clock=stamp))
-        every = max(1, round(self.world.embodiment.control_rate_hz / 25))
-        if tick % every == 0:
+        if tick % self.status_every == 0:
             self._publish_objects(stamp)
             self._publish_status(stamp)
             if self.odom_pub is not None:
@@ -283,17 +261,11 @@ class SimNode(Node):
         self.objects_pub.publish(markers)
 
     def _publish_status(self, stamp) -> None:
-        values = {
-            "task": self.task.spec, "instruction": self.instruction, "target": f"{self.task.target}_cube",
-            "success": str(self.status.success).lower(), "progress": f"{self.status.progress:.3f}",
-            "seed": str(self.world.seed), "episode": str(self.episode),
-            "episode_time": f"{self.clock - self.episode_start:.3f}",
-            "stamp": f"{self.clock_base + self.clock:.6f}",
-            "brakes_on": ",".join(self.hardware.holding(self.world.data.time)),
-        }
-        self.status_pub.publish(DiagnosticStatus(
-            level=OK, name="vla_ros/sim_node/task", message="success" if self.status.success else self.status.detail,
-            values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        status = SimStatus(self.task.spec, self.instruction, f"{self.task.target}_cube", self.status.success,
+                           self.status.progress, "success" if self.status.success else self.status.detail,
+                           self.world.seed, self.episode, self.clock - self.episode_start,
+                           self.clock_base + self.clock, tuple(self.hardware.holding(self.world.data.time)))
+        self.status_pub.publish(to_status_msg(status, f"{self.get_fully_qualified_name()}/task"))
 
     def _publish_odom(self, stamp) -> None:
         odom = Odometry(header=Header(stamp=stamp, frame_id="odom"),
@@ -306,13 +278,11 @@ class SimNode(Node):
         odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.angular.z = float(vx), float(vy), float(wz)
         self.odom_pub.publish(odom)
 
-    def _publish_diagnostics(self) -> None:
+    def report(self) -> Report:
         holding = self.hardware.holding(self.world.data.time)
         with self.lock:
             age_p99, age_max = self.command_ages.percentile(99), self.command_ages.percentile(100)
             stalls, given_up = self.stalls, self.given_up_s
-        level = WARN if holding or stalls else OK
-        message = f"brakes on: {', '.join(holding)}" if holding else "running"
         values = {
             "embodiment": self.world.embodiment.name, "sim_time_s": f"{self.clock:.2f}",
             "rejected_commands": self.rejected, "last_rejected": self.last_rejected,
@@ -321,27 +291,15 @@ class SimNode(Node):
             "time_given_up_s": f"{given_up:.3f}",
             "command_age_p99_ms": f"{1e3 * age_p99:.1f}",
             "command_age_max_ms": f"{1e3 * age_max:.1f}",
-            "real_time_factor": self.real_time_factor,
+            "real_time_factor": self.params.real_time_factor,
         }
         if self.world.embodiment.delegated_groups:
             values["stand_in_balance_stack"] = "welded root, stiff hold of " + ", ".join(
                 g.name for g in self.world.embodiment.delegated_groups)
-        self.diagnostics_pub.publish(diagnostic_array(to_stamp(self.clock_base + self.clock), "vla_ros/sim_node",
-                                                      level, message, values))
+        return Report(WARN if holding or stalls else OK, f"brakes on: {', '.join(holding)}" if holding else "running",
+                      values)
 
-    def _until_shutdown(self, loop) -> None:
-        """Run a thread's loop; a publish racing the shutdown of ROS ends it quietly."""
-        try:
-            loop()
-        except RCLError:
-            if self.context.ok():
-                raise
-
-    def close(self) -> None:
-        self.running.clear()
-        for thread in self.threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=2.0)
+    def on_close(self) -> None:
         if self.camera_pipe is not None:
             self.camera_pipe.close()  # the worker ends at the end of its pipe
             self.camera_worker.join(timeout=5.0)
@@ -355,10 +313,7 @@ def _quat_to_matrix(quaternion: np.ndarray) -> np.ndarray:
 
 
 def main(args=None):
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    # Ctrl-C stops the physics thread before ROS shuts down: a publish racing the shutdown of the
-    # middleware can crash the process instead of raising.
-    run(SimNode, args, graceful_stop=True)
+    run(SimNode, args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ message is then an observation (vla_ros.policy.observation.parse_observation) an
 text message saying what is wrong; unlike openpi's server, a bad observation does not end the
 connection. {"reset": true} makes the connection's policy forget its episode. Every connection
 has its own policy instance, so clients never share state. GET /healthz answers 200 "OK".
+`vla-ros serve` runs it on its own; the `policy_server` node runs it beside ROS, reporting the
+counts it keeps (connections, requests, errors, inference time) on /diagnostics.
 """
 from __future__ import annotations
 
@@ -22,9 +24,15 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from vla_ros import __version__
+from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.policy import wire
 from vla_ros.policy.interface import Policy, PolicyError
 from vla_ros.policy.observation import parse_observation
+from vla_ros.policy.registry import make_policy
+from vla_ros.stats import Window
+
+EXAMPLE_PROMPT = "reach the red cube"
+TIMING_WINDOW = 100  # requests in the inference-time percentiles
 
 log = logging.getLogger("vla_ros.policy_server")
 
@@ -54,28 +62,46 @@ def server_metadata(policy: Policy, example_state: np.ndarray, example_prompt: s
 
 
 class PolicyServer:
-    """Serves policies from `make_policy` (one per connection) on host:port (port 0: any free one)."""
+    """Serves policies from `make_policy` (one per connection) on host:port (port 0: any free one).
+
+    Attributes (read from any thread, for reports): connections open now, requests answered,
+    errors (requests answered with an error message), infer_s (a Window of answer times [s]).
+    """
 
     def __init__(self, make_policy: Callable[[], Policy], metadata: dict, host: str = "0.0.0.0", port: int = 8000):
         self.make_policy = make_policy
         self.metadata = metadata
         self.host, self.port = host, port
         self._packed_metadata = wire.pack(metadata)
+        self.connections = self.requests = self.errors = 0
+        self.infer_s = Window(TIMING_WINDOW)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stop_requested = False
 
     async def serve(self, ready: Callable[[int], None] | None = None) -> None:
-        """Serve until cancelled; `ready(port)` is called once listening."""
+        """Serve until `stop()` or cancelled; `ready(port)` is called once listening."""
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         async with serve(self._handle, self.host, self.port, compression=None, max_size=None,
                          process_request=_health_check) as server:
             port = server.sockets[0].getsockname()[1]
             log.info("serving %s for %s on ws://%s:%d", self.metadata["backend"], self.metadata["embodiment"], self.host, port)
             if ready is not None:
                 ready(port)
-            await server.serve_forever()
+            if not self._stop_requested:
+                await self._stop.wait()
+
+    def stop(self) -> None:
+        """Stop serving (from any thread): serve() returns."""
+        self._stop_requested = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     async def _handle(self, ws: ServerConnection) -> None:
         log.info("connection from %s", ws.remote_address)
         policy = await asyncio.to_thread(self.make_policy)
         previous_total = None
+        self.connections += 1
         try:
             await ws.send(self._packed_metadata)
             async for message in ws:
@@ -83,12 +109,16 @@ class PolicyServer:
                 try:
                     reply = await self._answer(policy, message)
                 except PolicyError as error:
+                    self.errors += 1
                     await ws.send(str(error))
                     continue
                 except Exception:
+                    self.errors += 1
                     log.exception("the backend failed")
                     await ws.send(f"the policy backend failed:\n{traceback.format_exc()}")
                     continue
+                self.requests += 1
+                self.infer_s.add(time.monotonic() - start)
                 reply["server_timing"] = {"infer_ms": (time.monotonic() - start) * 1e3}
                 if previous_total is not None:
                     reply["server_timing"]["prev_total_ms"] = previous_total * 1e3
@@ -97,6 +127,7 @@ class PolicyServer:
         except ConnectionClosed:
             pass
         finally:
+            self.connections -= 1
             policy.close()
             log.info("connection from %s closed", ws.remote_address)
 
@@ -116,3 +147,16 @@ def _health_check(connection: ServerConnection, request):
     if request.path == "/healthz":
         return connection.respond(http.HTTPStatus.OK, "OK\n")
     return None
+
+
+def policy_server(backend: str, embodiment: Embodiment, params: dict, host: str, port: int) -> PolicyServer:
+    """A server of `backend` for `embodiment`; a first policy is built at once, so a bad backend or
+    parameter fails here (PolicyError), before anything listens."""
+
+    def policy() -> Policy:
+        return make_policy(backend, embodiment, params)
+
+    first = policy()
+    metadata = server_metadata(first, EmbodimentIO(embodiment).home, EXAMPLE_PROMPT)
+    first.close()
+    return PolicyServer(policy, metadata, host, port)

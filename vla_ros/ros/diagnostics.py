@@ -1,25 +1,24 @@
-"""Build diagnostic_msgs/DiagnosticArray messages from plain values."""
+"""Reading the nodes' statuses off /diagnostics.
+
+Every vla_ros node publishes its status on the absolute /diagnostics, named after its fully
+qualified name (`/policy_node`, `/robot1/policy_node`; vla_ros.nodes.base). Readers (`vla-ros
+eval`, `demo`, the benchmarks, the tests) take a status as a dict: its key-value pairs plus
+`level` (0 OK, 1 WARN, 2 ERROR) and `message`.
+"""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from diagnostic_msgs.msg import DiagnosticStatus
 
-from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from std_msgs.msg import Header
-
-OK = DiagnosticStatus.OK
-WARN = DiagnosticStatus.WARN
-ERROR = DiagnosticStatus.ERROR
-STALE = DiagnosticStatus.STALE
+TOPIC = "/diagnostics"
 
 
-def diagnostic_array(
-    stamp: Time, name: str, level: bytes, message: str, values: Mapping[str, object] | None = None
-) -> DiagnosticArray:
-    """One DiagnosticStatus named `name` (e.g. "vla_ros/policy_node") wrapped in an array.
+def status_values(status: DiagnosticStatus) -> dict[str, object]:
+    """A status as its values (strings) plus `level` (int) and `message`."""
+    return {**{kv.key: kv.value for kv in status.values}, "level": int.from_bytes(status.level, "little"),
+            "message": status.message}
 
-    `values` become KeyValue pairs, each value formatted with str().
-    """
-    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="")
-    status.values = [KeyValue(key=key, value=str(value)) for key, value in (values or {}).items()]
-    return DiagnosticArray(header=Header(stamp=stamp), status=[status])
+
+def node_name(name: str, namespace: str = "") -> str:
+    """The fully qualified name of node `name` in `namespace` ("" or "/" for none), as statuses carry it."""
+    namespace = namespace.strip("/")
+    return f"/{namespace}/{name}" if namespace else f"/{name}"
