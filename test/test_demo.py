@@ -5,7 +5,8 @@ import subprocess
 import pytest
 
 from harness import console_script
-from vla_ros.commands.demo import sheet_label, task_of
+from vla_ros.commands.demo import task_of
+from vla_ros.rollout import sheet_label
 from vla_ros.errors import VlaRosError
 from vla_ros.sim.world import COLOURS
 
@@ -20,7 +21,6 @@ def test_an_instruction_is_judged_by_the_one_cube_colour_it_names():
     assert refused.returncode == 2 and "names no cube colours" in refused.stderr
 
 
-@pytest.mark.slow
 def test_the_demo_runs_end_to_end_reports_each_instruction_and_writes_its_pictures(ros, tmp_path):
     out = tmp_path / "demo"
     instructions = ["reach the red cube", "tap the blue cube"]

@@ -7,7 +7,8 @@ import cv2
 import pytest
 
 from harness import console_script
-from vla_ros.commands.eval import SHEET_FRAMES, wilson_interval
+from vla_ros.commands.eval import SHEET_FRAMES
+from vla_ros.stats import wilson_interval
 from vla_ros.embodiment import load_embodiment
 from vla_ros.sim.tasks import Reach
 
@@ -21,7 +22,6 @@ def test_wilson_interval_matches_known_values():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-@pytest.mark.slow
 def test_eval_with_the_hold_policy_reports_failures_in_held_out_words(ros, tmp_path):
     """hold never reaches the cube: 0% over two seeded episodes whose instructions are held-out phrasings
     naming each episode's target; the JSON has latencies and the sheet one row of frames per episode."""

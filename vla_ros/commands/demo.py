@@ -17,8 +17,6 @@ from pathlib import Path
 
 DEFAULT_INSTRUCTIONS = ("reach the red cube", "now go to the blue block", "touch the green cube")
 SHEET_FRAMES = 5  # per episode
-FRAME_EVERY_S = 0.2  # [s] sim time between kept frames
-READY_TIMEOUT_S = 180.0  # policy_node loads torch, the checkpoint and the language model first
 TRACKED_JOINTS = 3  # of the first commanded group, in the tracking plot
 
 
@@ -60,10 +58,13 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros import bringup
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError
-    from vla_ros.media import contact_sheet, write_image
-    from vla_ros.process import ChildDied, ProcessGroup
-    from vla_ros.ros.sim_client import SimClient, SimUnavailable
+    from vla_ros.media import write_image
+    from vla_ros.process import ChildDied
+    from vla_ros.rollout import Rollout, contact_sheet
+    from vla_ros.ros.qos import RELIABLE
+    from vla_ros.ros.sim_client import SimUnavailable
     from vla_ros.ros.time import to_seconds
+    from vla_ros.ros.trajectory import duration_seconds
     from vla_ros.sim.world import COLOURS
     from vla_ros.terminal import console as make_console
 
@@ -75,76 +76,62 @@ def run(args: argparse.Namespace) -> int:
         raise VlaRosError(f"need at least one episode of some seconds, got --episodes {args.episodes} "
                           f"--seconds {args.seconds}")
     camera = next(iter(robot.cameras), None)
-    group = robot.commanded_groups[0]
-    tracked = list(group.joints[:TRACKED_JOINTS])
-    nodes = bringup.graph(bringup.Options(str(robot.path), sim=True, policy=args.policy, checkpoint=args.checkpoint,
-                                          use_sim_time=args.use_sim_time, task=tasks[0], seed=args.seed))
-    log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-demo-"))
-    console.print(f"[bold]vla-ros demo[/]: {robot.name} in the simulator, policy {args.policy}; starting "
-                  f"{', '.join(n.name for n in nodes)} (logs in {log_dir})")
+    tracked = list(robot.commanded_groups[0].joints[:TRACKED_JOINTS])
+    options = bringup.Options(str(robot.path), policy=args.policy, checkpoint=args.checkpoint,
+                              use_sim_time=args.use_sim_time, task=tasks[0], seed=args.seed)
     measured: list[tuple[float, list[float]]] = []
     chunks: list[tuple[float, np.ndarray, np.ndarray]] = []
-    results, tiles, labels, marks = [], [], [], []
-    with ProcessGroup(log_dir) as graph:
-        for node in nodes:
-            graph.start(node.name, node.argv())
-        client = SimClient(camera_topic=robot.cameras[camera].topic if camera else None, controller_node="controller_node")
-        reports = client.watch_diagnostics("vla_ros/policy_node")
+    episodes, results, marks = [], [], []
+    log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-demo-"))
 
-        def on_state(msg: JointState) -> None:
-            index = {n: i for i, n in enumerate(msg.name)}
-            if all(j in index for j in tracked):
-                measured.append((to_seconds(msg.header.stamp), [msg.position[index[j]] for j in tracked]))
+    def on_state(msg: JointState) -> None:
+        index = {n: i for i, n in enumerate(msg.name)}
+        if all(j in index for j in tracked):
+            measured.append((to_seconds(msg.header.stamp), [msg.position[index[j]] for j in tracked]))
 
-        def on_chunk(msg: JointTrajectory) -> None:
-            columns = [list(msg.joint_names).index(j) for j in tracked if j in msg.joint_names]
-            if len(columns) == len(tracked):
-                times = np.array([p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points])
-                chunks.append((to_seconds(msg.header.stamp), times,
-                               np.array([[p.positions[c] for c in columns] for p in msg.points])))
+    def on_chunk(msg: JointTrajectory) -> None:
+        columns = [list(msg.joint_names).index(j) for j in tracked if j in msg.joint_names]
+        if len(columns) == len(tracked):
+            times = np.array([duration_seconds(p.time_from_start) for p in msg.points])
+            chunks.append((to_seconds(msg.header.stamp), times,
+                           np.array([[p.positions[c] for c in columns] for p in msg.points])))
 
-        client.node.create_subscription(JointState, "joint_states", on_state, 50)
-        client.node.create_subscription(JointTrajectory, "vla/action_chunk", on_chunk, 10)
-        try:
+    try:
+        with Rollout(robot, options, camera, log_dir) as rollout:
+            console.print(f"[bold]vla-ros demo[/]: {robot.name} in the simulator, policy {args.policy}; started "
+                          f"{', '.join(rollout.nodes)} (logs in {log_dir})")
+            rollout.client.node.create_subscription(JointState, "joint_states", on_state, 50)
+            rollout.client.node.create_subscription(JointTrajectory, "vla/action_chunk", on_chunk, RELIABLE)
             with console.status("waiting for policy_node (it loads the model) and the sim"):
-                client.spin_until(lambda: graph.check() or (bool(reports) and reports[-1]["level"] == 0),
-                                  READY_TIMEOUT_S, "policy_node publishing chunks")
-                client.wait_ready(60, group.command_topic)
-            console.print(f"policy_node ready: {reports[-1]['message']}")
+                ready = rollout.wait_ready()
+            if ready["level"] != 0:
+                raise SimUnavailable(f"policy_node is not publishing chunks: {ready['message']}")
+            console.print(f"policy_node ready: {ready['message']}")
             columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                        TimeElapsedColumn(), TextColumn("{task.fields[detail]}"))
             with Progress(*columns, console=console) as progress:
-                episode = 0
                 for instruction, task in zip(instructions, tasks):
                     for _ in range(args.episodes):
-                        seed = args.seed + episode
-                        episode += 1
-                        bar = progress.add_task(f"{episode}. {instruction!r} (seed {seed})", total=1.0, detail="")
+                        seed = args.seed + len(episodes)
+                        bar = progress.add_task(f"{len(episodes) + 1}. {instruction!r} (seed {seed})", total=1.0,
+                                                detail="")
 
-                        def show(values: dict, message: str, bar=bar) -> None:
-                            graph.check()
-                            if "progress" in values:
-                                progress.update(bar, completed=float(values["progress"]), detail=message)
+                        def show(status, bar=bar) -> None:
+                            progress.update(bar, completed=status.progress, detail=status.detail)
 
-                        start = len(measured) and measured[-1][0]
-                        outcome = client.run_episode(task, seed, args.seconds, FRAME_EVERY_S, instruction, show)
-                        marks.append((start, f"{episode}"))
+                        marks.append((measured[-1][0] if measured else 0.0, f"{len(episodes) + 1}"))
+                        report = rollout.episode(task, seed, args.seconds, SHEET_FRAMES, instruction, show)
+                        outcome = report.outcome
+                        episodes.append(report)
                         progress.update(bar, completed=1.0 if outcome.success else outcome.progress,
                                         detail=("[green]success[/]" if outcome.success else "[red]not reached[/]")
                                         + f" after {outcome.seconds:.1f} s: {outcome.detail}")
                         results.append({"instruction": instruction, "task": task, "seed": seed,
                                         "success": outcome.success, "seconds": round(outcome.seconds, 2),
                                         "detail": outcome.detail})
-                        frames = client.take_frames(SHEET_FRAMES)
-                        for index, (time_s, frame) in enumerate(frames):
-                            tiles.append(frame)
-                            labels.append(sheet_label(episode, instruction, time_s, outcome.success,
-                                                      index, len(frames)))
-        except (SimUnavailable, ChildDied) as error:
-            console.print(f"[red]the demo could not run[/]: {error}\n(node logs in {log_dir})")
-            return 1
-        finally:
-            client.close()
+    except (SimUnavailable, ChildDied) as error:
+        console.print(f"[red]the demo could not run[/]: {error}\n(node logs in {log_dir})")
+        return 1
 
     table = Table(title=f"{robot.name}: the built-in VLA, one instruction at a time")
     for column in ("instruction", "successes", "episodes"):
@@ -159,23 +146,15 @@ def run(args: argparse.Namespace) -> int:
     written = [args.out / "demo.json"]
     (args.out / "demo.json").write_text(json.dumps({"embodiment": robot.name, "policy": args.policy,
                                                     "episodes": results, "successes": successes}, indent=2))
-    if tiles:
-        write_image(args.out / "demo_sheet.png", contact_sheet(tiles, columns=SHEET_FRAMES, labels=labels))
+    sheet = contact_sheet(episodes, SHEET_FRAMES)
+    if sheet is not None:
+        write_image(args.out / "demo_sheet.png", sheet)
         written.append(args.out / "demo_sheet.png")
     if measured and chunks:
         tracking_plot(args.out / "demo_tracking.png", measured, chunks, tracked, marks)
         written.append(args.out / "demo_tracking.png")
     console.print("wrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-def sheet_label(episode: int, instruction: str, time_s: float, success: bool, index: int, count: int) -> str:
-    """A contact-sheet tile's label: a row is an episode, its first tile names the instruction, its
-    last says how it ended (a 224 px tile fits about 30 characters)."""
-    if index == 0:
-        text = f"{episode}. {instruction}"
-        return text if len(text) <= 30 else text[:29] + "~"
-    return f"t={time_s:.1f}s" + (f" {'reached' if success else 'missed'}" if index == count - 1 else "")
 
 
 def tracking_plot(path: Path, measured, chunks, joints: list[str], marks) -> None:

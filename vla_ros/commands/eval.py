@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,10 +21,6 @@ if TYPE_CHECKING:
 
 SHEET_EPISODES = 4  # the first episodes shown on the contact sheet
 SHEET_FRAMES = 4  # per episode, evenly spaced through it
-FRAME_EVERY_S = 0.25  # [s] sim time between kept frames of a sheet episode
-LABEL_CHARS = 16  # of the instruction in a sheet label, so it fits a 224 px tile
-READY_TIMEOUT_S = 120.0  # policy_node loads its backend (a checkpoint, a language model) before it reports
-HEALTHY_TIMEOUT_S = 60.0  # then the cameras start rendering; the first episode waits for chunks to flow
 
 
 def register(verbs) -> None:
@@ -50,21 +43,6 @@ def register(verbs) -> None:
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--sheet", type=Path, help="write a PNG contact sheet of the first episodes")
     parser.set_defaults(handler=run)
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a success rate (95% for z = 1.96).
-
-    Unlike p +- z*sqrt(p(1-p)/n) it stays inside [0, 1] and does not shrink to a point at 0/n or
-    n/n, which is where a 40-episode evaluation often lands. No trials: (0, 1), nothing is known.
-    """
-    if trials == 0:
-        return 0.0, 1.0
-    rate = successes / trials
-    denominator = 1.0 + z * z / trials
-    centre = (rate + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(rate * (1.0 - rate) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -110,6 +88,8 @@ class EvalReport:
 
     @property
     def ci95(self) -> tuple[float, float]:
+        from vla_ros.stats import wilson_interval
+
         return wilson_interval(self.successes, len(self.episodes))
 
     @property
@@ -156,12 +136,9 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
     from vla_ros import bringup
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError, did_you_mean
-    from vla_ros.media import contact_sheet
-    from vla_ros.nodes.sim_node import PHRASINGS
     from vla_ros.policy.registry import MODULES, backend_class
-    from vla_ros.process import ProcessGroup
-    from vla_ros.ros.sim_client import SimClient, SimUnavailable
-    from vla_ros.sim.tasks import TASKS
+    from vla_ros.rollout import Rollout, contact_sheet, median
+    from vla_ros.sim.tasks import PHRASINGS, TASKS
 
     robot = load_embodiment(embodiment)
     task_name = task.split(":")[0]
@@ -176,82 +153,42 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
     if camera is not None and camera not in robot.cameras:
         raise VlaRosError(f"no camera {camera!r}; cameras: {', '.join(robot.cameras) or 'none'}")
 
-    log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-eval-"))
-    nodes = bringup.graph(bringup.Options(str(robot.path), sim=True, policy=policy, checkpoint=checkpoint or "",
-                                          policy_params=dict(policy_params), use_sim_time=use_sim_time, task=task, seed=seed,
-                                          phrasing=phrasing))
-    results: list[EvalEpisode] = []
-    latencies: dict[str, list[float]] = {"inference_p50_ms": [], "inference_p95_ms": []}
-    tiles, labels = [], []
-    with ProcessGroup(log_dir) as graph:
-        for node in nodes:
-            graph.start(node.name, node.argv())
-        client = SimClient(camera_topic=robot.cameras[camera].topic if camera else None,
-                           controller_node="controller_node")
-        reports = client.watch_diagnostics("vla_ros/policy_node")
-
-        def policy_up() -> bool:
-            graph.check()
-            return bool(reports)
-
-        try:
-            client.spin_until(policy_up, READY_TIMEOUT_S, "policy_node's first diagnostics (it loads its backend first)")
-            client.wait_ready(60, robot.commanded_groups[0].command_topic)
-            try:  # level 0: OK, chunks are flowing
-                client.spin_until(lambda: policy_up() and reports[-1]["level"] == 0, HEALTHY_TIMEOUT_S,
-                                  "policy_node publishing chunks")
-                console.print(f"policy_node ready: {reports[-1]['message']}")
-            except SimUnavailable:  # a policy that cannot answer is evaluated as it is: its episodes fail
-                console.print(f"[yellow]policy_node is not healthy: {reports[-1]['message']}; evaluating anyway[/]")
-            errors = int(reports[-1]["errors"])
-            reports.clear()
-            for index in range(episodes):
-                sheet_episode = camera is not None and index < SHEET_EPISODES
-                outcome = client.run_episode(task, seed + index, seconds,
-                                             frame_every_s=FRAME_EVERY_S if sheet_episode else 0.0)
-                graph.check()  # an episode without its policy node says nothing about the policy
-                seen = list(reports)
-                reports.clear()
-                for key, values in latencies.items():
-                    values.extend(_values(seen, key))
-                episode = EvalEpisode(
-                    outcome.seed, outcome.task, outcome.instruction, outcome.target, outcome.success, outcome.seconds,
-                    outcome.progress, outcome.detail, _median(_values(seen, "inference_p50_ms")),
-                    _median(_values(seen, "inference_p95_ms")), _median(_values(seen, "chunks_per_s")),
-                    int(seen[-1]["errors"]) - errors if seen else 0)
-                errors += episode.errors
-                results.append(episode)
-                console.print(f"episode {index + 1}/{episodes} seed {episode.seed} {episode.task} "
-                              f"{episode.instruction!r}: {'[green]success[/]' if episode.success else '[red]failure[/]'} "
-                              f"after {episode.seconds:.2f} s ({episode.detail}); inference p50 "
-                              f"{_ms(episode.inference_p50_ms)}, {episode.errors} errors")
-                if sheet_episode:
-                    for time_s, frame in client.take_frames(SHEET_FRAMES):
-                        tiles.append(frame)
-                        labels.append(f"{index + 1} t={time_s:.1f} {_shorten(episode.instruction)}")
-        finally:
-            client.close()
+    options = bringup.Options(str(robot.path), policy=policy, checkpoint=checkpoint or "",
+                              policy_params=dict(policy_params), use_sim_time=use_sim_time, task=task, seed=seed,
+                              phrasing=phrasing)
+    results, shown, reports = [], [], []
+    with Rollout(robot, options, camera) as rollout:
+        ready = rollout.wait_ready()
+        if ready["level"] == 0:
+            console.print(f"policy_node ready: {ready['message']}")
+        else:
+            console.print(f"[yellow]policy_node is not healthy: {ready['message']}; evaluating anyway[/]")
+        errors = int(ready["errors"])
+        for index in range(episodes):
+            frames = SHEET_FRAMES if camera is not None and index < SHEET_EPISODES else 0
+            report = rollout.episode(task, seed + index, seconds, frames)
+            outcome = report.outcome
+            episode = EvalEpisode(
+                outcome.seed, outcome.task, outcome.instruction, outcome.target, outcome.success, outcome.seconds,
+                outcome.progress, outcome.detail, report.median("inference_p50_ms"),
+                report.median("inference_p95_ms"), report.median("chunks_per_s"), report.errors(errors))
+            errors += episode.errors
+            results.append(episode)
+            reports += report.reports
+            if frames:
+                shown.append(report)
+            console.print(f"episode {index + 1}/{episodes} seed {episode.seed} {episode.task} "
+                          f"{episode.instruction!r}: {'[green]success[/]' if episode.success else '[red]failure[/]'} "
+                          f"after {episode.seconds:.2f} s ({episode.detail}); inference p50 "
+                          f"{_ms(episode.inference_p50_ms)}, {episode.errors} errors")
     return EvalReport(policy, checkpoint, robot.name, task, phrasing, seed, seconds, results,
-                      _median(latencies["inference_p50_ms"]), _median(latencies["inference_p95_ms"]), log_dir,
-                      use_sim_time, contact_sheet(tiles, columns=SHEET_FRAMES, labels=labels) if tiles else None)
-
-
-def _values(reports: list[dict], key: str) -> list[float]:
-    """The finite values of `key` in diagnostics reports (latencies are NaN before the first chunk)."""
-    values = [float(r[key]) for r in reports if key in r]
-    return [v for v in values if math.isfinite(v)]
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+                      median([float(r["inference_p50_ms"]) for r in reports]),
+                      median([float(r["inference_p95_ms"]) for r in reports]),
+                      rollout.log_dir, use_sim_time, contact_sheet(shown, SHEET_FRAMES))
 
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 2] + ".."
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ def register(verbs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vla_ros.bringup import NodeSpec
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError
     from vla_ros.media import save_frames
@@ -46,23 +46,27 @@ def run(args: argparse.Namespace) -> int:
             raise VlaRosError(f"no camera {args.camera!r}; cameras: {', '.join(embodiment.cameras) or 'none'}")
     console = make_console()
     log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-sim-"))
-    ros_args = ["--ros-args", "-p", f"embodiment:={embodiment.path}"]
-    outcomes = []
+    robot = {"embodiment": str(embodiment.path)}
+    nodes = [NodeSpec("sim_node", "sim_node", "", {**robot, "task": args.task, "seed": args.seed,
+                                                   "real_time_factor": args.real_time_factor,
+                                                   "publish_cameras": camera is not None}),
+             NodeSpec("expert_node", "expert_node", "", robot)]
+    outcomes, frames, labels = [], [], []
     with ProcessGroup(log_dir) as graph:
-        graph.start("sim_node", [sys.executable, "-m", "vla_ros.nodes.sim_node", *ros_args,
-                                 "-p", f"task:={args.task}", "-p", f"seed:={args.seed}",
-                                 "-p", f"real_time_factor:={args.real_time_factor}",
-                                 "-p", f"publish_cameras:={'true' if camera else 'false'}"])
-        graph.start("expert_node", [sys.executable, "-m", "vla_ros.nodes.expert_node", *ros_args])
+        for node in nodes:
+            graph.start(node.name, node.argv())
         client = SimClient(camera_topic=camera.topic if camera else None)
         try:
-            client.spin_until(lambda: _alive(graph) and bool(client.status), 60, "the sim node")
+            client.spin_until(lambda: _alive(graph) and client.status is not None, 60, "the sim node")
             client.wait_ready(60, embodiment.commanded_groups[0].command_topic)
             for episode in range(args.episodes):
                 graph.check()
                 outcome = client.run_episode(args.task, args.seed + episode, args.seconds,
                                              frame_every_s=0.25 if camera else 0.0)
                 outcomes.append(outcome)
+                for time_s, frame in client.take_frames(len(client.frames)):
+                    frames.append(frame)
+                    labels.append(f"{outcome.task} s{outcome.seed} t={time_s:.1f}")
                 console.print(f"episode {episode + 1}/{args.episodes} seed {outcome.seed} {outcome.task}: "
                               f"{'[green]success[/]' if outcome.success else '[red]failure[/]'} after "
                               f"{outcome.seconds:.2f} s ({outcome.detail})")
@@ -78,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
             "successes": successes, "success_rate": successes / max(len(outcomes), 1),
             "results": [o.__dict__ for o in outcomes],
         }, indent=2))
-    if camera is not None and client.frames:
-        save_frames(args.video, client.frames, fps=4.0, labels=client.frame_labels)
-        console.print(f"wrote {args.video} ({len(client.frames)} frames of camera {camera.name})")
+    if camera is not None and frames:
+        save_frames(args.video, frames, fps=4.0, labels=labels)
+        console.print(f"wrote {args.video} ({len(frames)} frames of camera {camera.name})")
     return 0
 
 
