@@ -1,6 +1,8 @@
 """Session isolation for ROS tests, the `ros` fixture, and the slow-test switch.
 
-Plain `pytest` runs the fast tests; `make test` adds `--run-slow` for the end-to-end ones.
+Plain `pytest` runs the fast tests; `make test` adds `--run-slow` for the slow ones: every test
+that starts processes through the `ros` fixture (marked slow here, so the rule holds without
+anyone remembering it) and those marked `slow` by hand (training, installs, expert reliability).
 """
 import os
 import random
@@ -25,6 +27,9 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "ros" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow (make test does)")

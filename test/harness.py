@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 
 from vla_ros import process
+from vla_ros.bringup import NodeSpec, normalize_namespace
+from vla_ros.ros.diagnostics import TOPIC, node_name, status_values
 from vla_ros.ros.services import call_repeatable
 
 TOKEN_VAR = "VLA_ROS_TEST_TOKEN"
@@ -51,9 +54,10 @@ def ros2_run(name: str) -> str:
     return str(path)
 
 
-def python_module(module: str, *args: str) -> list[str]:
-    """argv running `module` with this interpreter."""
-    return [sys.executable, "-m", module, *args]
+def node_argv(executable: str, namespace: str = "", remappings: Sequence[tuple[str, str]] = (),
+              **parameters: bool | int | float | str) -> list[str]:
+    """The command running vla_ros node `executable` with `parameters`, as `vla-ros up` starts nodes."""
+    return NodeSpec(executable, executable, normalize_namespace(namespace), parameters, tuple(remappings)).argv()
 
 
 def processes_with_token(token: str) -> list[int]:
@@ -142,6 +146,16 @@ class RosHarness:
         self.processes.append(started)
         return started
 
+    def start_node(self, executable: str, namespace: str = "", remappings: Sequence[tuple[str, str]] = (),
+                   embodiment: str = "arm7", **parameters: bool | int | float | str) -> NodeProcess:
+        """Start vla_ros node `executable` (for `embodiment`) with `parameters` and `remappings`."""
+        argv = node_argv(executable, namespace, remappings, embodiment=embodiment, **parameters)
+        return self.start(argv, name=f"{namespace.strip('/')}_{executable}" if namespace else executable)
+
+    def diagnostics(self) -> Diagnostics:
+        """The node statuses on /diagnostics from now on."""
+        return Diagnostics(self)
+
     def describe_processes(self) -> str:
         return "\n".join(p.describe() for p in self.processes) or "  (no processes started)"
 
@@ -219,25 +233,45 @@ def isolated(log_dir: Path) -> Iterator[RosHarness]:
             raise AssertionError("processes outlived the test (now killed):\n" + "\n".join(survivors))
 
 
-def wait_for_status(ros: RosHarness, inbox: list, node: str, predicate: Callable[[dict], bool],
-                    timeout_s: float, what: str) -> dict:
-    """The first status of `vla_ros/<node>` in the DiagnosticArray `inbox` (consumed as it is read)
-    that satisfies `predicate`, as a dict of its values plus `level` (int) and `message`."""
-    found: list[dict] = []
+class Diagnostics:
+    """Node statuses on /diagnostics, collected from its creation on; `wait` for one that matches."""
 
-    def matched() -> bool:
-        for msg in inbox:
-            for status in msg.status:
-                if status.name == f"vla_ros/{node}":
-                    values = {kv.key: kv.value for kv in status.values}
-                    values.update(level=int.from_bytes(status.level, "little"), message=status.message)
-                    if predicate(values):
-                        found.append(values)
-        inbox.clear()
-        return bool(found)
+    def __init__(self, ros: RosHarness):
+        self.ros = ros
+        self.inbox = ros.subscribe(TOPIC, DiagnosticArray)
+        self.seen: list[tuple[str, dict]] = []  # (status name, values) of every status read so far
 
-    ros.spin_until(matched, timeout_s, what)
-    return found[0]
+    def _read(self) -> None:
+        self.seen += [(status.name, status_values(status)) for msg in self.inbox for status in msg.status]
+        self.inbox.clear()
+
+    def wait(self, node: str, predicate: Callable[[dict], bool] = lambda status: True, timeout_s: float = 15.0,
+             what: str = "a status") -> dict:
+        """The first status of `node` (a name, "/"-qualified when namespaced) from now on that satisfies
+        `predicate`, as vla_ros.ros.diagnostics.status_values gives it."""
+        name = node if node.startswith("/") else node_name(node)
+        self._read()
+        checked = [len(self.seen)]
+        found: list[dict] = []
+
+        def matched() -> bool:
+            self._read()
+            fresh, checked[0] = self.seen[checked[0]:], len(self.seen)
+            found.extend(values for seen, values in fresh if seen == name and predicate(values))
+            return bool(found)
+
+        self.ros.spin_until(matched, timeout_s, f"{what} ({name} on {TOPIC})")
+        return found[0]
+
+    def names(self) -> set[str]:
+        """The status names seen so far."""
+        self._read()
+        return {name for name, _ in self.seen}
+
+    def last_messages(self) -> dict[str, str]:
+        """Each node's last status message so far (for failure reports)."""
+        self._read()
+        return {name: values["message"] for name, values in self.seen}
 
 
 def free_port() -> int:

@@ -46,7 +46,6 @@ def test_policy_bench_textured_frames_differ_and_have_the_camera_shape(policy_be
     assert not (frames[0] == frames[1]).all() and not (frames[1] == frames[2]).all()
 
 
-@pytest.mark.slow
 def test_policy_bench_with_the_builtin_model_reports_inference_and_both_seams(ros, tmp_path):
     """The node runs the shipped model: inference percentiles, chunk length and denoising steps are
     reported, and the seam measurement covers guided and unguided chunks over the same episodes."""

@@ -230,7 +230,6 @@ def _topic_ends(ros, topic: str) -> tuple[set[str], set[str]]:
     return publishers, subscribers
 
 
-@pytest.mark.slow
 def test_vla_ros_up_connects_the_graph_and_stops_it_all_when_a_node_dies(ros):
     """`vla-ros up arm7 --sim`: the three nodes, their topics wired as in ARCHITECTURE.md section 3;
     killing policy_node stops the others, and up exits 1 naming it."""
@@ -263,7 +262,6 @@ def test_vla_ros_up_connects_the_graph_and_stops_it_all_when_a_node_dies(ros):
     ros.spin_until(lambda: not _topic_ends(ros, "/joint_states")[0], 20, "sim_node gone from the graph")
 
 
-@pytest.mark.slow
 def test_ctrl_c_stops_every_node_of_vla_ros_up_and_exits_0(ros):
     up = ros.start([console_script("vla-ros"), "up", "arm7", "--sim", "--policy", "hold"], name="vla-ros-up")
     ros.spin_until(lambda: {"controller_node", "policy_node"} <= _topic_ends(ros, "/joint_states")[1], 90,

@@ -1,19 +1,17 @@
-"""controller_node through real DDS: tracking in the MuJoCo sim, every fault case, the humanoid ramp."""
+"""controller_node through real DDS: tracking in the MuJoCo sim, each fault case, the humanoid ramp."""
 import time
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
-
 from trajectory_msgs.msg import JointTrajectory
 
-from harness import python_module, wait_for_status
 from vla_ros.embodiment import load_embodiment
+from vla_ros.nodes.chunk_source_node import ChunkSourceParams, reference
 from vla_ros.ros.polled import polled_subscription, take_all
 from vla_ros.ros.time import to_seconds
 from vla_ros.ros.trajectory import to_chunk_msg
@@ -25,35 +23,23 @@ LOWER = np.concatenate([g.lower for g in ARM7.commanded_groups])
 UPPER = np.concatenate([g.upper for g in ARM7.commanded_groups])
 
 
-def node(module, embodiment, *params, remaps=()):
-    """(argv, name) running a vla_ros node module with parameters and remappings."""
-    args = ["--ros-args", "-p", f"embodiment:={embodiment}"]
-    for param in params:
-        args += ["-p", param]
-    for remap in remaps:
-        args += ["-r", remap]
-    return python_module(f"vla_ros.nodes.{module}", *args), module
-
-
 class Robot:
     """The test's view of sim + controller: joint_states, the controller's diagnostics, its services."""
 
-    def __init__(self, ros, embodiment="arm7", controller_params=(), controller_remaps=(), sim_params=()):
+    def __init__(self, ros, embodiment="arm7", controller_params=None, controller_remaps=(), sim_params=None):
         self.ros = ros
         self.embodiment = load_embodiment(embodiment)
         self.joints = [j for g in self.embodiment.commanded_groups for j in g.joints]
-        argv, name = node("sim_node", embodiment, "publish_cameras:=false", *sim_params)
-        self.sim = ros.start(argv, name=name)
-        argv, name = node("controller_node", embodiment, *controller_params, remaps=controller_remaps)
-        self.controller = ros.start(argv, name=name)
+        self.sim = ros.start_node("sim_node", embodiment=embodiment, publish_cameras=False, **(sim_params or {}))
+        self.controller = ros.start_node("controller_node", embodiment=embodiment, remappings=controller_remaps,
+                                         **(controller_params or {}))
         self.states = polled_subscription(ros.node, JointState, "joint_states", 5000)
-        self.diagnostics = ros.subscribe("diagnostics", DiagnosticArray)
+        self.diagnostics = ros.diagnostics()
         self.chunks = ros.node.create_publisher(JointTrajectory, "vla/action_chunk", 10)
 
-    def status(self, predicate, timeout_s=15.0, what="a controller diagnostic"):
-        """The first controller diagnostic (as a dict with level and message) from now on matching `predicate`."""
-        self.diagnostics.clear()
-        return wait_for_status(self.ros, self.diagnostics, "controller_node", predicate, timeout_s, what)
+    def status(self, predicate=lambda status: True, timeout_s=15.0, what="a controller diagnostic"):
+        """The first controller status from now on matching `predicate`."""
+        return self.diagnostics.wait("controller_node", predicate, timeout_s, what)
 
     def positions(self) -> np.ndarray:
         """The newest commanded-joint positions from joint_states."""
@@ -80,6 +66,14 @@ class Robot:
         assert client.wait_for_service(timeout_sec=10), f"no service {name}"
         return self.ros.call(client, request)
 
+    def holding_after(self, positions, times) -> np.ndarray:
+        """Send a chunk, wait for it to be tracked to its end, and return where the arm is held."""
+        accepted = int(self.status()["chunks_accepted"])
+        self.send(positions, times)
+        self.status(lambda s: int(s["chunks_accepted"]) > accepted, 10, "the chunk accepted")
+        self.status(lambda s: s["state"] == "holding", 10, "the chunk finished")
+        return self.positions()
+
 
 def set_parameter(robot, name, value: str):
     response = robot.call(SetParameters, "controller_node/set_parameters", SetParameters.Request(parameters=[
@@ -99,12 +93,12 @@ def ramp(offset, seconds=1.0, points=20):
     return positions, times
 
 
-@pytest.mark.slow
 def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stamped_in_it(ros):
     """sim and controller with use_sim_time: /clock comes at the sim's clock_rate_hz (sim seconds), the
     controller's time is the sim's (its ~/commanded stamps are those of the joint_states it computed
     them from, most of them between /clock messages) and a chunk stamped in sim time is tracked."""
-    robot = Robot(ros, sim_params=["use_sim_time:=true", "clock_rate_hz:=100.0"], controller_params=["use_sim_time:=true"])
+    robot = Robot(ros, sim_params={"use_sim_time": True, "clock_rate_hz": 100.0},
+                  controller_params={"use_sim_time": True})
     robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
     clocks, commanded = ros.subscribe("clock", Clock), ros.subscribe("controller_node/commanded", JointState)
     take_all(robot.states)
@@ -129,56 +123,58 @@ def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stam
     assert robot.positions()[0] == pytest.approx(HOME[0] + 0.3, abs=0.02), "it tracked the chunk"
 
 
-@pytest.mark.slow
-def test_faults_each_end_held_within_limits_with_a_diagnostic(ros):
-    """NaN chunk, unknown joint, wrong length, a silent policy and an e-stop during motion: the arm
-    (real MuJoCo physics behind real topics) stays held within its limits and the controller says why."""
+@pytest.mark.parametrize("reason", ["non-finite positions", "unknown joint 'elbow'", "positions for 8 joints"])
+def test_a_bad_chunk_is_rejected_whole_the_arm_held_and_the_reason_reported(ros, reason):
+    """A chunk with a NaN, an unknown joint or rows of the wrong length: refused and counted, with its
+    reason; the arm (real MuJoCo physics behind real topics) stays where the last chunk left it."""
     robot = Robot(ros)
     robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
-
     positions, times = ramp(0.3)
-    robot.send(positions, times)
-    robot.status(lambda s: s["chunks_accepted"] == "1", what="the chunk accepted")
-    robot.status(lambda s: s["state"] == "holding", 10, "the chunk finished")
-    moved = robot.positions()
+    moved = robot.holding_after(positions, times)
     assert moved[0] == pytest.approx(HOME[0] + 0.3, abs=0.02), "it tracked the chunk"
-
-    nan = positions.copy()
-    nan[5, 2] = np.nan
-    bad = {
-        "non-finite positions": lambda: robot.send(nan, times),
-        "unknown joint 'elbow'": lambda: robot.send(positions, times, joints=[*COMMANDED[:-1], "elbow"]),
-        "positions for 8 joints": lambda: robot.send(positions[:, :-1], times),
-    }
-    for count, (reason, send) in enumerate(bad.items(), start=1):
-        send()
-        status = robot.status(lambda s, c=count: s["chunks_rejected"] == str(c), what=f"the {reason} chunk rejected")
-        assert reason in status["last_rejection"]
-        assert status["state"] == "holding"
+    bad = positions.copy()
+    if reason == "non-finite positions":
+        bad[5, 2] = np.nan
+        robot.send(bad, times)
+    elif reason == "unknown joint 'elbow'":
+        robot.send(positions + 0.1, times, joints=[*COMMANDED[:-1], "elbow"])
+    else:
+        robot.send(positions[:, :-1] + 0.1, times)
+    status = robot.status(lambda s: s["chunks_rejected"] == "1", what=f"the {reason} chunk rejected")
+    assert reason in status["last_rejection"] and status["chunks_accepted"] == "1"
+    assert status["state"] == "holding"
     held = robot.watch(1.0)
-    assert np.abs(held - moved).max() < 0.01, "bad chunks changed nothing"
+    assert np.abs(held - moved).max() < 0.01, "the bad chunk changed nothing"
     assert within_limits(held)
 
-    silent = robot.watch(5.0)
-    status = robot.status(lambda s: True)
-    assert status["state"] == "holding" and "holding the last target" in status["message"]
-    assert np.abs(silent - moved).max() < 0.01 and within_limits(silent), "policy silent 5 s: held still"
 
-    positions, times = ramp(-1.2, seconds=2.0)
-    positions[:, 0] += 0.3
+def test_a_silent_policy_leaves_the_arm_held_at_its_last_target(ros):
+    robot = Robot(ros)
+    robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
+    moved = robot.holding_after(*ramp(0.3))
+    silent = robot.watch(2.0)
+    status = robot.status()
+    assert status["state"] == "holding" and "holding the last target" in status["message"]
+    assert np.abs(silent - moved).max() < 0.01 and within_limits(silent), "policy silent: held still"
+
+
+def test_an_e_stop_during_motion_brakes_to_rest_refuses_chunks_and_reset_releases_it(ros):
+    """E-stop (service) mid-motion: the arm stops short of the chunk's end, at rest within its limits;
+    chunks are refused while it is latched and accepted again after ~/reset."""
+    robot = Robot(ros)
+    robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
+    positions, times = ramp(-1.2, seconds=4.0, points=40)
     robot.send(positions, times)
-    robot.watch(0.6)
-    response = robot.call(SetBool, "controller_node/estop", SetBool.Request(data=True))
-    assert response.success
+    robot.status(lambda s: s["chunks_accepted"] == "1", 10, "the chunk accepted")
+    assert robot.call(SetBool, "controller_node/estop", SetBool.Request(data=True)).success
     status = robot.status(lambda s: s["state"] == "estop", 5, "the e-stop state")
     assert status["level"] == 2 and "~/reset" in status["message"]
     stopped = robot.watch(2.0)
     assert np.abs(stopped[-1] - stopped[len(stopped) // 2]).max() < 0.01, "at rest, held"
-    assert HOME[0] + 0.3 - stopped[-1][0] < 1.0, "stopped short of the chunk's end"
+    assert stopped[-1][0] - (HOME[0] - 1.2) > 0.05, "stopped short of the chunk's end"
     assert within_limits(stopped)
     robot.send(*ramp(0.1))
-    status = robot.status(lambda s: "e-stop is latched" in s["last_rejection"], what="chunks refused while latched")
-
+    robot.status(lambda s: "e-stop is latched" in s["last_rejection"], what="chunks refused while latched")
     assert robot.call(Trigger, "controller_node/reset", Trigger.Request()).success
     status = robot.status(lambda s: s["state"] == "holding", 5, "holding after the reset")
     accepted = int(status["chunks_accepted"])
@@ -186,12 +182,11 @@ def test_faults_each_end_held_within_limits_with_a_diagnostic(ros):
     robot.status(lambda s: int(s["chunks_accepted"]) > accepted, 5, "chunks accepted again after the reset")
 
 
-@pytest.mark.slow
 def test_stale_joint_states_stop_motion_and_say_so(ros):
     """When joint_states stop reaching the controller, it stops commanding the torque-controlled arm
     (the sim's command watchdog brakes, as hardware does), the arm stays put within its limits, and
     diagnostics say the state is stale."""
-    robot = Robot(ros, controller_remaps=["joint_states:=relay/joint_states"])
+    robot = Robot(ros, controller_remaps=[("joint_states", "relay/joint_states")])
     relay = ros.node.create_publisher(JointState, "relay/joint_states", 10)
     relaying = [True]
     ros.node.create_subscription(JointState, "joint_states", lambda msg: relaying[0] and relay.publish(msg), 10)
@@ -206,40 +201,56 @@ def test_stale_joint_states_stop_motion_and_say_so(ros):
     robot.status(lambda s: s["state"] == "holding", 5, "control back once states return")
 
 
-@pytest.mark.slow
-def test_tracks_a_chunk_stream_and_splice_joins_chunks_more_smoothly_than_replace(ros):
-    """A synthetic policy (80 +- 20 ms delay, chunks every 0.2 s, each a little off) drives the sim arm:
-    RMS tracking error stays small, and splice's velocity jump at chunk arrivals is below replace's."""
+def test_a_chunk_stream_is_followed_and_splice_joins_chunks_without_a_velocity_jump(ros):
+    """A synthetic policy (chunks every 0.2 s computed from 80 +- 20 ms old observations, each a
+    little off) drives the sim arm: the targets the controller tracks (~/commanded) follow the
+    policy's reference motion, and at chunk arrivals splice keeps the target velocity continuous
+    where replace makes it jump. (How closely the physical arm tracks, and how steady the loop is,
+    depend on the machine's load: `vla-ros bench controller` measures them.)"""
     robot = Robot(ros)
-    ros.start(*node("chunk_source_node", "arm7"))
-    results = {}
+    source = ChunkSourceParams()
+    ros.start_node("chunk_source_node")
+    commanded = polled_subscription(ros.node, JointState, "controller_node/commanded", 5000)
+    jumps = {}
     for strategy in ("splice", "replace"):
         assert set_parameter(robot, "strategy", strategy).successful
         robot.status(lambda s, name=strategy: s["strategy"] == name and s["state"] == "tracking", 10, strategy)
-        windows = [robot.status(lambda s: s["state"] == "tracking", 5) for _ in range(6)][1:]  # past any start-up
-        results[strategy] = {
-            "rms": float(np.median([float(w["tracking_error_rms_rad"]) for w in windows])),
-            "jump": max(float(w["boundary_velocity_jump_max"]) for w in windows),
-        }
-    print(results)
-    # A torque loop across processes on 2 loaded cores: ~0.02-0.06 rad against a 0.15 rad motion.
-    assert results["splice"]["rms"] < 0.08
-    assert results["splice"]["jump"] < results["replace"]["jump"] / 3
+        take_all(commanded)
+        windows = [robot.status(lambda s: s["state"] == "tracking", 5) for _ in range(3)]
+        jumps[strategy] = max(float(w["boundary_velocity_jump_max"]) for w in windows)
+        messages = take_all(commanded)
+        stamps = np.array([to_seconds(m.header.stamp) for m in messages])
+        targets = np.array([m.position for m in messages])
+        expected = reference(ARM7, stamps, source.amplitude_rad, source.frequency_hz)
+        arm = slice(0, len(ARM7.groups["arm"].joints))
+        error = np.abs(targets[:, arm] - expected[:, arm]).max()
+        assert error < 0.08, f"{strategy}: commanded targets {error:.3f} rad off the reference motion"
+    assert jumps["splice"] < 1e-6 < jumps["replace"], jumps
 
 
 def test_a_bad_strategy_is_refused_at_start_with_the_choices(ros):
-    argv, name = node("controller_node", "arm7", "strategy:=splcie")
-    controller = ros.start(argv, name=name)
+    controller = ros.start_node("controller_node", strategy="splcie")
     assert controller.popen.wait(timeout=30) == 2
-    assert "strategy 'splcie' is not one of splice, replace, ensemble" in controller.output()
+    assert "strategy='splcie': must be one of splice, replace, ensemble" in controller.output()
     assert "did you mean 'splice'" in controller.output()
 
 
-@pytest.mark.slow
+def test_a_strategy_set_at_run_time_is_checked_and_a_read_only_parameter_refused(ros):
+    robot = Robot(ros)
+    robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
+    refused = set_parameter(robot, "strategy", "blend")
+    assert not refused.successful and "must be one of splice, replace, ensemble" in refused.reason
+    assert set_parameter(robot, "strategy", "ensemble").successful
+    robot.status(lambda s: s["strategy"] == "ensemble", 5, "the new strategy in force")
+    response = robot.call(SetParameters, "controller_node/set_parameters", SetParameters.Request(parameters=[
+        Parameter(name="blend_s", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.5))]))
+    assert not response.results[0].successful, "blend_s is read-only"
+
+
 def test_humanoid_ramps_its_upper_body_in_never_commands_the_legs_and_stops_at_rest(ros):
     """The upper-body weight rises smoothly to 1, no one publishes on a delegated group's topic, and
     on Ctrl-C the node ramps out (weight back to 0, at rest) before it exits cleanly."""
-    robot = Robot(ros, "humanoid_upper", controller_params=["upper_body_ramp_s:=0.5"])
+    robot = Robot(ros, "humanoid_upper", controller_params={"upper_body_ramp_s": 0.5})
     commanded = polled_subscription(ros.node, JointState, "controller_node/commanded", 5000)
     robot.status(lambda s: s["state"] == "holding" and s["upper_body_weight"] == "1.000", 30, "the weight at 1")
     legs = robot.embodiment.delegated_groups

@@ -3,7 +3,6 @@ import os
 import uuid
 
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
@@ -11,9 +10,9 @@ from harness import (
     RosHarness,
     kill_processes_with_token,
     processes_with_token,
-    python_module,
     ros2_run,
 )
+
 
 def test_session_runs_in_a_private_localhost_domain(ros):
     """Tests and every child they start share one non-default domain, discovered on localhost only."""
@@ -27,8 +26,7 @@ def test_session_runs_in_a_private_localhost_domain(ros):
 def test_round_trip_through_a_child_process(ros):
     """A message published here comes back from the echo executable in another process."""
     nonce = uuid.uuid4().hex
-    ros.start(python_module("vla_ros.nodes.echo_node", "--ros-args", "-r", "ping:=rt/ping",
-                            "-r", "pong:=rt/pong"), name="echo")
+    ros.start_node("echo_node", remappings=[("ping", "rt/ping"), ("pong", "rt/pong")])
     replies = ros.subscribe("rt/pong", String)
     ping = ros.node.create_publisher(String, "rt/ping", 10)
 
@@ -46,11 +44,10 @@ def test_round_trip_through_a_child_process(ros):
 def test_built_node_runs_via_ros2_run_layout_and_says_what_it_waits_for(ros, name, waiting):
     """lib/vla_ros/<name> starts the real node (policy_node: the hold backend), which reports on
     /diagnostics what input it waits for, and exits 0 on SIGINT."""
+    diagnostics = ros.diagnostics()
     node = ros.start([ros2_run(name)], name=name)
-    msg = ros.wait_for("diagnostics", DiagnosticArray, timeout_s=20,
-                       predicate=lambda m: any(s.name == f"vla_ros/{name}" for s in m.status))
-    (status,) = msg.status
-    assert status.level == DiagnosticStatus.WARN and status.message == waiting
+    status = diagnostics.wait(name, timeout_s=20)
+    assert status["level"] == 1 and status["message"] == waiting
     assert node.stop() == 0, node.describe()
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from catkin_pkg.package import parse_package
-from diagnostic_msgs.msg import DiagnosticArray
 
 from harness import ros2_run
 
@@ -58,10 +57,11 @@ def test_venv_has_the_ros2_run_layout():
 
 
 def test_ros2_run_shim_reaches_the_entry_point():
-    """lib/vla_ros/policy_server execs the console script (`vla-ros serve`'s options)."""
-    result = subprocess.run([ros2_run("policy_server"), "--help"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
-    assert "openpi" in result.stdout
+    """lib/vla_ros/policy_server execs the console script: the node checks its parameters."""
+    result = subprocess.run([ros2_run("policy_server"), "--ros-args", "-p", "policy:=hodl"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no policy backend 'hodl'" in result.stderr
 
 
 @pytest.mark.slow
@@ -78,11 +78,12 @@ def test_plain_pip_install_gives_the_same_layout(tmp_path):
         check=True,
     )
     check_layout(venv)
-    result = subprocess.run([str(venv / "lib/vla_ros/policy_server"), "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "openpi" in result.stdout, result.stderr
+    # Without its dependencies the node cannot run, but the shim reaches the entry point installed here.
+    result = subprocess.run([str(venv / "lib/vla_ros/policy_server")], capture_output=True, text=True)
+    assert result.returncode != 0 and f"{venv}/lib/" in result.stderr and "vla_ros/nodes/policy_server.py" in \
+        result.stderr, result.stderr
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("symlink", [False, True], ids=["copy", "symlink-install"])
 def test_colcon_build_then_ros2_run_starts_a_node(ros, tmp_path, symlink):
     """`colcon build` in a workspace installs the layout, and lib/vla_ros/<node> runs after sourcing."""
@@ -93,7 +94,7 @@ def test_colcon_build_then_ros2_run_starts_a_node(ros, tmp_path, symlink):
     subprocess.run(colcon, cwd=workspace, check=True, capture_output=True, timeout=300)
     check_layout(workspace / "install/vla_ros")
     setup = workspace / "install/setup.bash"
+    diagnostics = ros.diagnostics()
     ros.start(["bash", "-c", f"source {setup} && exec {workspace}/install/vla_ros/lib/vla_ros/sim_node"],
               name="sim_node")
-    ros.wait_for("diagnostics", DiagnosticArray, timeout_s=30,
-                 predicate=lambda m: any(s.name == "vla_ros/sim_node" for s in m.status))
+    diagnostics.wait("sim_node", timeout_s=30, what="the built sim_node's status")

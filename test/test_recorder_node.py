@@ -1,11 +1,9 @@
 """recorder_node: episodes of the running graph as bags that training reads, labelled by ~/finish."""
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from harness import python_module, wait_for_status
 from vla_ros.data.bag import read_episode
 from vla_ros.data.dataset import episode_samples
 from vla_ros.embodiment import load_embodiment
@@ -13,31 +11,24 @@ from vla_ros.embodiment import load_embodiment
 ARM7 = load_embodiment("arm7")
 
 
-def start(ros, module, name, *params):
-    args = ["--ros-args", "-p", "embodiment:=arm7"]
-    for param in params:
-        args += ["-p", param]
-    return ros.start(python_module(f"vla_ros.nodes.{module}", *args), name=name)
-
-
 def test_records_each_episode_with_its_corrections_and_the_label_finish_gives(ros, tmp_path):
     """Sim, controller and recorder: the sim's instruction starts episode 1; a correction and ~/finish
     (success) end it; the sim's reset starts episode 2, which stopping the recorder keeps unlabelled.
     Both bags read back as training reads them: joint states at the control rate, the controller's
     targets, both cameras, the instruction, the correction, the outcome."""
-    diagnostics = ros.subscribe("diagnostics", DiagnosticArray)
+    diagnostics = ros.diagnostics()
 
     def recorder_status(predicate, what: str) -> dict:
-        return wait_for_status(ros, diagnostics, "recorder_node", predicate, 60, what)
+        return diagnostics.wait("recorder_node", predicate, 60, what)
 
-    recorder = start(ros, "recorder_node", "recorder_node", f"out_dir:={tmp_path / 'episodes'}")
+    recorder = ros.start_node("recorder_node", out_dir=str(tmp_path / "episodes"))
     finish = ros.node.create_client(SetBool, "recorder_node/finish")
     ros.spin_until(finish.service_is_ready, 30, "recorder_node/finish")
     answer = ros.call(finish, SetBool.Request(data=True))
     assert not answer.success and "waiting for an instruction" in answer.message, "nothing to label yet"
 
-    start(ros, "sim_node", "sim_node", "task:=reach:blue", "seed:=11")
-    start(ros, "controller_node", "controller_node")
+    ros.start_node("sim_node", task="reach:blue", seed=11)
+    ros.start_node("controller_node")
     recorder_status(lambda s: "recording episode 1" in s["message"], "episode 1 under way")
     corrections = ros.node.create_publisher(String, "vla/correction", 10)
     ros.spin_until(lambda: corrections.get_subscription_count() > 0, 20, "the recorder on vla/correction")
@@ -80,6 +71,6 @@ def test_records_each_episode_with_its_corrections_and_the_label_finish_gives(ro
 def test_an_out_dir_it_cannot_make_stops_it_with_the_reason(ros, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    node = start(ros, "recorder_node", "recorder_node", f"out_dir:={blocker / 'episodes'}")
+    node = ros.start_node("recorder_node", out_dir=str(blocker / "episodes"))
     assert node.popen.wait(timeout=30) == 2
     assert "cannot make out_dir" in node.output()

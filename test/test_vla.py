@@ -5,17 +5,15 @@ import json
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
-from harness import console_script, python_module, wait_for_status
+from harness import console_script
 from vla_ros.embodiment import load_embodiment
 from vla_ros.embodiment.ik import ArmIK
+from vla_ros.ros.qos import LATCHED
 
-TRANSIENT_LOCAL = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SWAP_SEED = 1007  # a scene whose red and blue cubes stand well apart (checked below)
 
 
@@ -30,38 +28,32 @@ def tool_and_cubes(embodiment, states: list, objects: list) -> tuple[np.ndarray,
     return tool, cubes
 
 
-@pytest.mark.slow
 def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros):
     """Told "red", the tool heads for the red cube; told "blue" halfway there, it ends at the blue one."""
     embodiment = load_embodiment("arm7")
-    args = ["--ros-args", "-p", "embodiment:=arm7"]
-    ros.start(python_module("vla_ros.nodes.sim_node", *args, "-p", "task:=reach:red", "-p", f"seed:={SWAP_SEED}",
-                            "-p", "publish_cameras:=true"),
-              name="sim_node")
-    ros.start(python_module("vla_ros.nodes.controller_node", *args), name="controller_node")
-    ros.start(python_module("vla_ros.nodes.policy_node", *args, "-p", "policy:=builtin"), name="policy_node")
-    diagnostics = ros.subscribe("diagnostics", DiagnosticArray)
+    ros.start_node("sim_node", task="reach:red", seed=SWAP_SEED)
+    ros.start_node("controller_node")
+    ros.start_node("policy_node", policy="builtin")
+    diagnostics = ros.diagnostics()
     states = ros.subscribe("joint_states", JointState, 1)
     objects = ros.subscribe("sim/objects", MarkerArray, 1)
-    wait_for_status(ros, diagnostics, "policy_node", lambda s: s["level"] == 0 and "reach the red" in s["instruction"],
-                    120, "policy_node publishing chunks for the red cube")
+    diagnostics.wait("policy_node", lambda s: s["level"] == 0 and "reach the red" in s["instruction"], 120,
+                     "policy_node publishing chunks for the red cube")
     start, cubes = tool_and_cubes(embodiment, states, objects)
     assert np.linalg.norm(cubes["red"][:2] - cubes["blue"][:2]) > 0.15
 
     def until(condition, what: str) -> None:
         """Spin until `condition`; a timeout also says what the nodes last reported."""
-        diagnostics.clear()
         try:
             ros.spin_until(condition, 10, what)
         except AssertionError as error:
-            said = {s.name: s.message for msg in diagnostics for s in msg.status}
-            raise AssertionError(f"{error}\nthe nodes' last diagnostics: {said}") from None
+            raise AssertionError(f"{error}\nthe nodes' last statuses: {diagnostics.last_messages()}") from None
 
     until(lambda: False if not states else np.linalg.norm(
         tool_and_cubes(embodiment, states, objects)[0] - cubes["red"]) < 0.5 * np.linalg.norm(start - cubes["red"]),
         "the tool halfway to the red cube")
     swap, _ = tool_and_cubes(embodiment, states, objects)
-    publisher = ros.node.create_publisher(String, "vla/instruction", TRANSIENT_LOCAL)
+    publisher = ros.node.create_publisher(String, "vla/instruction", LATCHED)
     publisher.publish(String(data="now reach the blue cube instead"))
 
     def at_blue() -> bool:
@@ -83,7 +75,6 @@ def evaluate(ros, tmp_path, episodes: int) -> dict:
     return report
 
 
-@pytest.mark.slow
 def test_the_shipped_model_reaches_cubes_named_in_held_out_words(ros, tmp_path):
     """A short version of the acceptance evaluation (the full one is 40 episodes, README)."""
     report = evaluate(ros, tmp_path, 10)
