@@ -4,7 +4,7 @@ One description, two starters: the launch files turn each NodeSpec into a launch
 action, and `vla-ros up` into a child process (`NodeSpec.argv`). Nothing about the graph is
 written anywhere else. No ROS imports here: the graph is plain data, testable anywhere.
 
-The graph (ARCHITECTURE.md section 3): policy_node (cameras + joint_states + instruction ->
+The graph (docs/architecture.md, "Topics and messages"): policy_node (cameras + joint_states + instruction ->
 vla/action_chunk) and controller_node (chunks + joint_states -> <group>_controller/commands),
 plus sim_node (the robot in MuJoCo) with `sim`, and recorder_node with `record`. Every topic is
 relative, so a namespace moves the whole graph.
@@ -54,14 +54,17 @@ def options_from_arguments(value, sim: bool) -> Options:
 
 
 def launch_description(sim: bool, sim_time: bool = False, extra=None):
-    """The LaunchDescription of the launch files (launch_ros, on a ROS install): the graph() nodes
-    with `sim` (sim_node) or not, use_sim_time defaulting to `sim_time`, and the
-    actions `extra(context, options)` builds at launch time (gazebo.launch.py: gz sim, spawners,
-    the bridge) before them."""
-    from launch import LaunchDescription
+    """The LaunchDescription of the launch files (launch_ros, on a ROS install).
+
+    The graph() nodes with `sim` (sim_node) or not, use_sim_time defaulting to `sim_time`, and the
+    actions `extra(context, options)` builds at launch time (gazebo.launch.py: gz sim, spawners, the
+    bridge) before them.
+    """
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
+
+    from launch import LaunchDescription
 
     def nodes(context):
         options = options_from_arguments(lambda name: LaunchConfiguration(name).perform(context), sim)
@@ -157,11 +160,13 @@ def graph(options: Options) -> list[NodeSpec]:
 
 
 def gazebo_actions(context, options: Options) -> list:
-    """gazebo.launch.py's actions besides our nodes (launch_ros, on a ROS install with ros_gz and
-    gz_ros2_control): export the embodiment for ros2_control into a fresh directory, start gz sim
-    with config/gz_world.sdf, publish the exported URDF (robot_state_publisher), spawn it
-    (ros_gz_sim create), start the joint_state_broadcaster and each group's forward command
-    controller (controller_manager spawner) and bridge /clock and the cameras (ros_gz_bridge)."""
+    """gazebo.launch.py's actions besides our nodes (launch_ros with ros_gz and gz_ros2_control).
+
+    Export the embodiment for ros2_control into a fresh directory, start gz sim with
+    config/gz_world.sdf, publish the exported URDF (robot_state_publisher), spawn it (ros_gz_sim
+    create), start the joint_state_broadcaster and each group's forward command controller
+    (controller_manager spawner) and bridge /clock and the cameras (ros_gz_bridge).
+    """
     import tempfile
     from pathlib import Path
 

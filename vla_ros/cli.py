@@ -1,4 +1,4 @@
-"""The `vla-ros` command: one verb per job (ARCHITECTURE.md section 6), each in vla_ros.commands."""
+"""The `vla-ros` command: one verb per job, each in vla_ros.commands."""
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,6 @@
 """Episodes as rosbag2 bags (MCAP storage, zstd chunks): written with `rosbags`, no ROS needed.
 
-A bag holds the standard topics (ARCHITECTURE.md section 3, 7), so `ros2 bag info` and Foxglove
+A bag holds the standard topics (docs/architecture.md, "Formats"), so `ros2 bag info` and Foxglove
 open it, and training reads it back:
 
 | topic | type | what |
@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from rosbags.rosbag2 import (CompressionFormat, CompressionMode, Reader, ReaderError, StoragePlugin, Writer,
-                             WriterError)
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from vla_ros.errors import VlaRosError
@@ -99,7 +98,8 @@ class EpisodeWriter:
         data = TYPESTORE.serialize_cdr(msg, msgtype)
         self.writer.write(self.connections[topic], int(round((self.start + seconds) * 1e9)), data)
 
-    def joint_state(self, seconds: float, names, positions, velocities=(), efforts=(), topic: str = JOINT_STATES) -> None:
+    def joint_state(self, seconds: float, names, positions, velocities=(), efforts=(),
+                    topic: str = JOINT_STATES) -> None:
         msg = T["sensor_msgs/msg/JointState"](
             header=_header(self.start + seconds), name=list(names),
             position=np.asarray(positions, dtype=np.float64), velocity=np.asarray(velocities, dtype=np.float64),
@@ -131,7 +131,8 @@ class EpisodeWriter:
 
     def base_command(self, seconds: float, commanded: np.ndarray) -> None:
         """The commanded base velocity (vx, vy, wz), as cmd_vel."""
-        twist = T["geometry_msgs/msg/Twist"](linear=_vector3(commanded[0], commanded[1]), angular=_vector3(z=commanded[2]))
+        twist = T["geometry_msgs/msg/Twist"](linear=_vector3(commanded[0], commanded[1]),
+                                             angular=_vector3(z=commanded[2]))
         self._write(CMD_VEL, seconds, twist, "geometry_msgs/msg/Twist")
 
     def base_velocity(self, seconds: float, measured: np.ndarray, frame_id: str) -> None:
@@ -140,10 +141,12 @@ class EpisodeWriter:
             header=_header(self.start + seconds, "odom"), child_frame_id=frame_id,
             pose=T["geometry_msgs/msg/PoseWithCovariance"](
                 pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
-                                                 orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
+                                                 orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0,
+                                                                                               w=1.0)),
                 covariance=np.zeros(36)),
             twist=T["geometry_msgs/msg/TwistWithCovariance"](
-                twist=T["geometry_msgs/msg/Twist"](linear=_vector3(measured[0], measured[1]), angular=_vector3(z=measured[2])),
+                twist=T["geometry_msgs/msg/Twist"](linear=_vector3(measured[0], measured[1]),
+                                                   angular=_vector3(z=measured[2])),
                 covariance=np.zeros(36)))
         self._write(ODOM, seconds, odom, "nav_msgs/msg/Odometry")
 
@@ -230,7 +233,8 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
                     base_commands.append((timestamp * 1e-9, (msg.linear.x, msg.linear.y, msg.angular.z)))
                 elif topic == ODOM:
                     twist = msg.twist.twist
-                    base_velocity.append((_seconds(msg.header.stamp), (twist.linear.x, twist.linear.y, twist.angular.z)))
+                    base_velocity.append((_seconds(msg.header.stamp), (twist.linear.x, twist.linear.y,
+                                                                       twist.angular.z)))
         info = read_info(path)
     except (ReaderError, OSError, ValueError, KeyError) as error:
         raise BagError(f"{path}: not a readable episode bag: {error}") from None

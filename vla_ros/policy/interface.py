@@ -1,4 +1,4 @@
-"""What every policy backend speaks: observations in, action chunks out (ARCHITECTURE.md section 5).
+"""What every policy backend speaks: observations in, action chunks out (docs/architecture.md).
 
 Vectors are in the embodiment layout: the used slots of the embodiment's action vector, in order
 (`embodiment.layout.names`): joint positions [rad | m] for joint groups, base velocities
