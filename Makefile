@@ -1,6 +1,6 @@
 # One command each on a fresh Debian/Ubuntu machine with Python >= 3.10 and no ROS install:
 #   make demo   the simulated robot following instructions with the shipped VLA
-#   make test   the whole test suite (slow end-to-end tests included)
+#   make test   lint (ruff) and the whole test suite (slow end-to-end tests included)
 # Both run `make setup` first; it is idempotent and does nothing when its inputs did not change.
 
 PYTHON ?= python3
@@ -37,6 +37,7 @@ demo: setup
 	MUJOCO_GL=egl $(BIN)/vla-ros demo
 
 test: setup
+	$(BIN)/ruff check .
 	@$(BIN)/python -m pytest --run-slow --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a broken run, not a pass"; exit 1; fi; \
 	exit $$rc

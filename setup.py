@@ -99,9 +99,9 @@ setup(
     extras_require={
         "ros-wheels": ROS_WHEELS,
         # example-robot-data: real vendor URDFs with meshes for the embodiment tests.
-        # mcap: an independent reader of the bags vla-ros collect writes.
+        # mcap: an independent reader of the bags vla-ros collect writes. ruff: the lint `make test` runs.
         "test": ["pytest", "hypothesis", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash",
-                 "example-robot-data", "mcap"],
+                 "example-robot-data", "mcap", "ruff"],
     },
     entry_points={
         "console_scripts": [

@@ -6,7 +6,8 @@ controller's ~/commanded positions: a fake robot, since the number measured here
 controller's, not a physics engine's); the synthetic policy chunk_source_node (chunks every
 0.2 s, inference delay 80 +- 20 ms, each chunk a little off); and, unless --no-load, a process
 keeping one core busy with torch inference. Before all that, a bare thread paced the same way
-measures the machine's own floor (on a VM the host's vCPU scheduling bounds every loop). Each strategy runs in turn (switched live through the
+measures the machine's own floor (on a VM the host's vCPU scheduling bounds every loop). Each strategy runs in turn
+(switched live through the
 `strategy` parameter). Timing comes from the node's own 1 s diagnostics windows (every period is
 measured there, none lost in transport): p50 is the median of the windows' p50s, p99 and max
 the worst window's. Tracking error is the RMS of ~/commanded against the policy's reference
@@ -52,7 +53,8 @@ def run_load() -> None:
     import torch
 
     torch.set_num_threads(1)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 5, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(32, 64, 3, stride=2),
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 5, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(32, 64, 3,
+                                                                                                      stride=2),
                                 torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(256))
     image = torch.rand(1, 3, 224, 224)
     with torch.inference_mode():
@@ -98,8 +100,10 @@ def run_robot(embodiment_name: str, rate_hz: float) -> None:
 
 
 def platform_floor(rate_hz: float, seconds: float = 3.0) -> dict:
-    """Wake-up lateness of a bare thread (same pacing, SCHED_FIFO, no ROS, no work): what this
-    machine allows any loop. On a VM the host's scheduling of the vCPU sets it, not Python."""
+    """Wake-up lateness of a bare thread (same pacing, SCHED_FIFO, no ROS, no work).
+
+    What this machine allows any loop: on a VM the host's scheduling of the vCPU sets it, not Python.
+    """
     lates = []
 
     def loop() -> None:
@@ -113,7 +117,8 @@ def platform_floor(rate_hz: float, seconds: float = 3.0) -> dict:
     thread.start()
     thread.join()
     late_us = np.array(lates) * 1e6
-    return {"p50": float(np.percentile(late_us, 50)), "p99": float(np.percentile(late_us, 99)), "max": float(late_us.max())}
+    return {"p50": float(np.percentile(late_us, 50)), "p99": float(np.percentile(late_us, 99)),
+            "max": float(late_us.max())}
 
 
 class Collector:
@@ -181,7 +186,8 @@ def summarise(windows: list[dict], commanded: list, embodiment, start: float, en
                                 "p99_median_window": float(np.median(column("state_to_command_p99_ms")))},
         "tracking_error_rms_rad": float(np.sqrt(np.mean((positions[:, arm] - ref[:, arm]) ** 2))),
         "seam_velocity_jump_max_rad_s": float(np.max(column("boundary_velocity_jump_max"))),
-        "commanded_velocity_step_max_rad_s": float(np.max(np.abs(np.diff(velocities, axis=0)))) if len(rows) > 1 else 0.0,
+        "commanded_velocity_step_max_rad_s": float(np.max(np.abs(np.diff(velocities,
+                                                                         axis=0)))) if len(rows) > 1 else 0.0,
         "overruns": int(max(column("overruns"), default=0)),
         "windows": len(windows),
     }
@@ -212,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds measured per strategy (default 10)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default all three)")
     parser.add_argument("--no-load", action="store_true", help="without the torch process on the other core")
-    parser.add_argument("--json", type=Path, default=Path("bench_results/controller.json"), help="where to write the results")
+    parser.add_argument("--json", type=Path, default=Path("bench_results/controller.json"),
+                        help="where to write the results")
     parser.add_argument("--plot", type=Path, help="PNG of the commanded velocity per strategy")
     parser.add_argument("--role", choices=("robot", "load"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -261,10 +268,13 @@ def main(argv: list[str] | None = None) -> dict:
         result = summarise(windows, collector.commanded, embodiment, start, end)
         report["strategies"][strategy] = result
         console.print(
-            f"{strategy:9s} rate {result['rate_hz']:.2f} Hz, period error p50 {result['period_error_us']['p50']:.0f} us "
+            f"{strategy:9s} rate {result['rate_hz']:.2f} Hz, period error p50 {result['period_error_us']['p50']:.0f} "
+                      f"us "
             f"p99 {result['period_error_us']['p99']:.0f} us max {result['period_error_us']['max']:.0f} us; "
-            f"state->command p50 {result['state_to_command_ms']['p50']:.3f} ms p99 {result['state_to_command_ms']['p99']:.3f} ms; "
-            f"tracking RMS {result['tracking_error_rms_rad']:.4f} rad; seam jump {result['seam_velocity_jump_max_rad_s']:.3f} rad/s")
+            f"state->command p50 {result['state_to_command_ms']['p50']:.3f} ms p99 "
+                      f"{result['state_to_command_ms']['p99']:.3f} ms; "
+            f"tracking RMS {result['tracking_error_rms_rad']:.4f} rad; seam jump "
+                      f"{result['seam_velocity_jump_max_rad_s']:.3f} rad/s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     console.print(f"wrote {args.json}")

@@ -72,8 +72,10 @@ SEAM_DELAY_S = 0.1  # the new chunk takes over this long after its observation (
 
 
 def textured_frames(height: int, width: int, count: int, seed: int = 0) -> list[np.ndarray]:
-    """`count` (H, W, 3) uint8 frames: colour waves drifting from frame to frame under per-pixel
-    noise, so that neither jpeg nor a shared-memory shortcut gets them for free."""
+    """`count` (H, W, 3) uint8 frames: colour waves drifting from frame to frame under per-pixel noise.
+
+    Neither jpeg nor a shared-memory shortcut gets them for free.
+    """
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     frames = []
@@ -200,8 +202,11 @@ class Robot:
 
 @dataclass(frozen=True)
 class Mark:
-    """One end of the measured span: this process's clock [s], joint_states periods sent so far,
-    the node's CPU time [s], and the machine's CPU steal and total time [jiffies]."""
+    """One end of the measured span.
+
+    This process's clock [s], joint_states periods sent so far, the node's CPU time [s], and the
+    machine's CPU steal and total time [jiffies].
+    """
 
     stamp: float
     periods: int
@@ -291,7 +296,8 @@ def measure_seams(checkpoint: str, episodes: int, console) -> dict:
                     switch = observation.stamp + SEAM_DELAY_S
                     seams[name].append(float(np.max(np.abs(_at(chunk, switch) - _at(schedule.executing, switch)))))
                 schedule.answered(chunk, SEAM_DELAY_S)
-    summary = {name: {"mean_rad": float(np.mean(v)), "p95_rad": float(np.percentile(v, 95)), "max_rad": float(np.max(v)),
+    summary = {name: {"mean_rad": float(np.mean(v)), "p95_rad": float(np.percentile(v, 95)),
+                      "max_rad": float(np.max(v)),
                       "seams": len(v)} for name, v in seams.items()}
     return {"episodes": episodes, "period_s": SEAM_PERIOD_S, "delay_s": SEAM_DELAY_S, **summary}
 
@@ -421,18 +427,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--request-rate", type=float, default=CAMERA_RATE_HZ,
                         help=f"policy_node request_rate_hz (default {CAMERA_RATE_HZ:g}: one request per camera frame)")
     parser.add_argument("--iterations", type=int, default=1000, help="iterations per image conversion (default 1000)")
-    parser.add_argument("--json", type=Path, default=Path("bench_results/policy.json"), help="where to write the results")
+    parser.add_argument("--json", type=Path, default=Path("bench_results/policy.json"),
+                        help="where to write the results")
     parser.add_argument("--png", type=Path, help="PNG: chunk delay histogram and the node's overhead over time")
     parser.add_argument("--backend", default="hold", choices=("hold", "builtin"),
                         help="policy backend in the node (default hold: no model time)")
-    parser.add_argument("--checkpoint", default="arm7_reach", help="builtin checkpoint (default the shipped arm7_reach)")
+    parser.add_argument("--checkpoint", default="arm7_reach",
+                        help="builtin checkpoint (default the shipped arm7_reach)")
     parser.add_argument("--seams", type=int, default=6,
-                        help="builtin: expert episodes for the real-time-chunking seam measurement (default 6, 0: skip)")
+                        help="builtin: expert episodes for the real-time-chunking seam measurement "
+                             "(default 6, 0: skip)")
     args = parser.parse_args(argv)
     console = make_console()
     console.print(f"image conversions: {args.iterations} iterations each ...")
     images = image_conversions(args.iterations)
-    console.print(f"policy_node ({args.backend}): request_rate_hz {args.request_rate:g}, waiting for the first chunk ...")
+    console.print(f"policy_node ({args.backend}): request_rate_hz {args.request_rate:g}, waiting for the first chunk "
+                  f"...")
     builtin = args.backend == "builtin"
     node = measure_node(args.seconds, args.warmup, args.request_rate, console, args.backend,
                         args.checkpoint if builtin else "")
@@ -447,7 +457,8 @@ def main(argv: list[str] | None = None) -> dict:
                  "inference_ms": {"p50": node["node_inference_p50_ms"], "p95": node["node_inference_p95_ms"]},
                  "seams": measure_seams(args.checkpoint, args.seams, console) if args.seams else None}
     report = {"benchmark": "policy", "machine": platform.machine(), "processor": platform.processor(),
-              "cpus": os.cpu_count(), "python": platform.python_version(), "embodiment": "arm7", "backend": args.backend,
+              "cpus": os.cpu_count(), "python": platform.python_version(), "embodiment": "arm7",
+              "backend": args.backend,
               "camera_rate_hz": CAMERA_RATE_HZ, "joint_states_rate_hz": STATE_RATE_HZ,
               "request_rate_hz": args.request_rate, "seconds": args.seconds, "warmup_s": args.warmup,
               "overhead_budget_ms": OVERHEAD_BUDGET_MS,

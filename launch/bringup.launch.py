@@ -1,5 +1,6 @@
-"""policy_node + controller_node for a robot that is already up (its drivers publish joint_states and
-the cameras, and take <group>_controller/commands).
+"""policy_node + controller_node for a robot that is already up.
+
+Its drivers publish joint_states and the cameras, and take <group>_controller/commands.
 
     ros2 launch vla_ros bringup.launch.py embodiment:=arm7 policy:=builtin
 

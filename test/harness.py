@@ -170,8 +170,10 @@ class RosHarness:
             self.executor.spin_once(timeout_sec=0.05)
 
     def call(self, client, request, timeout_s: float = 20.0):
-        """The answer to a request that may be repeated (sent again while unanswered: see
-        vla_ros/ros/services.py); on timeout fail with every child's output."""
+        """The answer to a request that may be repeated; on timeout fail with every child's output.
+
+        The request is sent again while unanswered: see vla_ros/ros/services.py.
+        """
         response = call_repeatable(client, request, lambda: self.executor.spin_once(timeout_sec=0.05), timeout_s)
         if response is None:
             raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for an answer from {client.srv_name}\n"
@@ -247,8 +249,11 @@ class Diagnostics:
 
     def wait(self, node: str, predicate: Callable[[dict], bool] = lambda status: True, timeout_s: float = 15.0,
              what: str = "a status") -> dict:
-        """The first status of `node` (a name, "/"-qualified when namespaced) from now on that satisfies
-        `predicate`, as vla_ros.ros.diagnostics.status_values gives it."""
+        """The first status of `node` from now on that satisfies `predicate`.
+
+        `node` is a name ("/"-qualified when namespaced); the status is a dict as
+        vla_ros.ros.diagnostics.status_values gives it.
+        """
         name = node if node.startswith("/") else node_name(node)
         self._read()
         checked = [len(self.seen)]

@@ -47,8 +47,10 @@ def test_policy_bench_textured_frames_differ_and_have_the_camera_shape(policy_be
 
 
 def test_policy_bench_with_the_builtin_model_reports_inference_and_both_seams(ros, tmp_path):
-    """The node runs the shipped model: inference percentiles, chunk length and denoising steps are
-    reported, and the seam measurement covers guided and unguided chunks over the same episodes."""
+    """The node runs the shipped model: inference percentiles, chunk length and denoising steps.
+
+    The seam measurement covers guided and unguided chunks over the same episodes.
+    """
     out = tmp_path / "policy.json"
     run = ros.start([console_script("vla-ros"), "bench", "policy", "--backend", "builtin", "--seconds", "3",
                      "--warmup", "1", "--request-rate", "10", "--iterations", "2", "--seams", "1", "--json", str(out)],

@@ -116,13 +116,16 @@ class FakeLaunch:
             self.modules[module].__dict__.update(names)
 
     def run(self, path: Path, overrides: dict[str, str]) -> tuple[dict, list]:
-        """(declared arguments name -> (default, description), the Node actions' keyword arguments);
-        `self.included` gets the included launch files."""
+        """(declared arguments name -> (default, description), the Node actions' keyword arguments).
+
+        `self.included` gets the included launch files.
+        """
         with pytest.MonkeyPatch.context() as patch:
             for name, module in self.modules.items():
                 patch.setitem(sys.modules, name, module)
             description = runpy.run_path(str(path))["generate_launch_description"]()
-        declared = {e.name: (e.default_value, e.description) for e in description.entities if hasattr(e, "default_value")}
+        declared = {e.name: (e.default_value, e.description) for e in description.entities if hasattr(e,
+                                                                                                      "default_value")}
         context = {name: overrides.get(name, default) for name, (default, _) in declared.items()}
         with pytest.MonkeyPatch.context() as patch:
             for name, module in self.modules.items():
@@ -135,8 +138,10 @@ class FakeLaunch:
 @pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("launch_file, sim", [("bringup.launch.py", False), ("sim.launch.py", True)])
 def test_the_launch_files_declare_the_graph_vla_ros_up_starts(name, launch_file, sim):
-    """Every launch argument has a description and a default; the nodes it builds are graph()'s,
-    with the same names, namespaces and parameters `vla-ros up` puts on their command lines."""
+    """Every launch argument has a description and a default; the nodes are graph()'s.
+
+    Same names, namespaces and parameters as `vla-ros up` puts on their command lines.
+    """
     overrides = {"embodiment": name, "namespace": "cell1", "policy": "hold"}
     declared, nodes = FakeLaunch().run(ROOT / "launch" / launch_file, overrides)
     assert list(declared) == [a.name for a in arguments(False)]
@@ -151,9 +156,12 @@ def test_the_launch_files_declare_the_graph_vla_ros_up_starts(name, launch_file,
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_gazebo_launch_spawns_the_exported_robot_its_controllers_and_the_same_nodes(name):
-    """gazebo.launch.py (gz sim cannot run here: checked with launch_ros stood in, see FakeLaunch):
-    gz sim on our world, the exported URDF published and spawned, the broadcaster and one controller
-    per commanded group spawned, the bridge on the exported file, then graph()'s nodes on sim time."""
+    """gazebo.launch.py starts gz sim, the robot, its controllers, the bridge and graph()'s nodes.
+
+    gz sim cannot run here: checked with launch_ros stood in (FakeLaunch). gz sim on our world, the
+    exported URDF published and spawned, the broadcaster and one controller per commanded group
+    spawned, the bridge on the exported file, then graph()'s nodes on sim time.
+    """
     embodiment = load_embodiment(name)
     launch = FakeLaunch()
     declared, nodes = launch.run(ROOT / "launch" / "gazebo.launch.py", {"embodiment": name})
@@ -166,8 +174,8 @@ def test_gazebo_launch_spawns_the_exported_robot_its_controllers_and_the_same_no
     joints = [j.get("name") for j in ElementTree.fromstring(description).find("ros2_control").iter("joint")]
     assert joints == [j for g in embodiment.commanded_groups for j in g.joints]
     assert by_executable["create"]["arguments"] == ["-topic", "robot_description", "-name", name]
-    assert by_executable["spawner"]["arguments"] == ["joint_state_broadcaster",
-                                                     *(g.command_topic.split("/")[0] for g in embodiment.commanded_groups),
+    controllers = [g.command_topic.split("/")[0] for g in embodiment.commanded_groups]
+    assert by_executable["spawner"]["arguments"] == ["joint_state_broadcaster", *controllers,
                                                      "--controller-manager", "controller_manager"]
     bridge = yaml.safe_load(Path(by_executable["parameter_bridge"]["parameters"][0]["config_file"]).read_text())
     assert {b["ros_topic_name"] for b in bridge} == {"clock", *(c.topic for c in embodiment.cameras.values())}
@@ -178,11 +186,15 @@ def test_gazebo_launch_spawns_the_exported_robot_its_controllers_and_the_same_no
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_export_ros2_control_names_exactly_the_commanded_joints_with_their_interfaces(name, tmp_path):
-    """Valid URDFs (plain: mock hardware to replace; Gazebo: gz_ros2_control, its plugin, cameras) and a
-    controllers YAML with the broadcaster and one forward command controller per commanded group,
-    named as controller_node's command topics; delegated joints (legs) and the base in none of them."""
+    """Valid URDFs and a controllers YAML naming exactly the commanded joints.
+
+    Plain: mock hardware to replace; Gazebo: gz_ros2_control, its plugin, cameras. The controllers
+    YAML has the broadcaster and one forward command controller per commanded group, named as
+    controller_node's command topics; delegated joints (legs) and the base are in none of them.
+    """
     embodiment = load_embodiment(name)
-    done = subprocess.run([console_script("vla-ros"), "embodiment", "export-ros2-control", name, "--out", str(tmp_path)],
+    done = subprocess.run([console_script("vla-ros"), "embodiment", "export-ros2-control", name, "--out",
+                           str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     commanded = {j: g.mode for g in embodiment.commanded_groups for j in g.joints}
@@ -193,7 +205,8 @@ def test_export_ros2_control_names_exactly_the_commanded_joints_with_their_inter
         assert set(robot.joint_map) == set(embodiment.description.joints), "the robot itself unchanged"
         [system] = ElementTree.parse(path).getroot().findall("ros2_control")
         assert system.find("hardware/plugin").text == hardware
-        interfaces = {j.get("name"): [c.get("name") for c in j.findall("command_interface")] for j in system.iter("joint")}
+        interfaces = {j.get("name"): [c.get("name") for c in j.findall("command_interface")]
+                      for j in system.iter("joint")}
         assert interfaces == {j: [mode] for j, mode in commanded.items()}
         assert all([s.get("name") for s in j.findall("state_interface")] == ["position", "velocity", "effort"]
                    for j in system.iter("joint"))
@@ -231,8 +244,10 @@ def _topic_ends(ros, topic: str) -> tuple[set[str], set[str]]:
 
 
 def test_vla_ros_up_connects_the_graph_and_stops_it_all_when_a_node_dies(ros):
-    """`vla-ros up arm7 --sim`: the three nodes, their topics wired as in ARCHITECTURE.md section 3;
-    killing policy_node stops the others, and up exits 1 naming it."""
+    """`vla-ros up arm7 --sim`: the three nodes with their topics wired; a dead node stops the rest.
+
+    Killing policy_node stops the others, and up exits 1 naming it.
+    """
     embodiment = load_embodiment("arm7")
     up = ros.start([console_script("vla-ros"), "up", "arm7", "--sim", "--policy", "hold"], name="vla-ros-up")
     wiring = {
@@ -275,3 +290,23 @@ def test_ctrl_c_stops_every_node_of_vla_ros_up_and_exits_0(ros):
     while _topic_ends(ros, "/joint_states")[0] and time.monotonic() < deadline:
         ros.executor.spin_once(timeout_sec=0.1)
     assert not _topic_ends(ros, "/joint_states")[0], "sim_node outlived up"
+
+
+def test_two_namespaced_graphs_report_side_by_side_under_their_own_names(ros):
+    """Two namespaced graphs report on /diagnostics side by side, each node under its own name.
+
+    `vla-ros up arm7 --sim --namespace robot1` and `... robot2` in one ROS domain: every node (the
+    sim's camera process included) reports on the absolute /diagnostics under its own fully
+    qualified name, no two alike, and each controller takes its own robot's joint_states.
+    """
+    diagnostics = ros.diagnostics()
+    graphs = {ns: ros.start([console_script("vla-ros"), "up", "arm7", "--sim", "--policy", "hold", "--namespace", ns],
+                            name=f"up-{ns}") for ns in ("robot1", "robot2")}
+    expected = {f"/{ns}/{node}" for ns in graphs
+                for node in ("sim_node", "sim_node_cameras", "controller_node", "policy_node")}
+    ros.spin_until(lambda: expected <= diagnostics.names(), 120, f"statuses of {sorted(expected)}")
+    assert all(name.startswith(("/robot1/", "/robot2/")) for name in diagnostics.names()), diagnostics.names()
+    for ns in graphs:
+        diagnostics.wait(f"/{ns}/controller_node", lambda s: s["state"] != "waiting_for_state", 30,
+                         f"{ns}'s controller taking its robot's joint_states")
+    assert all(up.running() for up in graphs.values())

@@ -8,7 +8,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vla_ros.control.chunk import BaseChunk, ChunkRejected, JointChunk
-from vla_ros.control.controller import BASE_PERIOD_S, ESTOP, HOLDING, RUNNING, STALE, WAITING, Controller, ControllerConfig
+from vla_ros.control.controller import (
+    BASE_PERIOD_S,
+    ESTOP,
+    HOLDING,
+    RUNNING,
+    STALE,
+    WAITING,
+    Controller,
+    ControllerConfig,
+)
 from vla_ros.control.limits import MotionLimiter
 from vla_ros.control.pd import CommandLaw, desired_acceleration, group_command, wrap_to_pi
 from vla_ros.control.timeline import Timeline
@@ -122,8 +131,10 @@ def run_timeline(strategy, chunks, until=1.5, dt=0.001):
 
 
 def ramp_chunks(lag=0.08):
-    """A target moving at 1 rad/s; each chunk is computed from an observation `lag` s old and
-    starts where that observation was: behind where the previous chunk had got to."""
+    """A target moving at 1 rad/s, in chunks computed from observations `lag` s old.
+
+    Each chunk starts where its observation was: behind where the previous chunk had got to.
+    """
     chunks = []
     for arrival in np.arange(0.2, 1.2, 0.2):
         stamp = arrival - lag
@@ -218,7 +229,8 @@ def test_pd_law_per_mode():
     assert np.allclose(tau, arm.kp * 0.01 + arm.kd * 0.1 + 1.0)
     saturated = group_command(arm, q, np.zeros(7), np.full(7, 3.0), np.zeros(7), model_torque=None)
     assert np.allclose(saturated, arm.effort_limit)
-    assert group_command(gripper, np.zeros(1), np.zeros(1), np.array([0.03]), np.zeros(1), None) == pytest.approx([0.03])
+    assert group_command(gripper, np.zeros(1), np.zeros(1), np.array([0.03]), np.zeros(1),
+                         None) == pytest.approx([0.03])
 
 
 def set_joints(world: World, q_full: np.ndarray, qd_full: np.ndarray) -> None:
@@ -230,9 +242,12 @@ def set_joints(world: World, q_full: np.ndarray, qd_full: np.ndarray) -> None:
 
 @pytest.mark.parametrize("name", ["arm7", "humanoid_upper"])  # fixed roots: a mobile base yields to the arm
 def test_inverse_dynamics_torques_give_the_simulated_robot_the_acceleration_the_gains_ask_for(name):
-    """The model torques (pinocchio, from the URDF, plus armature) against MuJoCo's physics of the same
-    robot: in mid-motion, away from home, every effort joint accelerates as qdd* = (kp e + kd de) / I.
-    (The URDF's joint damping, friction the law leaves to feedback, is off here.)"""
+    """The law's model torques give MuJoCo's robot the acceleration the gains ask for.
+
+    Pinocchio's model (from the URDF, plus armature) against MuJoCo's physics of the same robot: in
+    mid-motion, away from home, every effort joint accelerates as qdd* = (kp e + kd de) / I. (The
+    URDF's joint damping, friction the law leaves to feedback, is off here.)
+    """
     embodiment = load_embodiment(name)
     world = World(embodiment)
     world.reset(3)
@@ -263,9 +278,12 @@ def test_inverse_dynamics_torques_give_the_simulated_robot_the_acceleration_the_
 
 
 def hold_with_late_torques(law: str, late_s: float, every_s: float, seconds: float = 3.0) -> float:
-    """arm7 holding a pose with joint 2 at 0.8 rad, its torques computed from a state `late_s` old
-    and sent every `every_s` (held in between), after a kick that turns joints 1 and 3 against each
-    other: the peak joint speed [rad/s] from 0.5 s after the kick on."""
+    """The peak joint speed [rad/s] of arm7 held with late torques, from 0.5 s after a kick on.
+
+    arm7 holds a pose with joint 2 at 0.8 rad, its torques computed from a state `late_s` old and
+    sent every `every_s` (held in between), after a kick that turns joints 1 and 3 against each
+    other.
+    """
     embodiment = load_embodiment("arm7")
     if law == "pd":
         embodiment.groups["arm"] = dataclasses.replace(embodiment.groups["arm"], effort_law="pd")
@@ -295,9 +313,12 @@ def hold_with_late_torques(law: str, late_s: float, every_s: float, seconds: flo
 
 @pytest.mark.slow
 def test_inverse_dynamics_holds_the_arm_with_torques_16_ms_late_where_per_joint_pd_swings_it():
-    """A controller across DDS from its hardware sends torques late; per joint, arm7's gains give the
+    """Inverse dynamics damps out a kick that late torques keep swinging under per-joint PD.
+
+    A controller across DDS from its hardware sends torques late; per joint, arm7's gains give the
     motion of joints 1 and 3 against each other far more bandwidth than it was tuned for, and late
-    damping feeds it (the arm was thrown this way in the ROS graph). Inverse dynamics damps it out."""
+    damping feeds it (docs/notes/inverse-dynamics.md).
+    """
     assert hold_with_late_torques("inverse_dynamics", 0.016, 0.010) < 0.05, "the kick died away"
     assert hold_with_late_torques("pd", 0.016, 0.010) > 1.0, "per-joint PD keeps it swinging"
 
@@ -358,8 +379,10 @@ def test_stale_state_stops_motion_and_restarts_from_the_measured_pose():
 
 
 def test_a_joint_far_from_its_command_drops_the_chunk_and_holds_where_it_is():
-    """A teleported (or blocked) arm is held where it is measured, not pulled back; a gripper
-    squeezing an object stays on its command."""
+    """A teleported (or blocked) arm is held where it is measured, not pulled back.
+
+    A gripper squeezing an object stays on its command.
+    """
     controller = arm7_controller(following_error_rad=0.2)
     step_at_home(controller)
     controller.submit(smooth_chunk(controller, stamp=0.0, offset=0.3), now=0.0)
@@ -442,10 +465,12 @@ def chunk_streams(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=chunk_streams(), strategy=st.sampled_from(["splice", "replace", "ensemble"]))
 def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
-    """Whatever valid chunks arrive, commands stay inside position, velocity, acceleration and
-    effort limits, and commanded velocity never jumps more than a_max * dt per period. (The arm is
-    measured at home throughout, so the following-error check, which restarts at rest on purpose,
-    is off here; it has its own test.)"""
+    """Whatever valid chunks arrive, commands stay inside every limit.
+
+    Position, velocity, acceleration and effort limits hold, and commanded velocity never jumps more
+    than a_max * dt per period. (The arm is measured at home throughout, so the following-error
+    check, which restarts at rest on purpose, is off here; it has its own test.)
+    """
     controller = arm7_controller(strategy=strategy, following_error_rad=10.0)
     step_at_home(controller)
     lower = np.concatenate([g.lower for g in controller.groups])
@@ -472,8 +497,11 @@ def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
 @settings(max_examples=30, deadline=None)
 @given(corruption=st.sampled_from(["nan", "inf", "length", "unknown", "time", "old"]), at=st.integers(0, 9))
 def test_any_invalid_chunk_leaves_the_output_unchanged(corruption, at):
-    """Two identical runs, one also offered a corrupted chunk (refused by the message conversion or
-    the controller): identical commands throughout."""
+    """An invalid chunk leaves the commands exactly as they would have been.
+
+    Two identical runs, one also offered a corrupted chunk (refused by the message conversion or the
+    controller): identical commands throughout.
+    """
     outputs = []
     for offer_bad in (False, True):
         controller = arm7_controller()
@@ -531,8 +559,11 @@ def base_commands(controller: Controller, until: float) -> np.ndarray:
 
 
 def test_base_follows_its_chunk_within_acceleration_limits_and_stops_after_the_timeout():
-    """vx ramps to the chunk's 0.3 m/s by at most a*dt per base period, and back to 0 once the chunk
-    arrived longer than the base timeout ago, even though its points reach further."""
+    """The base ramps to the chunk's 0.3 m/s within the acceleration limit and stops after the timeout.
+
+    It changes by at most a*dt per base period, and returns to 0 once the chunk arrived longer than
+    the base timeout ago, even though its points reach further.
+    """
     controller = mobile_controller(base_timeout_s=0.5)
     mobile_step(controller, 0.0)
     controller.submit_base(BaseChunk(0.0, np.linspace(0.1, 2.0, 20), np.tile([0.3, 0.0, 0.0], (20, 1))), 0.05)

@@ -94,9 +94,12 @@ def ramp(offset, seconds=1.0, points=20):
 
 
 def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stamped_in_it(ros):
-    """sim and controller with use_sim_time: /clock comes at the sim's clock_rate_hz (sim seconds), the
-    controller's time is the sim's (its ~/commanded stamps are those of the joint_states it computed
-    them from, most of them between /clock messages) and a chunk stamped in sim time is tracked."""
+    """On sim time the controller keeps the sim's clock and tracks a chunk stamped in it.
+
+    /clock comes at the sim's clock_rate_hz (sim seconds), the controller's time is the sim's (its
+    ~/commanded stamps are those of the joint_states it computed them from, most of them between
+    /clock messages), and a chunk stamped in sim time is tracked.
+    """
     robot = Robot(ros, sim_params={"use_sim_time": True, "clock_rate_hz": 100.0},
                   controller_params={"use_sim_time": True})
     robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
@@ -109,7 +112,8 @@ def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stam
     newest_state = max(state_stamps)
     assert newest_state < 1e6, "sim seconds, not wall-clock stamps"
     inside = [m for m in commanded if min(state_stamps) <= to_seconds(m.header.stamp) <= newest_state]
-    assert len(inside) > 100 and np.mean([round(to_seconds(m.header.stamp), 6) in state_stamps for m in inside]) > 0.95, \
+    assert len(inside) > 100 and np.mean([round(to_seconds(m.header.stamp),
+                                                6) in state_stamps for m in inside]) > 0.95, \
         "each command is stamped with the sim time of the joint_states it was computed from"
     # Commands come when a new state does (a period without one is skipped: sim time stood still for
     # the controller), so most fall between the /clock messages, which come every 10 ms.
@@ -125,8 +129,11 @@ def test_on_sim_time_the_controller_keeps_the_sims_clock_and_tracks_a_chunk_stam
 
 @pytest.mark.parametrize("reason", ["non-finite positions", "unknown joint 'elbow'", "positions for 8 joints"])
 def test_a_bad_chunk_is_rejected_whole_the_arm_held_and_the_reason_reported(ros, reason):
-    """A chunk with a NaN, an unknown joint or rows of the wrong length: refused and counted, with its
-    reason; the arm (real MuJoCo physics behind real topics) stays where the last chunk left it."""
+    """A chunk with a NaN, an unknown joint or rows of the wrong length is refused and counted.
+
+    Its reason is reported; the arm (real MuJoCo physics behind real topics) stays where the last
+    chunk left it.
+    """
     robot = Robot(ros)
     robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
     positions, times = ramp(0.3)
@@ -159,8 +166,10 @@ def test_a_silent_policy_leaves_the_arm_held_at_its_last_target(ros):
 
 
 def test_an_e_stop_during_motion_brakes_to_rest_refuses_chunks_and_reset_releases_it(ros):
-    """E-stop (service) mid-motion: the arm stops short of the chunk's end, at rest within its limits;
-    chunks are refused while it is latched and accepted again after ~/reset."""
+    """E-stop (service) mid-motion: the arm stops short of the chunk's end, at rest within its limits.
+
+    Chunks are refused while it is latched and accepted again after ~/reset.
+    """
     robot = Robot(ros)
     robot.status(lambda s: s["state"] == "holding", 30, "the controller holding home")
     positions, times = ramp(-1.2, seconds=4.0, points=40)
@@ -183,9 +192,11 @@ def test_an_e_stop_during_motion_brakes_to_rest_refuses_chunks_and_reset_release
 
 
 def test_stale_joint_states_stop_motion_and_say_so(ros):
-    """When joint_states stop reaching the controller, it stops commanding the torque-controlled arm
-    (the sim's command watchdog brakes, as hardware does), the arm stays put within its limits, and
-    diagnostics say the state is stale."""
+    """When joint_states stop reaching the controller, it stops motion and says the state is stale.
+
+    It stops commanding the torque-controlled arm (the sim's command watchdog brakes, as hardware
+    does), and the arm stays put within its limits.
+    """
     robot = Robot(ros, controller_remaps=[("joint_states", "relay/joint_states")])
     relay = ros.node.create_publisher(JointState, "relay/joint_states", 10)
     relaying = [True]
@@ -202,11 +213,13 @@ def test_stale_joint_states_stop_motion_and_say_so(ros):
 
 
 def test_a_chunk_stream_is_followed_and_splice_joins_chunks_without_a_velocity_jump(ros):
-    """A synthetic policy (chunks every 0.2 s computed from 80 +- 20 ms old observations, each a
-    little off) drives the sim arm: the targets the controller tracks (~/commanded) follow the
-    policy's reference motion, and at chunk arrivals splice keeps the target velocity continuous
-    where replace makes it jump. (How closely the physical arm tracks, and how steady the loop is,
-    depend on the machine's load: `vla-ros bench controller` measures them.)"""
+    """A chunk stream is followed, and splice joins chunks without a velocity jump where replace jumps.
+
+    A synthetic policy (chunks every 0.2 s computed from 80 +- 20 ms old observations, each a little
+    off) drives the sim arm: the targets the controller tracks (~/commanded) follow the policy's
+    reference motion. How closely the physical arm tracks, and how steady the loop is, depend on the
+    machine's load: `vla-ros bench controller` measures them.
+    """
     robot = Robot(ros)
     source = ChunkSourceParams()
     ros.start_node("chunk_source_node")
@@ -248,8 +261,11 @@ def test_a_strategy_set_at_run_time_is_checked_and_a_read_only_parameter_refused
 
 
 def test_humanoid_ramps_its_upper_body_in_never_commands_the_legs_and_stops_at_rest(ros):
-    """The upper-body weight rises smoothly to 1, no one publishes on a delegated group's topic, and
-    on Ctrl-C the node ramps out (weight back to 0, at rest) before it exits cleanly."""
+    """The upper body ramps in, the legs are never commanded, and Ctrl-C ends at rest.
+
+    The upper-body weight rises smoothly to 1, no one publishes on a delegated group's topic, and on
+    Ctrl-C the node ramps out (weight back to 0, at rest) before it exits cleanly.
+    """
     robot = Robot(ros, "humanoid_upper", controller_params={"upper_body_ramp_s": 0.5})
     commanded = polled_subscription(ros.node, JointState, "controller_node/commanded", 5000)
     robot.status(lambda s: s["state"] == "holding" and s["upper_body_weight"] == "1.000", 30, "the weight at 1")

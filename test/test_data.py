@@ -1,5 +1,7 @@
-"""Demonstrations as bags: collect writes rosbag2 (MCAP) episodes, an independent reader opens them,
-and training samples carry the targets that really followed each frame."""
+"""Demonstrations as bags: rosbag2 (MCAP) episodes that an independent reader opens.
+
+Training samples carry the targets that really followed each frame.
+"""
 import json
 import subprocess
 import sys
@@ -12,8 +14,7 @@ from mcap.reader import make_reader
 from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import cached_samples, episode_samples, hindsight_goal
-from vla_ros.embodiment import load_embodiment
-from vla_ros.embodiment import EmbodimentIO
+from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.sim.episode import observe
 from vla_ros.sim.tasks import REACH_RADIUS, Reach
 
@@ -92,8 +93,7 @@ def test_samples_pair_each_frame_with_the_targets_that_followed(recorded, arm7):
 
 
 def test_the_hindsight_goal_is_the_named_cube_from_the_bag_alone(arm7, tmp_path):
-    """The goal, computed from the bag's last commanded joints, lies at the cube the instruction named
-    and not at the others."""
+    """The goal, from the bag's last commanded joints, lies at the cube the instruction named."""
     collector = Collector(arm7)
     try:
         recorded = collector.record("reach:green", 11, tmp_path)
@@ -109,8 +109,11 @@ def test_the_hindsight_goal_is_the_named_cube_from_the_bag_alone(arm7, tmp_path)
 
 
 def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_after_it(arm7, tmp_path):
-    """With a switch the instruction names another cube partway there: the expert turns away from the
-    first cube to the second, and the samples (with a goal at the second cube) start at the change."""
+    """With a switch the expert turns to the second cube, and the samples start at the change.
+
+    The instruction names another cube partway there: the expert turns away from the first cube to
+    the second, and the samples (with a goal at the second cube) start at the change.
+    """
     collector = Collector(arm7)
     tools = []
     try:
@@ -121,10 +124,12 @@ def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_af
     episode = read_episode(recorded.path)
     switched = episode.outcome["switched"]
     (_, first), (at, second) = episode.instructions
-    assert switched["from"] == "reach:red" and switched["to"] != "reach:red" and switched["at_s"] == pytest.approx(at, abs=0.005)
+    assert switched["from"] == "reach:red" and switched["to"] != "reach:red" and switched["at_s"] == pytest.approx(at,
+                                                                                                                   abs=0.005)
     colour = switched["to"].split(":")[1]
     assert colour in second and "red" in first and recorded.path.name.startswith(f"arm7-reach-red-then-{colour}-")
-    assert recorded.result.success and recorded.result.task == switched["to"] and episode.outcome["instruction"] == second
+    assert recorded.result.success and recorded.result.task == switched["to"]
+    assert episode.outcome["instruction"] == second
     io = EmbodimentIO(arm7)
     kinematics = arm7.kinematics
     frame = arm7.groups["arm"].ee_frame
@@ -146,8 +151,10 @@ def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_af
 
 
 def test_a_near_miss_start_puts_the_arm_low_beside_the_cube_and_the_expert_goes_on_from_there(arm7, tmp_path):
-    """A near-miss episode starts at rest where a policy that stops short would be: low over the table,
-    4-12 cm beside the named cube, touching nothing; the expert then reaches the cube."""
+    """A near-miss episode starts at rest where a policy that stops short would be.
+
+    Low over the table, 4-12 cm beside the named cube, touching nothing; the expert then reaches it.
+    """
     collector = Collector(arm7)
     try:
         recorded = collector.record("reach:green", 31, tmp_path, near_miss_fraction=1.0)
@@ -226,15 +233,19 @@ def test_bags_that_are_not_episodes_are_refused_clearly(tmp_path, arm7):
 @pytest.mark.slow
 def test_collect_cli_writes_bags_and_a_summary(tmp_path):
     out = tmp_path / "data"
-    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "reach:blue",
-                           "--episodes", "2", "--seed", "7", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task",
+                           "reach:blue",
+                           "--episodes", "2", "--seed", "7", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     bags = find_bags([out])
     assert [b.name for b in bags] == ["arm7-reach-blue-s000007", "arm7-reach-blue-s000008"]
     summary = json.loads((out / "collect-arm7-s7.json").read_text())
     assert summary["tasks"]["reach:blue"] == {"episodes": 2, "successes": 2}
-    again = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "reach:blue",
-                            "--episodes", "1", "--seed", "7", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    again = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task",
+                            "reach:blue",
+                            "--episodes", "1", "--seed", "7", "--out", str(out)], capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 2 and "exists already" in again.stderr
     wrong = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", "raech",
                             "--episodes", "1", "--out", str(out)], capture_output=True, text=True, timeout=60)
@@ -244,7 +255,8 @@ def test_collect_cli_writes_bags_and_a_summary(tmp_path):
             ("push", "--switch", "0.5", "task 'push' cannot switch cubes mid-episode"),
             ("reach", "--near-miss", "-0.1", "--near-miss is a fraction of the episodes, 0 to 1, got -0.1"),
             ("push", "--near-miss", "1", "task 'push' has no near-miss start")):
-        refused = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task", task,
+        refused = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task",
+                                  task,
                                   "--episodes", "1", "--seed", "9", option, fraction, "--out", str(out)],
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr

@@ -6,8 +6,8 @@ import pytest
 
 from harness import console_script
 from vla_ros.commands.demo import task_of
-from vla_ros.rollout import sheet_label
 from vla_ros.errors import VlaRosError
+from vla_ros.rollout import sheet_label
 from vla_ros.sim.world import COLOURS
 
 

@@ -43,7 +43,8 @@ def error_for(tmp_path: Path, data: dict) -> str:
 def test_shipped_embodiments_have_the_expected_groups():
     """arm7, mobile_manipulator and humanoid_upper load with the groups, base and layout they promise."""
     arm7 = load_embodiment("arm7")
-    assert [(g.name, g.kind, len(g.joints)) for g in arm7.groups.values()] == [("arm", "arm", 7), ("gripper", "gripper", 1)]
+    groups = [(g.name, g.kind, len(g.joints)) for g in arm7.groups.values()]
+    assert groups == [("arm", "arm", 7), ("gripper", "gripper", 1)]
     assert arm7.base is None and set(arm7.cameras) == {"front", "wrist"}
     mobile = load_embodiment("mobile_manipulator")
     assert mobile.base.channels == ("vx", "vy", "wz") and mobile.base.command_topic == "cmd_vel"
@@ -109,25 +110,31 @@ def mutate(change):
 
 
 VALIDATION_ERRORS = {
-    "unknown top-level key": (lambda d: d.update(contrl_rate_hz=100), ["contrl_rate_hz: unknown key", "did you mean 'control_rate_hz'"]),
-    "unknown group key": (lambda d: d["groups"]["arm"].update(kpp=[1] * 7), ["groups.arm.kpp: unknown key", "did you mean 'kp'"]),
+    "unknown top-level key": (lambda d: d.update(contrl_rate_hz=100),
+                              ["contrl_rate_hz: unknown key", "did you mean 'control_rate_hz'"]),
+    "unknown group key": (lambda d: d["groups"]["arm"].update(kpp=[1] * 7),
+                          ["groups.arm.kpp: unknown key", "did you mean 'kp'"]),
     "joint not in the URDF": (lambda d: d["groups"]["arm"]["joints"].__setitem__(6, "joint77"),
                               ["groups.arm.joints", "joint 'joint77' is not in arm7.urdf", "did you mean 'joint7'"]),
-    "joint in two groups": (lambda d: (d["groups"]["gripper"]["joints"].append("joint7"), d["groups"]["gripper"].pop("home")),
+    "joint in two groups": (lambda d: (d["groups"]["gripper"]["joints"].append("joint7"),
+                                       d["groups"]["gripper"].pop("home")),
                             ["groups.gripper.joints", "joint 'joint7' is also in group 'arm'", "exactly one group"]),
     "delegated group with gains": (lambda d: d["groups"]["gripper"].update(delegated=True),
                                    ["groups.gripper.mode", "delegated group, which vla_ros never commands"]),
     "delegated group in the action vector": (
         lambda d: d["groups"]["gripper"].update(delegated=True, mode=None, kp=None, kd=None, home=None),
         ["action.groups", "group 'gripper' is delegated", "in the action vector"]),
-    "gains of the wrong length": (lambda d: d["groups"]["arm"].update(kd=[1.0] * 6), ["groups.arm.kd", "has 6 values for 7 joints"]),
+    "gains of the wrong length": (lambda d: d["groups"]["arm"].update(kd=[1.0] * 6),
+                                  ["groups.arm.kd", "has 6 values for 7 joints"]),
     "missing camera topic": (lambda d: d["cameras"]["front"].pop("topic"), ["cameras.front.topic: is missing"]),
     "layout wider than its padded width": (lambda d: d["action"].update(width=4),
                                            ["action.width", "need 8 slots, more than the padded width 4"]),
-    "wrong type": (lambda d: d["groups"]["arm"].update(kp="stiff"), ["groups.arm.kp", "expected a number or a list of numbers, got str 'stiff'"]),
+    "wrong type": (lambda d: d["groups"]["arm"].update(kp="stiff"),
+                   ["groups.arm.kp", "expected a number or a list of numbers, got str 'stiff'"]),
     "negative gain": (lambda d: d["groups"]["arm"].update(kp=-1.0), ["groups.arm.kp", "value -1.0 is below 0.0"]),
     "missing required key": (lambda d: d.pop("urdf"), ["urdf: is missing"]),
-    "unknown control mode": (lambda d: d["groups"]["arm"].update(mode="torque"), ["groups.arm.mode", "'torque' is not a control mode"]),
+    "unknown control mode": (lambda d: d["groups"]["arm"].update(mode="torque"),
+                             ["groups.arm.mode", "'torque' is not a control mode"]),
     "unknown effort law": (lambda d: d["groups"]["arm"].update(effort_law="computed_torque"),
                            ["groups.arm.effort_law", "'computed_torque' is not an effort law", "inverse_dynamics, pd"]),
     "effort law on a position group": (lambda d: d["groups"]["gripper"].update(effort_law="pd"),
@@ -135,15 +142,23 @@ VALIDATION_ERRORS = {
     "inverse dynamics without damping": (lambda d: d["groups"]["arm"].update(kd=[0.0] * 7),
                                          ["groups.arm.effort_law", "needs kp > 0 and kd > 0", "effort_law: pd"]),
     "unknown group kind": (lambda d: d["groups"]["arm"].update(kind="armm"), ["groups.arm.kind", "did you mean 'arm'"]),
-    "unknown group in the action": (lambda d: d["action"].update(groups=["arm", "grip"]), ["action.groups", "'grip'", "did you mean 'gripper'"]),
-    "arm without an end-effector frame": (lambda d: d["groups"]["arm"].pop("ee_frame"), ["groups.arm.ee_frame", "is missing for an arm"]),
-    "end-effector frame not in the URDF": (lambda d: d["groups"]["arm"].update(ee_frame="tpc"), ["groups.arm.ee_frame", "did you mean 'tcp'"]),
-    "camera frame not in the URDF": (lambda d: d["cameras"]["wrist"].update(frame="wrist_cam"), ["cameras.wrist.frame", "'wrist_cam' is not in the URDF"]),
-    "home outside the limits": (lambda d: d["groups"]["arm"]["home"].__setitem__(1, 2.5), ["groups.arm.home", "joint2=2.5 is outside"]),
+    "unknown group in the action": (lambda d: d["action"].update(groups=["arm", "grip"]),
+                                    ["action.groups", "'grip'", "did you mean 'gripper'"]),
+    "arm without an end-effector frame": (lambda d: d["groups"]["arm"].pop("ee_frame"),
+                                          ["groups.arm.ee_frame", "is missing for an arm"]),
+    "end-effector frame not in the URDF": (lambda d: d["groups"]["arm"].update(ee_frame="tpc"),
+                                           ["groups.arm.ee_frame", "did you mean 'tcp'"]),
+    "camera frame not in the URDF": (lambda d: d["cameras"]["wrist"].update(frame="wrist_cam"),
+                                     ["cameras.wrist.frame", "'wrist_cam' is not in the URDF"]),
+    "home outside the limits": (lambda d: d["groups"]["arm"]["home"].__setitem__(1, 2.5),
+                                ["groups.arm.home", "joint2=2.5 is outside"]),
     "mimic joint in a group": (lambda d: d["groups"]["gripper"].update(joints=["finger_mimic_joint"]),
                                ["groups.gripper.joints", "mimics 'finger_joint'", "list 'finger_joint' instead"]),
-    "fixed joint in a group": (lambda d: d["groups"]["gripper"].update(joints=["tcp_joint"]), ["'tcp_joint' is fixed, not movable"]),
-    "base channels out of order": (lambda d: d["groups"].update(base={"kind": "base", "channels": ["wz", "vx"], "max_velocity": [1, 1], "max_acceleration": [1, 1]}),
+    "fixed joint in a group": (lambda d: d["groups"]["gripper"].update(joints=["tcp_joint"]),
+                               ["'tcp_joint' is fixed, not movable"]),
+    "base channels out of order": (lambda d: d["groups"].update(base={"kind": "base", "channels": ["wz", "vx"],
+                                                                      "max_velocity": [1, 1],
+                                                                      "max_acceleration": [1, 1]}),
                                    ["groups.base.channels", "not an ordered subset"]),
     "missing URDF file": (lambda d: d.update(urdf="nowhere.urdf"), ["urdf: cannot read the URDF"]),
     "group settings not a mapping": (lambda d: d["groups"].update(arm=[1, 2]), ["groups.arm: expected a mapping"]),
@@ -165,9 +180,11 @@ BAD_URDFS = {
     "two roots": ("""<robot name="x"><link name="a"/><link name="b"/></robot>""", "exactly one root link"),
     "joint defined twice": ("""<robot name="x"><link name="a"/><link name="b"/><link name="c"/>
         <joint name="j" type="fixed"><parent link="a"/><child link="b"/></joint>
-        <joint name="j" type="fixed"><parent link="b"/><child link="c"/></joint></robot>""", "joint 'j' is defined twice"),
-    "limits inverted": ("""<robot name="x"><link name="a"/><link name="b"/><joint name="j" type="revolute"><parent link="a"/>
-        <child link="b"/><axis xyz="0 0 1"/><limit lower="1" upper="-1" effort="1" velocity="1"/></joint></robot>""",
+        <joint name="j" type="fixed"><parent link="b"/><child link="c"/></joint></robot>""",
+                            "joint 'j' is defined twice"),
+    "limits inverted": ("""<robot name="x"><link name="a"/><link name="b"/><joint name="j" type="revolute">
+        <parent link="a"/><child link="b"/><axis xyz="0 0 1"/><limit lower="1" upper="-1" effort="1" velocity="1"/>
+        </joint></robot>""",
                         "lower limit 1.0 above upper -1.0"),
     "revolute without limits": ("""<robot name="x"><link name="a"/><link name="b"/><joint name="j" type="revolute">
         <parent link="a"/><child link="b"/></joint></robot>""", "<limit>"),

@@ -66,7 +66,8 @@ VENDOR = {
     "tiago": ("tiago_description/robots/tiago.urdf", {"arm": 7, "torso": 1, "head": 2, "base": 2}, set()),
     "pr2": ("pr2_description/urdf/pr2.urdf", {"right_arm": 7, "left_arm": 7, "torso": 1, "head": 2}, set()),
     "baxter": ("baxter_description/urdf/baxter.urdf", {"right_arm": 7, "left_arm": 7}, set()),
-    "talos": ("talos_data/robots/talos_full_v2.urdf", {"left_arm": 7, "right_arm": 7, "torso": 2, "legs": 12}, {"legs"}),
+    "talos": ("talos_data/robots/talos_full_v2.urdf", {"left_arm": 7, "right_arm": 7, "torso": 2, "legs": 12},
+              {"legs"}),
     "g1": ("g1_description/urdf/g1_29dof_with_hand_rev_1_0.urdf",
            {"left_arm": 7, "right_arm": 7, "torso": 3, "legs": 12, "left_hand": 7, "right_hand": 7}, {"legs"}),
 }

@@ -8,9 +8,9 @@ import pytest
 
 from harness import console_script
 from vla_ros.commands.eval import SHEET_FRAMES
-from vla_ros.stats import wilson_interval
 from vla_ros.embodiment import load_embodiment
 from vla_ros.sim.tasks import Reach
+from vla_ros.stats import wilson_interval
 
 
 def test_wilson_interval_matches_known_values():
@@ -23,8 +23,11 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_eval_with_the_hold_policy_reports_failures_in_held_out_words(ros, tmp_path):
-    """hold never reaches the cube: 0% over two seeded episodes whose instructions are held-out phrasings
-    naming each episode's target; the JSON has latencies and the sheet one row of frames per episode."""
+    """The hold policy never reaches the cube: 0% over two seeded episodes in held-out phrasings.
+
+    Each instruction names its episode's target; the JSON has latencies and the sheet one row of
+    frames per episode.
+    """
     out, sheet = tmp_path / "eval.json", tmp_path / "eval.png"
     run = ros.start([console_script("vla-ros"), "eval", "--policy", "hold", "--episodes", "2", "--seconds", "2",
                      "--json", str(out), "--sheet", str(sheet), "--embodiment", "arm7"], name="vla-ros-eval")

@@ -42,8 +42,10 @@ def test_round_trip_through_a_child_process(ros):
     ("controller_node", "waiting for joint_states"),
 ])
 def test_built_node_runs_via_ros2_run_layout_and_says_what_it_waits_for(ros, name, waiting):
-    """lib/vla_ros/<name> starts the real node (policy_node: the hold backend), which reports on
-    /diagnostics what input it waits for, and exits 0 on SIGINT."""
+    """lib/vla_ros/<name> starts the real node, which reports what it waits for and stops on SIGINT.
+
+    policy_node runs the hold backend; the status is on /diagnostics; SIGINT exits 0.
+    """
     diagnostics = ros.diagnostics()
     node = ros.start([ros2_run(name)], name=name)
     status = diagnostics.wait(name, timeout_s=20)

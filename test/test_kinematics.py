@@ -87,7 +87,7 @@ def random_positions(kinematics: Kinematics, description: RobotDescription, rng)
     ("humanoid_upper", ["left_hand_tcp", "right_hand_tcp", "head_camera_link", "left_foot_link", "left_thumb_link"]),
 ])
 def test_forward_kinematics_matches_chained_transforms(name, frames):
-    """pinocchio's frame poses equal ElementTree + transforms3d chaining to 1e-9 in random poses."""
+    """Pinocchio's frame poses equal ElementTree + transforms3d chaining to 1e-9 in random poses."""
     embodiment = load_embodiment(name)
     kinematics = embodiment.kinematics
     reference = ReferenceChain(embodiment.description.path)
@@ -109,7 +109,8 @@ def test_jacobian_matches_finite_differences_of_the_pose():
     for i in range(len(q)):
         dq = np.zeros_like(q)
         dq[i] = step
-        numeric = (kinematics.frame_pose(q + dq, "tcp")[:3, 3] - kinematics.frame_pose(q - dq, "tcp")[:3, 3]) / (2 * step)
+        numeric = (kinematics.frame_pose(q + dq, "tcp")[:3, 3] - kinematics.frame_pose(q - dq, "tcp")[:3,
+                                                                                                      3]) / (2 * step)
         np.testing.assert_allclose(jacobian[:3, i], numeric, atol=1e-7)
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vla_ros.data.bag import read_episode
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import episode_samples
-from vla_ros.data.bag import read_episode
-from vla_ros.embodiment import load_embodiment
+from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from vla_ros.model.config import Architecture, CheckpointError, EmbodimentStats, ModelConfig
 from vla_ros.model.language import shared_encoder
@@ -19,7 +19,6 @@ from vla_ros.model.network import VLA
 from vla_ros.model.normalization import Normalization
 from vla_ros.model.training import Batches, TrainSettings, make_optimizer, model_config, train
 from vla_ros.policy import Observation, PolicyError, make_policy
-from vla_ros.embodiment import EmbodimentIO
 
 SHIPPED = ("arm7", "mobile_manipulator", "humanoid_upper")
 TINY = Architecture(image_size=(32, 32), channels=(8, 16, 16, 32), d_model=32, heads=2, trunk_layers=1,
@@ -73,8 +72,11 @@ def test_one_model_serves_every_shipped_embodiment_in_its_own_slots(multi, embod
 
 
 def test_the_expert_with_cached_prefix_keys_computes_what_its_decoder_layers_do(multi):
-    """velocity() evaluates the expert's nn.TransformerDecoderLayers by hand with the prefix's keys and
-    values cached; the modules' own forward must give the same flow, and gradients reach every layer."""
+    """velocity() with cached keys and values computes what the decoder layers do.
+
+    velocity() evaluates the expert's nn.TransformerDecoderLayers by hand with the prefix's keys and
+    values cached; the modules' own forward must give the same flow, and gradients reach every layer.
+    """
     from vla_ros.model.network import time_embedding
 
     torch.manual_seed(1)
@@ -141,8 +143,7 @@ def test_the_loss_falls_on_a_handful_of_episodes(trained):
 
 
 def test_the_goal_token_steers_the_chunk_and_the_head_is_what_sampling_uses(trained, episodes):
-    """The goal token reaches the action expert: moving the goal moves the sampled chunk; given no
-    goal, the prefix is built from the head's prediction."""
+    """The goal token steers the sampled chunk; without a goal, the head's prediction is used."""
     model, _, _ = trained
     arm7, samples = episodes
     stats = model.config.embodiments["arm7"]
@@ -175,7 +176,8 @@ def test_a_checkpoint_round_trips_weights_config_and_samples(trained):
     first = model.sample(context, mask, 4, torch.Generator().manual_seed(5))
     second = loaded.sample(context, mask, 4, torch.Generator().manual_seed(5))
     assert torch.equal(first, second)
-    assert {"model.safetensors", "config.json", "optimizer.safetensors", "train_state.json"} <= {p.name for p in path.iterdir()}
+    assert {"model.safetensors", "config.json", "optimizer.safetensors",
+            "train_state.json"} <= {p.name for p in path.iterdir()}
 
 
 def test_a_mismatched_checkpoint_fails_and_says_what_does_not_fit(trained, tmp_path):
@@ -255,7 +257,7 @@ def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_pa
     assert config["training"]["episodes"] == 3 and config["training"]["step"] == 2
     again = train_cli(tmp_path / "b", "--steps", "2")
     assert again.returncode == 0, again.stderr
-    first, second = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    first, second = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("a", "b"))
     assert all(torch.equal(first[k], second[k]) for k in first)
     resumed = train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))
     assert resumed.returncode == 0, resumed.stderr

@@ -19,7 +19,7 @@ REQUIRED_EXEC_DEPENDS = {
 
 
 def test_package_xml_is_wellformed_format3_ament_python():
-    """xmllint accepts package.xml and catkin_pkg validates it as a format 3 ament_python package."""
+    """The package.xml passes xmllint, and catkin_pkg validates it as a format 3 ament_python package."""
     subprocess.run(["xmllint", "--noout", str(REPO / "package.xml")], check=True)
     package = parse_package(str(REPO / "package.xml"))
     package.validate()
@@ -43,7 +43,8 @@ def check_layout(prefix: Path) -> None:
     for folder in ("launch", "config", "urdf"):
         shipped = sorted(p.relative_to(REPO) for p in (REPO / folder).rglob("*")
                          if p.is_file() and "__pycache__" not in p.parts)
-        installed = sorted(p.relative_to(prefix / "share/vla_ros") for p in (prefix / "share/vla_ros" / folder).rglob("*")
+        share = prefix / "share/vla_ros"
+        installed = sorted(p.relative_to(share) for p in (share / folder).rglob("*")
                            if p.is_file() and "__pycache__" not in p.parts)  # pip byte-compiles launch/*.py
         assert installed == shipped
     for name in NODE_EXECUTABLES:

@@ -5,10 +5,8 @@ from builtin_interfaces.msg import Time
 
 from vla_ros.embodiment import EmbodimentIO, LayoutError, load_embodiment
 from vla_ros.embodiment.layout import pad
-from vla_ros.policy import (ActionChunk, Observation, PolicyError, make_policy, parameters,
-                            parse_params)
-from vla_ros.policy import wire
 from vla_ros.media import resize
+from vla_ros.policy import ActionChunk, Observation, PolicyError, make_policy, parameters, parse_params, wire
 from vla_ros.policy.observation import parse_observation
 from vla_ros.policy.replay import save_recording
 from vla_ros.policy.schedule import ChunkSchedule
@@ -75,7 +73,8 @@ def test_replay_plays_chunks_in_order_restamped_and_rewinds_on_reset(tmp_path):
     policy.reset()
     assert np.array_equal(policy.infer(observation(ARM7)).actions, chunks[0])
     looping = make_policy("replay", ARM7, {"path": str(tmp_path / "r.npz")})
-    assert np.array_equal([looping.infer(observation(ARM7)).actions[0, 0] for _ in range(4)], chunks[[0, 1, 2, 0], 0, 0])
+    assert np.array_equal([looping.infer(observation(ARM7)).actions[0, 0] for _ in range(4)], chunks[[0, 1, 2, 0], 0,
+                                                                                                     0])
 
 
 @pytest.mark.parametrize("actions, message", [
@@ -108,7 +107,8 @@ def test_backend_parameters_come_from_yaml_and_key_value_pairs():
     assert parameters("hold") == {"chunk_length": 25, "dt": 0.04}
     assert parse_params("{url: ws://gpu:8000, timeout_s: 1.5}", ["loop=false", "dt=0.05", "api_key="]) == {
         "url": "ws://gpu:8000", "timeout_s": 1.5, "loop": False, "dt": 0.05, "api_key": ""}
-    for text, pairs, message in [("[1, 2]", [], "YAML mapping"), ("{a: [", [], "not YAML"), ("", ["novalue"], "KEY=VALUE")]:
+    for text, pairs, message in [("[1, 2]", [], "YAML mapping"), ("{a: [", [], "not YAML"), ("", ["novalue"],
+                                                                                             "KEY=VALUE")]:
         with pytest.raises(PolicyError, match=message):
             parse_params(text, pairs)
 

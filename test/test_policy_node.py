@@ -1,5 +1,8 @@
-"""policy_node through real DDS with the MuJoCo sim as the robot: freshness, instructions, the
-layered fallback (sim + controller + policy node with `remote` + `vla-ros serve`), bad setups."""
+"""policy_node through real DDS with the MuJoCo sim as the robot.
+
+Freshness, instructions, the layered fallback (sim + controller + policy node with `remote` +
+`vla-ros serve`), bad setups.
+"""
 import subprocess
 
 import numpy as np
@@ -13,8 +16,8 @@ from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.nodes.chunk_source_node import reference
 from vla_ros.policy.replay import save_recording
 from vla_ros.ros.image import to_image_msg
-from vla_ros.ros.qos import LATCHED
 from vla_ros.ros.polled import polled_subscription, take_all
+from vla_ros.ros.qos import LATCHED
 from vla_ros.ros.time import to_seconds, to_stamp
 from vla_ros.ros.trajectory import duration_seconds
 
@@ -38,8 +41,11 @@ def test_an_unknown_backend_stops_the_node_with_the_fix():
 
 
 def test_no_chunk_comes_from_a_camera_that_stopped(ros):
-    """The wrist camera is fed by the test; when it stops, chunks stop once its last frame is older than
-    max_image_age_s, none carries a newer observation stamp, diagnostics name the camera; feeding again resumes."""
+    """No chunk comes from a camera that stopped; its status names the camera.
+
+    The wrist camera is fed by the test. When it stops, no chunk carries a newer observation stamp,
+    at most the chunks under way arrive, the status names the camera; feeding again resumes.
+    """
     ros.start_node("sim_node")
     policy = ros.start_node("policy_node", request_rate_hz=5.0, max_image_age_s=0.3,
                             remappings=[("camera/wrist/image_raw", "test/wrist")])
@@ -79,14 +85,18 @@ def test_no_chunk_comes_from_a_camera_that_stopped(ros):
 
 
 def test_a_new_instruction_resets_the_policy_and_asks_at_once(ros, tmp_path):
-    """With replay (chunk k = value k) and long chunks (5 s), the next request would be seconds away:
-    a new instruction brings chunk 0 again first, computed from frames taken after it arrived."""
+    """A new instruction resets the policy and asks for a chunk at once.
+
+    With replay (chunk k = value k) and long chunks (5 s) the next request would be seconds away: a
+    new instruction brings chunk 0 again first, computed from frames taken after it arrived.
+    """
     chunks = np.stack([np.tile(IO.home + 0.01 * k, (50, 1)) for k in range(5)])
     save_recording(tmp_path / "r.npz", chunks, 0.1)
     received = ros.subscribe("vla/action_chunk", JointTrajectory)
     diagnostics = ros.diagnostics()
     ros.start_node("sim_node")
-    ros.start_node("policy_node", policy="replay", policy_params=f"{{path: {tmp_path / 'r.npz'}}}", request_fraction=0.1)
+    ros.start_node("policy_node", policy="replay", policy_params=f"{{path: {tmp_path / 'r.npz'}}}",
+                   request_fraction=0.1)
 
     def index(chunk):
         return int(round((chunk.points[0].positions[0] - IO.home[0]) / 0.01))
@@ -111,9 +121,12 @@ def test_a_new_instruction_resets_the_policy_and_asks_at_once(ros, tmp_path):
 
 
 def test_layered_fallback_the_robot_holds_when_the_server_dies_and_resumes_when_it_returns(ros, tmp_path):
-    """Sim + controller + policy_node(remote) + `vla-ros serve` (replay of a smooth motion). Killing the
-    server: the controller finishes the chunk and holds within limits, the policy node reports the loss.
-    Restarting it: chunks resume, no node restarted."""
+    """The robot holds when the policy server dies, and resumes when it returns.
+
+    Sim + controller + policy_node(remote) + `vla-ros serve` (replay of a smooth motion). Killing the
+    server: the controller finishes the chunk and holds within limits, the policy node reports the
+    loss. Restarting it: chunks resume, no node restarted.
+    """
     horizon, dt = 25, 0.04
     times = dt * np.arange(1, horizon + 1)
     chunks = np.stack([reference(ARM7, 0.5 * i + times, 0.15, 0.25) for i in range(40)])
@@ -123,12 +136,14 @@ def test_layered_fallback_the_robot_holds_when_the_server_dies_and_resumes_when_
     nodes = [
         ros.start_node("sim_node"),
         ros.start_node("controller_node"),
-        ros.start_node("policy_node", policy="remote", policy_params=f"{{url: 'ws://localhost:{port}', timeout_s: 1.0}}"),
+        ros.start_node("policy_node", policy="remote",
+                       policy_params=f"{{url: 'ws://localhost:{port}', timeout_s: 1.0}}"),
     ]
     states = polled_subscription(ros.node, JointState, "joint_states", 5000)
     received = ros.subscribe("vla/action_chunk", JointTrajectory)
     diagnostics = ros.diagnostics()
-    diagnostics.wait("controller_node", lambda s: s["message"] == "tracking chunks", 90, "the controller tracking chunks")
+    diagnostics.wait("controller_node", lambda s: s["message"] == "tracking chunks", 90,
+                     "the controller tracking chunks")
     ros.spin_until(lambda: len(received) >= 5, 30, "chunks flowing")
     take_all(states)
     count = len(received)

@@ -13,9 +13,9 @@ import urllib.request
 import msgpack
 import numpy as np
 import pytest
-from harness import free_port, isolated, start_policy_server
 from openpi_protocol import OpenpiClient, ServerError
 
+from harness import free_port, isolated, start_policy_server
 from vla_ros.embodiment import load_embodiment
 from vla_ros.policy import BackendUnavailable, Observation, PolicyError, make_policy
 from vla_ros.policy import remote as remote_module
@@ -48,7 +48,8 @@ def recording(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def replay_port(servers, recording):
-    return start_policy_server(servers, "--backend", "replay", "--param", f"path={recording[0]}", name="serve-replay")[1]
+    return start_policy_server(servers, "--backend", "replay", "--param", f"path={recording[0]}",
+                               name="serve-replay")[1]
 
 
 def observation_dict(state=None, images=None, prompt="reach the red cube") -> dict:

@@ -1,5 +1,8 @@
-"""Child processes (vla_ros.process): output to log files or echoed line by line, death reported with
-the child's last lines, and nothing left running once the group is stopped."""
+"""Child processes (vla_ros.process): logged or echoed, deaths reported, nothing left running.
+
+Output goes to log files or is echoed line by line; a death is reported with the child's last
+lines; nothing is left running once the group is stopped.
+"""
 import os
 import sys
 

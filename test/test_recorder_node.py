@@ -12,10 +12,13 @@ ARM7 = load_embodiment("arm7")
 
 
 def test_records_each_episode_with_its_corrections_and_the_label_finish_gives(ros, tmp_path):
-    """Sim, controller and recorder: the sim's instruction starts episode 1; a correction and ~/finish
-    (success) end it; the sim's reset starts episode 2, which stopping the recorder keeps unlabelled.
-    Both bags read back as training reads them: joint states at the control rate, the controller's
-    targets, both cameras, the instruction, the correction, the outcome."""
+    """Each episode is recorded with its corrections and the label ~/finish gives.
+
+    Sim, controller and recorder: the sim's instruction starts episode 1; a correction and ~/finish
+    (success) end it; the sim's reset starts episode 2, which stopping the recorder keeps
+    unlabelled. Both bags read back as training reads them: joint states at the control rate, the
+    controller's targets, both cameras, the instruction, the correction, the outcome.
+    """
     diagnostics = ros.diagnostics()
 
     def recorder_status(predicate, what: str) -> dict:

@@ -7,8 +7,11 @@ from vla_ros.ros.services import call_repeatable
 
 
 def test_an_unanswered_request_is_sent_again_and_the_answer_to_the_repeat_returned(ros):
-    """The server leaves the first request unanswered, as Fast DDS does when it drops an answer to
-    a caller it has not discovered yet; the caller asks again and takes the second answer."""
+    """An unanswered request is sent again, and the answer to the repeat is returned.
+
+    The server leaves the first request unanswered, as Fast DDS does when it drops an answer to a
+    caller it has not discovered yet.
+    """
     calls = []
 
     async def answer_all_but_the_first(request, response):

@@ -40,9 +40,11 @@ def colour_pixels(rgb: np.ndarray, colour: str) -> int:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_publishes_joint_states_every_control_period_and_images_of_the_scene(ros, name):
-    """joint_states are stamped with the sim clock, one per physics step of the control period (a
-    subscriber under load may miss some, never see one off the grid); cameras show robot and cubes.
-    (How closely the sim keeps pace with the wall clock is the machine's: `vla-ros bench sim`.)"""
+    """joint_states come one per control period on the sim clock; cameras show robot and cubes.
+
+    A subscriber under load may miss some, never see one off the grid. How closely the sim keeps
+    pace with the wall clock is the machine's: `vla-ros bench sim`.
+    """
     embodiment = load_embodiment(name)
     ros.start_node("sim_node", embodiment=name)
     ros.wait_for("joint_states", JointState, timeout_s=60)
@@ -71,9 +73,12 @@ def test_publishes_joint_states_every_control_period_and_images_of_the_scene(ros
 
 
 def test_a_sim_stalled_past_the_lag_limit_gives_the_time_up_and_says_so(ros):
-    """After a stall (here SIGSTOP for 1 s) the sim steps at most max_catch_up_s (0.2 s) back to back
-    and gives the rest up: its stamps jump over the lost time instead of trailing the wall clock (every
-    camera frame would look stale to policy_node for the rest of the run), and it reports the overrun."""
+    """After a stall the sim gives the lost time up instead of trailing the wall clock, and says so.
+
+    Stalled by SIGSTOP for 1 s, it steps at most max_catch_up_s (0.2 s) back to back and gives the
+    rest up: its stamps jump over the lost time (trailing, every camera frame would look stale to
+    policy_node for the rest of the run), and it reports the overrun.
+    """
     sim = ros.start_node("sim_node", publish_cameras=False)
     diagnostics = ros.diagnostics()
     ros.wait_for("joint_states", JointState, timeout_s=60)
@@ -126,8 +131,11 @@ def test_in_a_namespace_the_camera_node_and_every_topic_are_in_it_too(ros):
 
 
 def test_after_a_reset_the_brakes_hold_the_new_pose_before_commands_act_again(ros):
-    """Commands still arriving at a reset (here zero torques: the arm would sag under gravity) are
-    dropped for reset_settle_s while the brakes hold the teleported pose; then they act again."""
+    """After a reset the brakes hold the new pose for reset_settle_s, then commands act again.
+
+    Commands still arriving at a reset (here zero torques: the arm would sag under gravity) are
+    dropped while the brakes hold the teleported pose.
+    """
     ros.start_node("sim_node", publish_cameras=False, reset_settle_s=0.25)
     command = ros.node.create_publisher(Float64MultiArray, "arm_controller/commands", 10)
     reset = ros.node.create_client(Trigger, "sim_node/reset")
@@ -143,7 +151,8 @@ def test_after_a_reset_the_brakes_hold_the_new_pose_before_commands_act_again(ro
 
     ros.spin_until(lambda: bool(statuses), 10, "a status of the first episode")
     episode = parsed()[0].episode + 1  # the reset's; its statuses may come before the answer
-    assert call_repeatable(reset, Trigger.Request(), lambda: (sagging(), ros.executor.spin_once(timeout_sec=0.05)), 20),\
+    assert call_repeatable(reset, Trigger.Request(), lambda: (sagging(), ros.executor.spin_once(timeout_sec=0.05)),
+                           20),\
         "the reset answered"
     ros.spin_until(lambda: sagging() or any(s.episode == episode and s.episode_time > 1.0 for s in parsed()), 20,
                    "a second of the new episode under zero torques")
@@ -192,8 +201,11 @@ def test_reset_with_the_same_seed_restores_the_same_scene(ros):
 
 
 def test_held_out_phrasing_is_fixed_by_the_seed_and_names_the_target(ros):
-    """phrasing held_out: the instruction (on ~/reset, vla/instruction, sim/task_status) is a held-out
-    phrasing naming the target, the same for the same seed; a phrasing that is no split is refused."""
+    """A held-out phrasing names the target and is fixed by the seed; a bad phrasing is refused.
+
+    The instruction (on ~/reset, vla/instruction, sim/task_status) is a held-out phrasing naming the
+    target, the same for the same seed.
+    """
     ros.start_node("sim_node", publish_cameras=False, seed=11, task="reach", phrasing="held_out")
     reset = ros.node.create_client(Trigger, "sim_node/reset")
     parameters = ros.node.create_client(SetParameters, "sim_node/set_parameters")
@@ -215,10 +227,12 @@ def test_held_out_phrasing_is_fixed_by_the_seed_and_names_the_target(ros):
 
     def set_phrasing(value: str):
         return ros.call(parameters, SetParameters.Request(parameters=[Parameter(
-            name="phrasing", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))])).results[0]
+            name="phrasing", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                  string_value=value))])).results[0]
 
     refused = set_phrasing("paraphrased")
-    assert not refused.successful and "phrasing='paraphrased': must be one of canonical, train, held_out" in refused.reason
+    assert not refused.successful
+    assert "phrasing='paraphrased': must be one of canonical, train, held_out" in refused.reason
     assert set_phrasing("canonical").successful
     assert ros.call(reset, Trigger.Request()).message == f"reach the {colour} cube"
 

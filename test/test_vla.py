@@ -1,10 +1,12 @@
-"""The shipped checkpoint in charge of arm7 through the ROS graph (sim_node, controller_node,
-policy_node with `builtin`, separate processes over DDS): it reaches the cube named in words it
-was not trained on, and turns to another cube when the instruction changes mid-motion."""
+"""The shipped checkpoint in charge of arm7 through the ROS graph.
+
+sim_node, controller_node and policy_node with `builtin` run as separate processes over DDS: it
+reaches the cube named in words it was not trained on, and turns to another cube when the
+instruction changes mid-motion.
+"""
 import json
 
 import numpy as np
-import pytest
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -67,7 +69,8 @@ def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros
 
 def evaluate(ros, tmp_path, episodes: int) -> dict:
     out = tmp_path / "eval.json"
-    run = ros.start([console_script("vla-ros"), "eval", "--episodes", str(episodes), "--seed", "2000", "--json", str(out)],
+    run = ros.start([console_script("vla-ros"), "eval", "--episodes", str(episodes), "--seed", "2000", "--json",
+                     str(out)],
                     name="vla-ros-eval")
     assert run.popen.wait(timeout=900) == 0, run.output()
     report = json.loads(out.read_text())

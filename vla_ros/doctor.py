@@ -47,6 +47,8 @@ class Failed(Exception):
 
 @dataclass(frozen=True)
 class Check:
+    """A named check: `run` returns what it found or raises; `fix` is said when it fails."""
+
     name: str
     run: Callable[[], str]
     fix: str

@@ -40,8 +40,11 @@ class Spec:
 
 def param(default: bool | int | float | str, description: str, *, low: float | None = None,
           high: float | None = None, choices: Sequence[str] = (), dynamic: bool = False):
-    """A dataclass field for a parameter: `default` fixes its type; numbers may have a [low, high]
-    range, strings a set of `choices`; `dynamic` ones may be set while the node runs."""
+    """A dataclass field for a parameter.
+
+    `default` fixes its type; numbers may have a [low, high] range, strings a set of `choices`;
+    `dynamic` ones may be set while the node runs.
+    """
     if type(default) not in SCALARS:
         raise TypeError(f"a parameter default must be bool, int, float or str, got {default!r}")
     return dataclasses.field(default=default, metadata={"param": Spec(description, low, high, tuple(choices), dynamic)})
@@ -80,7 +83,8 @@ def _checked(name: str, value: object, default: object, spec: Spec) -> object:
     if spec.high is not None and not value <= spec.high:
         raise ParamError(name, value, f"above the highest allowed value {spec.high:g}")
     if spec.choices and value not in spec.choices:
-        raise ParamError(name, value, f"must be one of {', '.join(spec.choices)}{did_you_mean(str(value), spec.choices)}")
+        raise ParamError(name, value,
+                         f"must be one of {', '.join(spec.choices)}{did_you_mean(str(value), spec.choices)}")
     return value
 
 
@@ -101,7 +105,7 @@ def _text(value: object) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, str):
         return f"`{value}`" if value else "(empty)"
-    return f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+    return f"`{value!r}`"
 
 
 def _range(spec: Spec) -> str:

@@ -58,8 +58,10 @@ class ChildDied(VlaRosError):
 
 
 class ProcessGroup:
-    """Named child processes, each in its own process group, with their output in a log file per
-    child or, with `echo`, passed line by line to `echo(name, line)` as it comes.
+    """Named child processes, each in its own process group.
+
+    Their output goes to a log file per child or, with `echo`, line by line to `echo(name, line)`
+    as it comes.
 
     Use as a context manager: leaving it stops every child (SIGINT, then harder), also on errors.
     """
@@ -119,8 +121,10 @@ class ProcessGroup:
                 raise ChildDied(name, child.returncode, self.output(name))
 
     def stop_all(self, timeout_s: float = 5.0) -> dict[str, int]:
-        """Stop every child, the last started first (consumers before what feeds them); returns
-        their exit codes. Echoed output is drained before this returns."""
+        """Stop every child, the last started first (consumers before what feeds them).
+
+        Returns their exit codes. Echoed output is drained before this returns.
+        """
         codes = {name: stop(child, timeout_s) for name, child in reversed(list(self.children.items()))}
         for reader in self.readers:
             reader.join(timeout=2.0)

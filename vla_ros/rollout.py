@@ -91,8 +91,10 @@ class Rollout:
 
     def wait_ready(self) -> dict:
         """Until policy_node reports healthy (chunks flowing) and the sim is ready; the last report.
-        A policy that reports but never gets healthy is evaluated as it is (its episodes fail):
-        then the report says why."""
+
+        A policy that reports but never gets healthy is evaluated as it is (its episodes fail): then
+        the report says why.
+        """
         self.client.spin_until(self._policy_reported, READY_TIMEOUT_S,
                                "policy_node's first report (it loads its backend first)")
         self.client.wait_ready(SIM_READY_TIMEOUT_S, self.robot.commanded_groups[0].command_topic)
@@ -111,8 +113,11 @@ class Rollout:
 
     def episode(self, task: str, seed: int, seconds: float, frames: int = 0, instruction: str | None = None,
                 on_status: Callable[[SimStatus], None] | None = None) -> EpisodeReport:
-        """Run one episode of `task` from `seed` for up to `seconds` of sim time, keeping `frames`
-        frames of the camera spread over it; `instruction` replaces the sim's wording."""
+        """Run one episode of `task` from `seed` for up to `seconds` of sim time.
+
+        `frames` frames of the camera are kept, spread over it; `instruction` replaces the sim's
+        wording.
+        """
         def watch(status: SimStatus) -> None:
             self.graph.check()  # an episode without its policy node says nothing about the policy
             if on_status is not None:
@@ -132,8 +137,11 @@ def median(values: list[float]) -> float | None:
 
 
 def sheet_label(episode: int, instruction: str, time_s: float, success: bool, index: int, count: int) -> str:
-    """A contact-sheet tile's label: a row is an episode, its first tile names the instruction, its
-    last says how it ended, the others their episode time."""
+    """A contact-sheet tile's label.
+
+    A row is an episode: its first tile names the instruction, its last says how it ended, the
+    others their episode time.
+    """
     if index == 0:
         text = f"{episode}. {instruction}"
         return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 1] + "~"

@@ -13,7 +13,8 @@ def register(verbs) -> None:
                         help="task spec (reach, reach:red, push:blue:left, ...); repeat for several tasks")
     parser.add_argument("--episodes", type=int, required=True, help="episodes per task")
     parser.add_argument("--out", type=Path, required=True, help="dataset directory (bags are added to it)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the first episode; the next ones count up (default 0)")
     parser.add_argument("--seconds", type=float, default=10.0, help="sim time limit per episode (default 10)")
     parser.add_argument("--linger", type=float, default=1.0,
                         help="seconds recorded after success, the expert holding still (default 1)")

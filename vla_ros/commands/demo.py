@@ -33,7 +33,8 @@ def register(verbs) -> None:
     parser.add_argument("--checkpoint", default="", help="checkpoint of the builtin backend (default: the shipped one)")
     parser.add_argument("--use-sim-time", action="store_true",
                         help="every node follows the sim's /clock (default: the wall clock, as vla-ros up)")
-    parser.add_argument("--out", type=Path, default=Path("demo"), help="where the pictures and results go (default demo/)")
+    parser.add_argument("--out", type=Path, default=Path("demo"),
+                        help="where the pictures and results go (default demo/)")
     parser.set_defaults(handler=run)
 
 

@@ -27,14 +27,16 @@ def register(verbs) -> None:
     parser = verbs.add_parser("eval", help="evaluate a policy closed-loop in the simulator through ROS")
     parser.add_argument("--checkpoint", help="checkpoint of the builtin policy (default: its own)")
     parser.add_argument("--embodiment", default="arm7", help="embodiment name or file (default arm7)")
-    parser.add_argument("--task", default="reach", help="task spec: reach, reach:red, push:blue:left, ... (default reach)")
+    parser.add_argument("--task", default="reach",
+                        help="task spec: reach, reach:red, push:blue:left, ... (default reach)")
     parser.add_argument("--episodes", type=int, default=40, help="number of seeded episodes (default 40)")
     parser.add_argument("--seed", type=int, default=1000, help="seed of the first episode; the next ones count up "
                         "(default 1000, away from the seeds demonstrations are collected with)")
     parser.add_argument("--phrasing", default="held_out",
                         help="instruction phrasings: held_out, train or canonical (default held_out)")
     parser.add_argument("--seconds", type=float, default=10.0, help="sim time limit per episode (default 10)")
-    parser.add_argument("--policy", default="builtin", help="policy backend: builtin, hold, replay, remote (default builtin)")
+    parser.add_argument("--policy", default="builtin",
+                        help="policy backend: builtin, hold, replay, remote (default builtin)")
     parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a backend parameter (repeatable), e.g. --policy-param path=chunks.npz")
     parser.add_argument("--use-sim-time", action="store_true",
@@ -47,6 +49,8 @@ def register(verbs) -> None:
 
 @dataclass(frozen=True)
 class EvalEpisode:
+    """One evaluated episode: how it ended, and what the policy node reported during it."""
+
     seed: int
     task: str  # the full spec, e.g. reach:red
     instruction: str  # as announced on vla/instruction
@@ -64,6 +68,8 @@ class EvalEpisode:
 
 @dataclass(frozen=True)
 class EvalReport:
+    """An evaluation: its settings, every episode, the success rate with its interval, the latencies."""
+
     policy: str
     checkpoint: str | None
     embodiment: str
@@ -94,7 +100,7 @@ class EvalReport:
 
     @property
     def per_instruction(self) -> dict[str, tuple[int, int]]:
-        """instruction -> (successes, episodes), in order of first appearance."""
+        """Successes and episodes per instruction ({instruction: (successes, episodes)}), first seen first."""
         counts: dict[str, tuple[int, int]] = {}
         for episode in self.episodes:
             successes, episodes = counts.get(episode.instruction, (0, 0))
@@ -121,10 +127,13 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
     Args:
         embodiment: name or file.
         task: task spec; parameters left out are drawn from each episode's seed.
+        episodes: how many.
+        seed: the first episode's; the others count up.
         phrasing: how the sim words each instruction: held_out, train or canonical.
         seconds: sim time limit per episode [s].
-        policy, checkpoint, policy_params: policy_node's backend, its checkpoint (builtin; None: the
-            backend's default) and its other parameters.
+        policy: policy_node's backend.
+        checkpoint: the builtin backend's checkpoint (None: its default).
+        policy_params: the backend's other parameters.
         camera: camera whose frames make `EvalReport.sheet`; None: no sheet.
         console: a rich Console; a line per episode is printed as it finishes.
         use_sim_time: every node follows the sim's /clock instead of the wall clock.
@@ -132,7 +141,6 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
     Raises:
         VlaRosError: bad arguments, a node that died, a graph that did not come up.
     """
-
     from vla_ros import bringup
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError, did_you_mean

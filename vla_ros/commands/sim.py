@@ -15,7 +15,8 @@ from pathlib import Path
 def register(verbs) -> None:
     parser = verbs.add_parser("sim", help="run the simulator with the scripted expert in the loop and report success")
     parser.add_argument("embodiment", help="embodiment name (arm7, ...) or file")
-    parser.add_argument("--task", default="reach", help="task spec: reach, reach:red, push:blue:left, ... (default reach)")
+    parser.add_argument("--task", default="reach",
+                        help="task spec: reach, reach:red, push:blue:left, ... (default reach)")
     parser.add_argument("--episodes", type=int, default=1, help="number of seeded episodes (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up")
     parser.add_argument("--seconds", type=float, default=10.0, help="sim time limit per episode (default 10)")

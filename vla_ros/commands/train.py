@@ -9,7 +9,8 @@ from pathlib import Path
 
 def register(verbs) -> None:
     parser = verbs.add_parser("train", help="train the built-in VLA on episode bags and write a checkpoint")
-    parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset directories (bags in or under them)")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="dataset directories (bags in or under them)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps in total (default 4000)")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
@@ -17,7 +18,8 @@ def register(verbs) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the split, batches, noise and weights (default 0)")
     parser.add_argument("--horizon", type=int, default=16, help="actions per chunk (default 16)")
     parser.add_argument("--dt", type=float, default=0.05, help="seconds between actions (default 0.05)")
-    parser.add_argument("--image-size", type=int, default=96, help="cameras are resized to this square size (default 96)")
+    parser.add_argument("--image-size", type=int, default=96,
+                        help="cameras are resized to this square size (default 96)")
     parser.add_argument("--validation", type=float, default=0.1, help="fraction of episodes held out (default 0.1)")
     parser.add_argument("--validate-every", type=int, default=250, help="steps between validations and checkpoints")
     parser.add_argument("--resume", type=Path, help="continue a checkpoint written by train (same data) up to --steps")
@@ -28,7 +30,14 @@ def register(verbs) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from vla_ros.data.bag import find_bags, read_info
     from vla_ros.data.dataset import cached_samples
@@ -38,8 +47,16 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.model.config import Architecture
     from vla_ros.model.language import shared_encoder
     from vla_ros.model.network import VLA
-    from vla_ros.model.training import (Batches, TrainSettings, history_from_json, history_to_json, make_optimizer,
-                                        model_config, plot_losses, train)
+    from vla_ros.model.training import (
+        Batches,
+        TrainSettings,
+        history_from_json,
+        history_to_json,
+        make_optimizer,
+        model_config,
+        plot_losses,
+        train,
+    )
     from vla_ros.terminal import console as make_console
 
     console = make_console()
@@ -124,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
             seconds = elapsed_before + time.monotonic() - started
             model.config.training = {**summary, "step": step, "seconds": round(seconds, 1),
                                      "final_validation_loss": history.validation[-1][1] if history.validation else None,
-                                     "final_action_error": history.action_error[-1][1] if history.action_error else None,
+                                     "final_action_error":
+                                         history.action_error[-1][1] if history.action_error else None,
                                      "final_goal_error_m": history.goal_error[-1][1] if history.goal_error else None}
             save_checkpoint(args.out, model, optimizer,
                             {"step": step, "seconds": seconds, "history": history_to_json(history)})

@@ -1,5 +1,6 @@
-"""`vla-ros up EMBODIMENT [--sim]`: the node graph of `ros2 launch vla_ros (sim|bringup).launch.py`,
-without ROS's launch tooling: each node a child process, its output line by line behind its name.
+"""`vla-ros up EMBODIMENT [--sim]`: the node graph of `ros2 launch vla_ros (sim|bringup).launch.py`.
+
+Without ROS's launch tooling: each node a child process, its output line by line behind its name.
 
 Ctrl-C (or SIGTERM) stops every node and exits 0; a node that exits on its own stops the rest,
 and `up` exits 1 saying which node it was and with what status.

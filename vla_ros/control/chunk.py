@@ -71,8 +71,10 @@ class JointChunk:
 
     @classmethod
     def from_points(cls, stamp: float, joints: Sequence[str], times, positions: Sequence, velocities: Sequence = ()):
-        """A chunk from per-point rows as a message carries them (rows may be ragged in a bad one:
-        ChunkRejected); `velocities` empty when no point has any."""
+        """A chunk from per-point rows as a message carries them (ChunkRejected when ragged).
+
+        `velocities` is empty when no point has any.
+        """
         rows = _rows(positions, "positions", len(times))
         speeds = _rows(velocities, "velocities", len(times)) if len(velocities) else None
         return cls(stamp, tuple(joints), np.asarray(times, dtype=float), rows, speeds)

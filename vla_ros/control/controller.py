@@ -140,8 +140,10 @@ class Controller:
         self._state = (np.asarray(q_full, dtype=float), np.asarray(qd_full, dtype=float), received)
 
     def submit(self, chunk: JointChunk, now: float) -> JointChunk:
-        """Take a joint chunk at `now` [s]: its points still ahead (ChunkRejected, counted, when it
-        does not fit this robot or this moment; then nothing changes)."""
+        """Take a joint chunk at `now` [s]: its points still ahead.
+
+        ChunkRejected, counted, when it does not fit this robot or this moment; then nothing changes.
+        """
         try:
             if self.estopped:
                 raise ChunkRejected(f"e-stop is latched ({self.estop_reason}); call reset")
@@ -215,8 +217,10 @@ class Controller:
         return out
 
     def _base_step(self, now: float) -> np.ndarray | None:
-        """The base command when one is due (every BASE_PERIOD_S) and the base is, or was lately,
-        asked to move; None otherwise. Without fresh states or on e-stop it brakes to zero."""
+        """The base command when one is due and the base is, or was lately, asked to move; else None.
+
+        One is due every BASE_PERIOD_S. Without fresh states or on e-stop the base brakes to zero.
+        """
         if self.base is None or now < self._base_due:
             return None
         self._base_due = max(self._base_due + BASE_PERIOD_S, now)
@@ -276,8 +280,10 @@ class Controller:
         self._ramp_rising, self._ramp_start = True, now
 
     def _blend(self, q_cmd: np.ndarray, qd_cmd: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """Humanoids: commands leave (and, on e-stop, return to) the anchor pose over a ramp, so
-        the vendor's balance controller never sees a step. Others pass through."""
+        """Humanoids: commands leave (and, on e-stop, return to) the anchor pose over a ramp.
+
+        So the vendor's balance controller never sees a step. Others pass through.
+        """
         if self.ramp <= 0:
             return q_cmd, qd_cmd
         rising = not self.estopped
@@ -308,4 +314,5 @@ class Controller:
         return Output(commands, STALE, self.limiter.q.copy(), np.zeros(len(self.joints)))
 
     def _silence(self) -> Output:
-        return Output({g.name: None for g in self.groups}, self.state, self.limiter.q.copy(), np.zeros(len(self.joints)))
+        return Output({g.name: None for g in self.groups}, self.state, self.limiter.q.copy(),
+                      np.zeros(len(self.joints)))

@@ -72,9 +72,12 @@ class MotionLimiter:
         return self.q.copy(), self.qd.copy()
 
     def _brake(self, distance: np.ndarray, dt: float) -> np.ndarray:
-        """Per element of `distance` (3n: three distances per joint), the largest speed from which
-        braking by a*dt per period (q += qd * dt) stops within it: with k periods of motion,
-        k*v*dt - a*dt^2*k(k-1)/2 = distance. Infinite distances (continuous joints) give huge speeds."""
+        """Per element of `distance`, the largest speed from which braking stops within it.
+
+        `distance` holds three distances per joint (3n). Braking by a*dt per period (q += qd * dt)
+        with k periods of motion covers k*v*dt - a*dt^2*k(k-1)/2 = distance. Infinite distances
+        (continuous joints) give huge speeds.
+        """
         acceleration = self._acceleration3
         d = np.minimum(np.maximum(distance, 0.0), 1e12) / (acceleration * dt * dt)
         k = np.floor(0.5 + np.sqrt(0.25 + 2.0 * d))

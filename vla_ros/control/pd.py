@@ -95,8 +95,10 @@ class CommandLaw:
                 for group in self.groups for part in (self.slices[group.name],)}
 
     def _model_torques(self, q_full, qd_full, q, qd, q_target, qd_target) -> np.ndarray | None:
-        """M(q) qdd* + b(q, qd) with the inverse-dynamics groups' qdd* (zero elsewhere), or g(q)
-        when no group uses inverse dynamics; b and g only with gravity compensation."""
+        """M(q) qdd* + b(q, qd) with the inverse-dynamics groups' qdd* (zero elsewhere).
+
+        g(q) when no group uses inverse dynamics; b and g only with gravity compensation.
+        """
         if not self.inverse_dynamics:
             return self.kinematics.gravity(q_full)[self.index] if self.gravity_compensation else None
         acceleration = np.zeros(len(self.index))

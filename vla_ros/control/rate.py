@@ -11,7 +11,6 @@ import ctypes
 import os
 import time
 
-
 PR_SET_TIMERSLACK = 29
 
 

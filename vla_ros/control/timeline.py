@@ -187,8 +187,10 @@ class Timeline:
 
 
 def _shallow(sampler, now: float, depth: int = 3):
-    """`sampler`, with blends nested deeper than `depth` held at their value now: chunks arriving
-    faster than the blend window would otherwise stack blends without bound."""
+    """`sampler`, with blends nested deeper than `depth` held at their value now.
+
+    Chunks arriving faster than the blend window would otherwise stack blends without bound.
+    """
     if not isinstance(sampler, Blend):
         return sampler
     if depth == 0:

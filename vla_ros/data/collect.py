@@ -18,18 +18,16 @@ cube is; these show that low and beside it means "not there yet".
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import time
 
 import mujoco
 import numpy as np
 
 from vla_ros import __version__
 from vla_ros.data.bag import EpisodeWriter
-from vla_ros.embodiment import Embodiment
-from vla_ros.embodiment import EmbodimentIO
+from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.errors import VlaRosError
 from vla_ros.sim.episode import EpisodeResult, phrasing_rng, run_expert, start_episode, task_rng
 from vla_ros.sim.expert import Targets
@@ -50,8 +48,10 @@ def switch_rng(seed: int) -> np.random.Generator:
 
 
 def _drawn(task: Task, fraction: float, rng: np.random.Generator, refusal: str) -> bool:
-    """Whether this episode is one of the `fraction` drawn from `rng`; a task that is not
-    SWITCHABLE is refused (`refusal` says with what) unless the fraction is 0."""
+    """Whether this episode is one of the `fraction` drawn from `rng`.
+
+    A task that is not SWITCHABLE is refused (`refusal` says with what) unless the fraction is 0.
+    """
     if fraction <= 0.0:
         return False
     if task.name not in SWITCHABLE:
@@ -81,8 +81,11 @@ def near_miss_rng(seed: int) -> np.random.Generator:
 
 
 def start_near_miss(task: Task, seed: int, fraction: float) -> dict | None:
-    """In `fraction` of the seeds, put the arm at rest beside the cube the task names (reach, drawn
-    from the seed); what was done, or None (the arm stays at home)."""
+    """In `fraction` of the seeds, put the arm at rest beside the cube the task names.
+
+    The cube is the reach task's, drawn from the seed; returns what was done, or None (the arm stays
+    at home).
+    """
     rng = near_miss_rng(seed)
     if not _drawn(task, fraction, rng, "has no near-miss start"):
         return None
@@ -102,6 +105,8 @@ def start_near_miss(task: Task, seed: int, fraction: float) -> dict | None:
 
 @dataclass(frozen=True)
 class Recorded:
+    """A recorded demonstration: the episode's result, its wording, its bag and what was done to it."""
+
     result: EpisodeResult
     instruction: str  # the phrasing the episode was recorded with
     path: Path
@@ -128,8 +133,10 @@ class Collector:
 
     def record(self, task_spec: str, seed: int, out: Path, phrasing: str = "train", max_seconds: float = 10.0,
                linger_s: float = 1.0, switch_fraction: float = 0.0, near_miss_fraction: float = 0.0) -> Recorded:
-        """Run one seeded expert episode and write it to a bag in `out` (a change of mind in
-        `switch_fraction` of the seeds, a near-miss start in `near_miss_fraction`)."""
+        """Run one seeded expert episode and write it to a bag in `out`.
+
+        A change of mind in `switch_fraction` of the seeds, a near-miss start in `near_miss_fraction`.
+        """
         world, embodiment = self.world, self.embodiment
         task = start_episode(world, self.hardware, task_spec, seed)
         near_miss = start_near_miss(task, seed, near_miss_fraction)  # before any step: the brakes hold its pose
@@ -180,7 +187,8 @@ class Collector:
         except BaseException:
             writer.abort()
             raise
-        outcome = {"success": result.success, "seconds": round(result.seconds, 3), "progress": round(result.progress, 3),
+        outcome = {"success": result.success, "seconds": round(result.seconds, 3), "progress": round(result.progress,
+                                                                                                     3),
                    "task": result.task, "instruction": instruction}
         if switched:
             outcome["switched"] = switched

@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_ros.data.bag import BagError, Episode, read_episode
-from vla_ros.embodiment import Embodiment
-from vla_ros.embodiment import EmbodimentIO
+from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.media import resize
 
 CACHE_FORMAT = 2
@@ -34,8 +33,11 @@ CAMERA_SKEW_S = 0.02  # frames of different cameras closer than this count as on
 
 @dataclass
 class EpisodeSamples:
-    """N samples of one episode. images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D);
-    goal (3,) [m] or None (hindsight_goal)."""
+    """N samples of one episode.
+
+    images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D); goal (3,) [m] or None
+    (hindsight_goal).
+    """
 
     embodiment: str
     images: dict[str, np.ndarray]
@@ -101,8 +103,10 @@ def sample_goals(samples: list[EpisodeSamples]) -> np.ndarray:
 
 
 def hindsight_goal(actions: np.ndarray, embodiment: Embodiment) -> np.ndarray | None:
-    """(3,) [m] the goal frame's position at an episode's last commanded joints (actions (N, H, D)),
-    in the root frame; None when the embodiment has no goal frame or the episode no samples."""
+    """(3,) [m] the goal frame's position at an episode's last commanded joints, in the root frame.
+
+    `actions` is (N, H, D); None when the embodiment has no goal frame or the episode no samples.
+    """
     frame = goal_frame(embodiment)
     if frame is None or not len(actions):
         return None

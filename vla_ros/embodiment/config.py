@@ -171,7 +171,8 @@ class CameraConfig:
             if not getattr(self, key) > 0:
                 raise EmbodimentError(key, f"{getattr(self, key)} is not positive", f"give a positive {key}")
         if not 0 < self.fovy_deg < 180:
-            raise EmbodimentError("fovy_deg", f"{self.fovy_deg} is outside (0, 180)", "give the vertical field of view in degrees")
+            raise EmbodimentError("fovy_deg", f"{self.fovy_deg} is outside (0, 180)",
+                                  "give the vertical field of view in degrees")
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ class ActionConfig:
 
     def __post_init__(self):
         if not self.width > 0:
-            raise EmbodimentError("width", f"{self.width} is not positive", f"use the model's width, e.g. {DEFAULT_ACTION_WIDTH}")
+            raise EmbodimentError("width", f"{self.width} is not positive",
+                                  f"use the model's width, e.g. {DEFAULT_ACTION_WIDTH}")
         twice = sorted({g for g in self.groups if self.groups.count(g) > 1})
         if twice:
             raise EmbodimentError("groups", f"lists {twice} more than once", "list each group once")
@@ -203,7 +205,8 @@ class EmbodimentConfig:
 
     def __post_init__(self):
         if not self.control_rate_hz > 0:
-            raise EmbodimentError("control_rate_hz", f"{self.control_rate_hz} is not positive", "give the control loop rate in Hz, e.g. 500")
+            raise EmbodimentError("control_rate_hz", f"{self.control_rate_hz} is not positive",
+                                  "give the control loop rate in Hz, e.g. 500")
         owner: dict[str, str] = {}
         for name, group in self.groups.items():
             for joint in group.joints:
@@ -219,14 +222,19 @@ class EmbodimentConfig:
     def _check_action(self) -> None:
         for name in self.action.groups:
             if name not in self.groups:
-                raise EmbodimentError("action.groups", f"names group {name!r}, which is not defined{did_you_mean(name, self.groups)}",
+                raise EmbodimentError("action.groups",
+                                      f"names group {name!r}, which is not defined{did_you_mean(name, self.groups)}",
                                       f"use groups from: {', '.join(self.groups)}")
             if self.groups[name].delegated:
-                raise EmbodimentError("action.groups", f"group {name!r} is delegated (vla_ros never commands it) but is in the action vector",
+                raise EmbodimentError("action.groups",
+                                      f"group {name!r} is delegated (vla_ros never commands it) but is in the action "
+                                      f"vector",
                                       f"remove {name!r} from action.groups, or set groups.{name}.delegated: false")
         used = sum(self.slot_count(name) for name in self.action.groups)
         if used > self.action.width:
-            raise EmbodimentError("action.width", f"the action groups need {used} slots, more than the padded width {self.action.width}",
+            raise EmbodimentError("action.width",
+                                  f"the action groups need {used} slots, more than the padded width "
+                                  f"{self.action.width}",
                                   f"raise action.width to at least {used} (the model must match) or drop groups")
 
     def slot_count(self, group: str) -> int:

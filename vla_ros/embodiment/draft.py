@@ -62,6 +62,8 @@ def side_of(names: list[str]) -> str | None:
 
 @dataclass
 class DraftGroup:
+    """A joint group `init` found in the URDF, before it is written as a group of the file."""
+
     name: str
     kind: str
     joints: list[Joint]
@@ -83,8 +85,10 @@ class Drafter:
         self._find_groups()
 
     def _kind(self, joint: Joint) -> str | None:
-        """By the joint's name; failing that, by its child link's name, but only for a last joint
-        (a wrist joint whose child link is called "gripper" still belongs to the arm)."""
+        """By the joint's name; failing that, by its child link's name, for a last joint only.
+
+        A wrist joint whose child link is called "gripper" still belongs to the arm.
+        """
         for kind, keywords in KIND_KEYWORDS:
             if _matches(joint.name, keywords):
                 return kind
@@ -195,8 +199,10 @@ class Drafter:
         return names
 
     def gains(self, group: DraftGroup) -> tuple[np.ndarray, np.ndarray]:
-        """(kp, kd) per joint: bandwidth-limited by the inertia moved (the links' plus the motor's
-        ARMATURE), effort-limited by the URDF."""
+        """(kp, kd) per joint, bandwidth-limited by the inertia moved and effort-limited by the URDF.
+
+        The inertia moved is the links' plus the motor's ARMATURE.
+        """
         links = self.inertia[self.kinematics.index([j.name for j in group.joints])]
         inertia = np.maximum(links, 1e-4) + ARMATURE
         omega = 2 * np.pi * BANDWIDTH_HZ
@@ -212,7 +218,8 @@ class Drafter:
         arm standing on a turntable joint (vertical first axis), below it for a shoulder.
         """
         kinematics = self.kinematics
-        q0 = np.array([np.clip(0.0, j.lower, j.upper) for j in map(self.description.joints.get, kinematics.joint_names)])
+        q0 = np.array([np.clip(0.0, j.lower, j.upper) for j in map(self.description.joints.get,
+                                                                   kinematics.joint_names)])
         frames = [j.child for j in group.joints] + [group.ee_frame]
         points = np.array([kinematics.frame_pose(q0, frame)[:3, 3] for frame in frames])
         length = float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
@@ -295,7 +302,8 @@ def draft_embodiment(urdf: Path, output: Path) -> str:
         "action:",
         f"  groups: [{', '.join(g.name for g in action_groups)}]",
         f"  width: {width}" + ("" if width == DEFAULT_ACTION_WIDTH else
-                               f"  # CHECK: {used} slots do not fit the default {DEFAULT_ACTION_WIDTH}; the model must match"),
+                               f"  # CHECK: {used} slots do not fit the default {DEFAULT_ACTION_WIDTH}; the model must "
+                               f"match"),
     ]
     return "\n".join(lines) + "\n"
 
@@ -331,7 +339,8 @@ def _group_lines(group: DraftGroup, drafter: Drafter) -> list[str]:
     ]
     if group.ee_frame:
         lines.append(f"    ee_frame: {group.ee_frame}  # CHECK: the tool centre point")
-        lines.append(f"    home: {_numbers(drafter.home(group), digits=6)}  # CHECK: start pose, tool down over the work area (IK)")
+        lines.append(f"    home: {_numbers(drafter.home(group), digits=6)}  # CHECK: start pose, tool down over the "
+                     f"work area (IK)")
     return lines
 
 

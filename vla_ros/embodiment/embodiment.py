@@ -66,6 +66,8 @@ class BaseGroup:
 
 @dataclass(frozen=True)
 class Camera:
+    """A camera on a URDF link: its topic, image size [px], rate [Hz] and vertical field of view [deg]."""
+
     name: str
     topic: str
     frame: str
@@ -116,7 +118,8 @@ class Embodiment:
         if missing:
             link, uri = missing[0]
             self._fail("urdf", f"{len(missing)} mesh file(s) cannot be found, first {uri!r} of link {link!r}",
-                       "add the directory holding the package to package_dirs, or set AMENT_PREFIX_PATH/ROS_PACKAGE_PATH")
+                       "add the directory holding the package to package_dirs, or set "
+                       "AMENT_PREFIX_PATH/ROS_PACKAGE_PATH")
 
     def _fail(self, key: str, problem: str, fix: str):
         raise EmbodimentError(key, problem, fix, str(self.path))
@@ -139,15 +142,19 @@ class Embodiment:
             joint = self.description.joints.get(joint_name)
             if joint is None:
                 self._fail(f"{key}.joints", f"joint {joint_name!r} is not in {self.description.path.name}"
-                           f"{did_you_mean(joint_name, movable)}", f"use movable joints of the URDF: {', '.join(movable)}")
+                           f"{did_you_mean(joint_name, movable)}",
+                           f"use movable joints of the URDF: {', '.join(movable)}")
             if not joint.movable:
-                self._fail(f"{key}.joints", f"joint {joint_name!r} is {joint.type}, not movable", "remove it from the group")
+                self._fail(f"{key}.joints", f"joint {joint_name!r} is {joint.type}, not movable",
+                           "remove it from the group")
             if joint.mimic:
                 self._fail(f"{key}.joints", f"joint {joint_name!r} mimics {joint.mimic[0]!r} and follows it",
                            f"list {joint.mimic[0]!r} instead")
         joints = [movable[j] for j in group.joints]
         if group.ee_frame is not None and group.ee_frame not in self.description.links:
-            self._fail(f"{key}.ee_frame", f"link {group.ee_frame!r} is not in the URDF{did_you_mean(group.ee_frame, self.description.links)}",
+            self._fail(f"{key}.ee_frame",
+                       f"link {group.ee_frame!r} is not in the URDF"
+                       f"{did_you_mean(group.ee_frame, self.description.links)}",
                        "name a link of the URDF")
         if not group.delegated:
             for joint in joints:
@@ -155,7 +162,8 @@ class Embodiment:
                     self._fail(f"{key}.joints", f"the URDF gives joint {joint.name!r} no velocity limit",
                                f"add <limit velocity=\"...\"/> to joint {joint.name!r} in the URDF")
                 if group.mode == "effort" and not joint.effort > 0:
-                    self._fail(f"{key}.mode", f"effort mode needs an effort limit, and the URDF gives joint {joint.name!r} none",
+                    self._fail(f"{key}.mode",
+                               f"effort mode needs an effort limit, and the URDF gives joint {joint.name!r} none",
                                f"add <limit effort=\"...\"/> to joint {joint.name!r}, or use mode: position")
         n = len(joints)
         lower = np.array([j.lower for j in joints])
@@ -184,13 +192,15 @@ class Embodiment:
         for joint_name in group.joints:
             if joint_name not in self.description.joints:
                 self._fail(f"groups.{name}.joints", f"wheel joint {joint_name!r} is not in the URDF"
-                           f"{did_you_mean(joint_name, self.description.joints)}", "list the URDF's wheel joints, or none")
+                           f"{did_you_mean(joint_name, self.description.joints)}",
+                           "list the URDF's wheel joints, or none")
         return BaseGroup(name, group.channels, np.array(group.max_velocity), np.array(group.max_acceleration),
                          group.command_topic or "cmd_vel", tuple(group.joints))
 
     def _camera(self, name: str, camera) -> Camera:
         if camera.frame not in self.description.links:
-            self._fail(f"cameras.{name}.frame", f"link {camera.frame!r} is not in the URDF{did_you_mean(camera.frame, self.description.links)}",
+            self._fail(f"cameras.{name}.frame",
+                       f"link {camera.frame!r} is not in the URDF{did_you_mean(camera.frame, self.description.links)}",
                        "name the URDF link the camera is mounted on")
         return Camera(name, camera.topic, camera.frame, camera.width, camera.height, camera.rate_hz, camera.fovy_deg)
 

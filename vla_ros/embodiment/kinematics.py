@@ -16,6 +16,8 @@ from vla_ros.embodiment.urdf import RobotDescription, UrdfError
 
 
 class Kinematics:
+    """Pinocchio's model of a URDF: frame poses, Jacobians, gravity, the mass matrix and bias torques."""
+
     def __init__(self, description: RobotDescription):
         try:
             self.model = pin.buildModelFromXML(description.xml.decode())
@@ -92,9 +94,11 @@ class Kinematics:
         return self._coupling.T @ tau
 
     def dynamics(self, positions: np.ndarray, velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The joint space's equation of motion M(q) qdd + b(q, qd) = tau, as (M (n, n) [kg m^2 | kg],
-        b (n,) [Nm | N]): b holds gravity, Coriolis and centrifugal torques. Mimic joints move with
-        their primary, which carries their inertia and load. Motor armature is not in the URDF: add it.
+        """The joint space's equation of motion M(q) qdd + b(q, qd) = tau, as (M, b).
+
+        M (n, n) [kg m^2 | kg], b (n,) [Nm | N]: b holds gravity, Coriolis and centrifugal torques.
+        Mimic joints move with their primary, which carries their inertia and load. Motor armature
+        is not in the URDF: add it.
         """
         q = self.configuration(positions)
         mass = pin.crba(self.model, self.data, q)

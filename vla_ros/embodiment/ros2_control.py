@@ -1,5 +1,6 @@
-"""An embodiment as ros2_control sees it: the URDF with `<ros2_control>` tags, a controllers YAML,
-and the ros_gz_bridge topics for Gazebo.
+"""An embodiment as ros2_control sees it.
+
+The URDF with `<ros2_control>` tags, a controllers YAML, and the ros_gz_bridge topics for Gazebo.
 
 controller_node publishes each commanded group's targets on `<group>_controller/commands`
 (std_msgs/Float64MultiArray, in the group's joint order): exactly what a ros2_control
@@ -52,8 +53,10 @@ def controller_name(group: JointGroup) -> str:
 
 
 def controllers(embodiment: Embodiment) -> dict:
-    """The controller_manager YAML: a joint_state_broadcaster and a forward command controller per
-    commanded group, at the embodiment's control rate."""
+    """The controller_manager YAML: a joint_state_broadcaster and a forward command controller per group.
+
+    At the embodiment's control rate, for each commanded group.
+    """
     manager = {"update_rate": int(round(embodiment.control_rate_hz)),
                "joint_state_broadcaster": {"type": "joint_state_broadcaster/JointStateBroadcaster"}}
     document = {"controller_manager": {"ros__parameters": manager}}
@@ -76,8 +79,11 @@ def bridge(embodiment: Embodiment) -> list[dict]:
 
 
 def urdf_with_ros2_control(embodiment: Embodiment, gazebo: bool, controllers_file: Path | None = None) -> str:
-    """The embodiment's URDF with a `<ros2_control>` system of its commanded joints (and, for Gazebo,
-    the gz_ros2_control plugin reading `controllers_file` and a camera sensor per camera)."""
+    """The embodiment's URDF with a `<ros2_control>` system of its commanded joints.
+
+    For Gazebo also the gz_ros2_control plugin reading `controllers_file` and a camera sensor per
+    camera.
+    """
     source = embodiment.description.path
     try:
         root = ElementTree.parse(source).getroot()

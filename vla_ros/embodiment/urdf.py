@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from xml.etree import ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import yourdfpy
@@ -56,6 +56,8 @@ class Joint:
 
 @dataclass(frozen=True)
 class Link:
+    """A URDF link: its mass and the meshes its geometry names."""
+
     name: str
     mass: float  # [kg], 0 for links without an <inertial>
     meshes: tuple[str, ...]  # mesh URIs of its visual and collision geometry, as written
@@ -92,7 +94,7 @@ class RobotDescription:
                 io.BytesIO(self.xml), load_meshes=False, build_scene_graph=False,
                 build_collision_scene_graph=False, load_collision_meshes=False,
             )
-        except Exception as error:  # noqa: BLE001 - any parse failure is reported as a bad URDF
+        except Exception as error:
             raise UrdfError(path, f"not a readable URDF: {type(error).__name__}: {error}") from error
         if not urdf.validate():
             raise UrdfError(path, "; ".join(str(e) for e in urdf.errors))
@@ -117,11 +119,13 @@ class RobotDescription:
                 if link not in self.links:
                     raise UrdfError(self.path, f"joint {joint.name!r} names {role} link {link!r}, which is not defined")
             if joint.type in ("revolute", "prismatic") and not joint.lower <= joint.upper:
-                raise UrdfError(self.path, f"joint {joint.name!r} has lower limit {joint.lower} above upper {joint.upper}")
+                raise UrdfError(self.path,
+                                f"joint {joint.name!r} has lower limit {joint.lower} above upper {joint.upper}")
             if joint.movable and not np.linalg.norm(joint.axis) > 0:
                 raise UrdfError(self.path, f"joint {joint.name!r} has a zero-length axis")
             if joint.mimic and not (joint.mimic[0] in self.joints and self.joints[joint.mimic[0]].movable):
-                raise UrdfError(self.path, f"joint {joint.name!r} mimics {joint.mimic[0]!r}, which is not a movable joint")
+                raise UrdfError(self.path,
+                                f"joint {joint.name!r} mimics {joint.mimic[0]!r}, which is not a movable joint")
         children = [j.child for j in self.joints.values()]
         twice = sorted({c for c in children if children.count(c) > 1})
         if twice:

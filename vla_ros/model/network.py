@@ -2,7 +2,8 @@
 
 Prefix (computed once per request): each camera through a small convolutional encoder whose
 stages are all FiLM-conditioned on the instruction (what the image encoder looks for depends on the
-words, down to the first stage, where a small cube's colour is still a pixel of its own), one token per feature-map cell plus camera and position embeddings; a token for the
+words, down to the first stage, where a small cube's colour is still a pixel of its own), one token per feature-map
+cell plus camera and position embeddings; a token for the
 sentence embedding, one for the normalised state, one for the embodiment; a transformer trunk
 over all of them.
 
@@ -108,6 +109,8 @@ def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class VLA(nn.Module):
+    """The built-in VLA: the prefix (images, instruction, state, embodiment, goal) and the action expert."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         arch = config.architecture
@@ -138,10 +141,12 @@ class VLA(nn.Module):
 
     def prefix(self, images: dict[str, torch.Tensor], text: torch.Tensor, state: torch.Tensor, embodiment: str,
                goal: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Context tokens (B, T, d) and the predicted normalised goal (B, 3) (None for an embodiment
-        without a goal frame) from camera images (B, 3, H, W) in [0, 1], sentence embeddings
-        (B, text_dim), normalised padded states (B, width) of one embodiment. `goal` (B, 3), when
-        given, makes the goal token instead of the prediction."""
+        """Context tokens (B, T, d) and the predicted normalised goal (B, 3).
+
+        The goal is None for an embodiment without a goal frame. Inputs: camera images (B, 3, H, W) in
+        [0, 1], sentence embeddings (B, text_dim), normalised padded states (B, width) of one
+        embodiment. `goal` (B, 3), when given, makes the goal token instead of the prediction.
+        """
         batch = state.shape[0]
         names = list(images)
         tokens, points = [], {}
@@ -161,8 +166,10 @@ class VLA(nn.Module):
         return self.trunk_norm(self.trunk(torch.cat(tokens, dim=1))), predicted
 
     def memory(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each expert layer's cross-attention keys and values of the prefix, split into heads
-        (B, heads, T, d/heads): computed once per request, reused at every denoising step."""
+        """Each expert layer's cross-attention keys and values of the prefix, split into heads.
+
+        (B, heads, T, d/heads): computed once per request, reused at every denoising step.
+        """
         d, heads = context.shape[-1], self.config.architecture.heads
         cached = []
         for layer in self.expert.layers:
@@ -174,13 +181,15 @@ class VLA(nn.Module):
 
     def velocity(self, memory: list[tuple[torch.Tensor, torch.Tensor]], noisy: torch.Tensor,
                  t: torch.Tensor) -> torch.Tensor:
-        """Flow velocity (B, H, width) at noisy chunks (B, H, width) and flow times t (B,), given the
-        prefix's `memory()`.
+        """Flow velocity (B, H, width) at noisy chunks (B, H, width) and flow times t (B,).
+
+        Given the prefix's `memory()`.
 
         The expert's layers are nn.TransformerDecoderLayers (pre-norm, GELU, no dropout), evaluated
         here as their plain arithmetic, with the prefix's keys and values cached: the module's own
         forward recomputes them and spends most of a denoising step on per-call checks
-        (test_model pins the two to the same numbers)."""
+        (test_model pins the two to the same numbers).
+        """
         d, heads = self.step_embedding.shape[1], self.config.architecture.heads
         x = self.action_in(noisy) + self.step_embedding + self.time_mlp(time_embedding(t, d))[:, None]
         for layer, (keys, values) in zip(self.expert.layers, memory):
@@ -197,8 +206,11 @@ class VLA(nn.Module):
 
     def loss(self, context: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Flow-matching loss on normalised padded chunks (B, H, width); `mask` (width,) picks the used slots. Padding is zero in the noisy input as
-        it is when sampling, and out of the loss."""
+        """Flow-matching loss on normalised padded chunks (B, H, width).
+
+        `mask` (width,) picks the used slots. Padding is zero in the noisy input as it is when
+        sampling, and out of the loss.
+        """
         keep = mask.to(actions.dtype)
         actions = actions * keep
         noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype) * keep

@@ -20,7 +20,8 @@ class Normalization:
         self.width = width
         self.relative = np.array(stats.relative, dtype=np.float32)
         self.state_mean, self.state_std = np.array(stats.state_mean, np.float32), np.array(stats.state_std, np.float32)
-        self.action_mean, self.action_std = np.array(stats.action_mean, np.float32), np.array(stats.action_std, np.float32)
+        self.action_mean, self.action_std = np.array(stats.action_mean, np.float32), np.array(stats.action_std,
+                                                                                              np.float32)
         self.has_goal = stats.has_goal
         if self.has_goal:
             self.goal_mean, self.goal_std = np.array(stats.goal_mean, np.float32), np.array(stats.goal_std, np.float32)

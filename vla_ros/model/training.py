@@ -34,6 +34,8 @@ GOAL_NOISE = 0.1  # std of the noise on the demonstration's goal fed to the goal
 
 @dataclass
 class TrainSettings:
+    """How long and how to train: steps, batch, optimiser, seed, validation, augmentation."""
+
     steps: int = 4000
     batch_size: int = 32
     learning_rate: float = 3e-4
@@ -99,7 +101,8 @@ class Batches:
                 "mask": torch.from_numpy(normalization.mask.copy()),
                 "goal": torch.from_numpy(normalization.goal(sample_goals(mine))) if normalization.has_goal else None,
                 "raw_states": states, "raw_actions": actions, "normalization": normalization,
-                "weights": np.concatenate([np.where(np.arange(len(s)) < EARLY_FRAMES, EARLY_WEIGHT, 1.0) for s in mine]),
+                "weights": np.concatenate([np.where(np.arange(len(s)) < EARLY_FRAMES, EARLY_WEIGHT,
+                                                    1.0) for s in mine]),
             }
             self.parts[name]["weights"] /= self.parts[name]["weights"].sum()
         self.sizes = {name: len(part["state"]) for name, part in self.parts.items()}
@@ -154,9 +157,11 @@ def goal_loss(predicted: torch.Tensor | None, goal: torch.Tensor | None) -> torc
 
 @torch.no_grad()
 def validate(model: VLA, batches: Batches, seed: int, limit: int = 256) -> tuple[float, float, float]:
-    """(flow-matching loss, mean |error| of sampled chunks [rad | m], mean distance of predicted
-    goals [m] (nan without goals)) on up to `limit` samples per embodiment, sampled as the policy
-    does (from the predicted goal), with fixed noise so successive validations compare."""
+    """(flow-matching loss, mean |error| of sampled chunks [rad | m], mean goal distance [m]).
+
+    The goal distance is nan without goals. On up to `limit` samples per embodiment, sampled as the
+    policy does (from the predicted goal), with fixed noise so successive validations compare.
+    """
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     losses, errors, distances = [], [], []
@@ -198,7 +203,8 @@ def train(model: VLA, optimizer: torch.optim.Optimizer, training: Batches, valid
         goal = batch["goal"]
         fed = None if goal is None else goal + GOAL_NOISE * torch.randn(goal.shape, generator=generator)
         context, predicted = model.prefix(batch["images"], batch["text"], batch["state"], name, fed)
-        loss = model.loss(context, batch["actions"], batch["mask"], generator) + GOAL_WEIGHT * goal_loss(predicted, goal)
+        loss = model.loss(context, batch["actions"], batch["mask"], generator) + GOAL_WEIGHT * goal_loss(predicted,
+                                                                                                         goal)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

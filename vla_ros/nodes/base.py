@@ -102,7 +102,8 @@ class VlaNode(Node):
             if spec.choices:
                 descriptor.additional_constraints = f"one of: {', '.join(spec.choices)}"
             if spec.low is not None and isinstance(field.default, float):
-                descriptor.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high, step=0.0)]
+                descriptor.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high,
+                                                                      step=0.0)]
             elif spec.low is not None and isinstance(field.default, int) and not isinstance(field.default, bool):
                 descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
             try:
@@ -185,8 +186,9 @@ class VlaNode(Node):
 
 
 def run(node_type: Callable[[], VlaNode], args: list[str] | None = None) -> None:
-    """Init ROS, spin the node until Ctrl-C, SIGTERM or an external shutdown, then close it (the
-    ros2/examples idiom, with the node's own stop before ROS's).
+    """Init ROS, spin the node until Ctrl-C, SIGTERM or an external shutdown, then close it.
+
+    The ros2/examples idiom, with the node's own stop before ROS's.
 
     A VlaRosError while building the node (a bad parameter or embodiment file) is printed as one
     line and the process exits 2; a loop that failed makes it exit 1.

@@ -1,5 +1,6 @@
-"""A synthetic policy for exercising the controller: chunks of a known motion, with a real
-policy's timing. Not a VLA: a test and benchmark tool (`vla-ros bench controller` runs it).
+"""A synthetic policy for exercising the controller: chunks of a known motion, with a policy's timing.
+
+Not a VLA: a test and benchmark tool (`vla-ros bench controller` runs it).
 
 Every `interval_s` it takes the newest joint_states stamp as its observation time, "infers" for
 a delay drawn from N(delay_s, jitter_s) (sleeping, like a policy waiting on its model), then

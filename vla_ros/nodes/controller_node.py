@@ -124,7 +124,8 @@ class ControllerNode(VlaNode):
     def _on_estop_service(self, request, response):
         self.inbox.append((self._estop, "~/estop service") if request.data else (self._reset, None))
         response.success = True
-        response.message = "e-stop latched" if request.data else "e-stop released; control restarts from the next joint_states"
+        response.message = ("e-stop latched" if request.data
+                            else "e-stop released; control restarts from the next joint_states")
         return response
 
     def _on_reset_service(self, request, response):
@@ -252,7 +253,8 @@ class ControllerNode(VlaNode):
             "period_error_max_us": f"{self.period_error.percentile(100) * 1e6:.1f}",
             "state_to_command_p50_ms": f"{self.latency.percentile(50) * 1e3:.3f}",
             "state_to_command_p99_ms": f"{self.latency.percentile(99) * 1e3:.3f}",
-            "tracking_error_rms_rad": f"{np.sqrt(np.mean(self.tracking.samples())):.5f}" if self.tracking.count else "nan",
+            "tracking_error_rms_rad":
+                f"{np.sqrt(np.mean(self.tracking.samples())):.5f}" if self.tracking.count else "nan",
             "chunk_age_s": f"{self.now() - stats.newest_stamp:.3f}" if np.isfinite(stats.newest_stamp) else "none yet",
             "chunk_age_at_arrival_p50_s": f"{self.chunk_ages.percentile(50):.3f}",
             "chunks_accepted": stats.chunks_accepted, "chunks_rejected": stats.chunks_rejected,

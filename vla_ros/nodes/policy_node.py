@@ -252,7 +252,8 @@ class PolicyNode(VlaNode):
             actions = np.asarray(chunk.actions, dtype=float)
             if actions.ndim != 2 or actions.shape[1] != self.io.size or not np.all(np.isfinite(actions)):
                 raise PolicyError(f"the backend returned actions of shape {actions.shape} with "
-                                  f"{int(np.sum(~np.isfinite(actions)))} non-finite values; expected (H, {self.io.size}) finite")
+                                  f"{int(np.sum(~np.isfinite(actions)))} non-finite values; expected (H, "
+                                  f"{self.io.size}) finite")
         except PolicyError as error:
             self._failed(error)
             self.stopping.wait(self.params.retry_s)

@@ -81,7 +81,8 @@ class RecorderNode(VlaNode):
             self.create_subscription(Twist, base.command_topic, self._on_cmd_vel, RELIABLE)
             self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE)
         self.create_service(SetBool, "~/finish", self._on_finish)
-        self.get_logger().info(f"recording {self.embodiment.name} episodes to {self.out_dir}: each instruction starts one")
+        self.get_logger().info(f"recording {self.embodiment.name} episodes to {self.out_dir}: each instruction starts "
+                               f"one")
 
     # -- episodes ------------------------------------------------------------------------------
     def _start(self, instruction: str, now: float) -> None:

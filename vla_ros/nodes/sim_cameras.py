@@ -103,8 +103,10 @@ class CameraNode(VlaNode):
 
 def start(embodiment_path: str, cameras: list[CameraTopic], node_name: str, namespace: str,
           diagnostics_period_s: float) -> tuple[multiprocessing.Process, Connection]:
-    """Start the worker (its node `node_name` in `namespace`, sim_node's); returns it and the
-    sending end of its pipe."""
+    """Start the worker (its node `node_name` in `namespace`, sim_node's).
+
+    Returns it and the sending end of its pipe.
+    """
     receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
     worker = multiprocessing.get_context("spawn").Process(
         target=_main, args=(receiver, embodiment_path, cameras, node_name, namespace, diagnostics_period_s),

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy._rclpy_pybind11 import RCLError
@@ -37,7 +38,6 @@ from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from transforms3d.quaternions import mat2quat
 from visualization_msgs.msg import Marker, MarkerArray
-from diagnostic_msgs.msg import DiagnosticStatus
 
 from vla_ros.control.rate import PreciseRate
 from vla_ros.embodiment import load_embodiment
@@ -136,7 +136,8 @@ class SimNode(VlaNode):
                 str(embodiment.path), topics, f"{self.get_name()}_cameras", self.get_namespace(),
                 params.diagnostics_period_s)
         rate_hz = params.real_time_factor / self.control_dt
-        self.rate = PreciseRate(rate_hz, max_lag=max(1, round(params.max_catch_up_s * rate_hz))) if rate_hz > 0 else None
+        self.rate = PreciseRate(rate_hz, max_lag=max(1,
+                                                     round(params.max_catch_up_s * rate_hz))) if rate_hz > 0 else None
         self.given_up_s = 0.0  # wall time the physics gave up after falling behind
         self.stalls = 0  # falls past MAX_LAG_S
         self.command_ages = Window(COMMAND_AGE_WINDOW)  # [s] of the oldest command applied, per step
@@ -275,7 +276,8 @@ class SimNode(VlaNode):
         w, x, y, z = mat2quat(pose[:3, :3])
         odom.pose.pose.orientation.w, odom.pose.pose.orientation.z = float(w), float(z)
         vx, vy, wz = self.world.base_velocity()
-        odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.angular.z = float(vx), float(vy), float(wz)
+        twist = odom.twist.twist
+        twist.linear.x, twist.linear.y, twist.angular.z = float(vx), float(vy), float(wz)
         self.odom_pub.publish(odom)
 
     def report(self) -> Report:

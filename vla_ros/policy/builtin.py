@@ -14,14 +14,13 @@ import numpy as np
 import torch
 
 from vla_ros import resources
-from vla_ros.embodiment import Embodiment
+from vla_ros.embodiment import Embodiment, EmbodimentIO
+from vla_ros.media import resize
 from vla_ros.model.checkpoint import load_checkpoint
 from vla_ros.model.config import CheckpointError
 from vla_ros.model.language import shared_encoder
 from vla_ros.model.normalization import Normalization
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
-from vla_ros.embodiment import EmbodimentIO
-from vla_ros.media import resize
 from vla_ros.policy.registry import backend, describe
 
 DEFAULT_CHECKPOINT = "arm7_reach"
@@ -42,6 +41,8 @@ def checkpoint_path(checkpoint: str) -> Path:
 
 @backend("builtin")
 class BuiltinPolicy(Policy):
+    """The built-in VLA from a checkpoint, for an embodiment the checkpoint was trained on."""
+
     supports_prefix = True
 
     def __init__(self, embodiment: Embodiment, checkpoint: str = DEFAULT_CHECKPOINT, steps: int = 0,
@@ -103,7 +104,8 @@ class BuiltinPolicy(Policy):
     def infer(self, observation: Observation, prefix: np.ndarray | None = None) -> ActionChunk:
         state = np.asarray(observation.state, dtype=np.float32)
         if state.shape != (self.io.size,) or not np.all(np.isfinite(state)):
-            raise PolicyError(f"state must be {self.io.size} finite values ({', '.join(self.io.names)}), got {state.shape}")
+            raise PolicyError(f"state must be {self.io.size} finite values ({', '.join(self.io.names)}), got "
+                              f"{state.shape}")
         images = {}
         for name in self.cameras:
             frame = observation.images.get(name)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.embodiment import Embodiment
+from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
-from vla_ros.embodiment import EmbodimentIO
 from vla_ros.policy.registry import backend, describe
 
 

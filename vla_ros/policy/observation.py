@@ -11,8 +11,10 @@ from vla_ros.policy.interface import Observation, PolicyError
 
 
 def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, np.ndarray | None]:
-    """The Observation (and prefix) in a request {"images": {camera: HxWx3 uint8}, "state": (D,),
-    "prompt": str, optional "stamp" [s] and "prefix" (K, D)}, or PolicyError naming what is wrong.
+    """The Observation (and prefix) in a request, or PolicyError naming what is wrong.
+
+    A request is {"images": {camera: HxWx3 uint8}, "state": (D,), "prompt": str, optional "stamp"
+    [s] and "prefix" (K, D)}.
 
     Images of another resolution are resized to the metadata's; anything else that does not match
     the metadata (a missing camera, a wrong dtype or channel count, a state of the wrong length,
@@ -23,7 +25,8 @@ def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, 
     names = metadata["state_names"]
     unknown = sorted(set(request) - {"images", "state", "prompt", "stamp", "prefix"})
     if unknown:
-        raise PolicyError(f"unknown observation keys {unknown}; expected images, state, prompt (stamp, prefix optional)")
+        raise PolicyError(f"unknown observation keys {unknown}; expected images, state, prompt "
+                          "(stamp, prefix optional)")
     images = request.get("images")
     if not isinstance(images, Mapping):
         raise PolicyError(f"'images' must map camera names {list(metadata['cameras'])} to HxWx3 uint8 arrays")
@@ -33,14 +36,16 @@ def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, 
         if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3
                 or not image.size):  # an empty image cannot be resized
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise PolicyError(f"images[{camera!r}] must be an HxWx3 uint8 array ({height}x{width} preferred), got {got}")
+            raise PolicyError(f"images[{camera!r}] must be an HxWx3 uint8 array ({height}x{width} preferred), "
+                              f"got {got}")
         frames[camera] = resize(image, height, width)
     state = _vector(request.get("state"), "state", (len(names),))
     prompt = request.get("prompt", "")
     if not isinstance(prompt, str):
         raise PolicyError(f"'prompt' must be a string, got {type(prompt).__name__}")
     stamp = request.get("stamp", time.time())
-    if isinstance(stamp, bool) or not isinstance(stamp, (int, float, np.integer, np.floating)) or not np.isfinite(stamp):
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float, np.integer,
+                                                         np.floating)) or not np.isfinite(stamp):
         raise PolicyError(f"'stamp' must be a finite number of seconds, got {stamp!r}")
     prefix = request.get("prefix")
     if prefix is not None:

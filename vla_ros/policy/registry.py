@@ -99,8 +99,11 @@ def describe(embodiment: Embodiment, backend_name: str, chunk_length: int, dt: f
 
 
 def parse_params(text: str = "", pairs: list[str] | tuple[str, ...] = ()) -> dict[str, object]:
-    """Backend parameters from a YAML mapping (`{url: "ws://host:8000", timeout_s: 1.0}`) and
-    KEY=VALUE pairs (values read as YAML: `loop=false`, `dt=0.05`); pairs win."""
+    """Backend parameters from a YAML mapping and KEY=VALUE pairs; pairs win.
+
+    The mapping as `{url: "ws://host:8000", timeout_s: 1.0}`; pair values read as YAML:
+    `loop=false`, `dt=0.05`.
+    """
     try:
         params = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as error:

@@ -21,15 +21,16 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from vla_ros import __version__
-from vla_ros.embodiment import Embodiment
+from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.policy import wire
 from vla_ros.policy.interface import ActionChunk, BackendUnavailable, Observation, Policy, PolicyError
-from vla_ros.embodiment import EmbodimentIO
 from vla_ros.policy.registry import backend, describe
 
 
 @backend("remote")
 class RemotePolicy(Policy):
+    """A policy served over the openpi websocket protocol, reconnected with exponential backoff."""
+
     def __init__(self, embodiment: Embodiment, url: str = "ws://localhost:8000", timeout_s: float = 2.0,
                  connect_timeout_s: float = 2.0, backoff_s: float = 0.25, max_backoff_s: float = 5.0,
                  api_key: str = "", dt: float = 0.0, images_key: str = "images", image_keys: dict | None = None,

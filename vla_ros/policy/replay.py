@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_ros.embodiment import Embodiment
+from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
-from vla_ros.embodiment import EmbodimentIO
 from vla_ros.policy.registry import backend, describe
 
 
@@ -23,6 +22,8 @@ def save_recording(path: str | Path, actions: np.ndarray, dt: float) -> None:
 
 @backend("replay")
 class ReplayPolicy(Policy):
+    """Recorded chunks played back, one per request."""
+
     def __init__(self, embodiment: Embodiment, path: str, loop: bool = True):
         io = EmbodimentIO(embodiment)
         try:
@@ -30,7 +31,8 @@ class ReplayPolicy(Policy):
                 self.chunks = np.asarray(recording["actions"], dtype=np.float32)
                 self.dt = float(recording["dt"])
         except (OSError, KeyError, ValueError) as error:
-            raise PolicyError(f"replay: cannot read {path} as a recording (an .npz with 'actions' and 'dt'): {error}") from None
+            raise PolicyError(f"replay: cannot read {path} as a recording (an .npz with 'actions' and 'dt'): "
+                              f"{error}") from None
         if self.chunks.ndim != 3 or self.chunks.shape[2] != io.size or not len(self.chunks):
             raise PolicyError(f"replay: {path} holds actions of shape {self.chunks.shape}; "
                               f"embodiment {embodiment.name} needs (N, H, {io.size}) ({', '.join(io.names)})")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.stats import Window
 from vla_ros.policy.interface import ActionChunk
+from vla_ros.stats import Window
 
 
 class ChunkSchedule:
+    """When the next chunk is due, the inference delay estimate, and the executing chunk's prefix."""
+
     def __init__(self, fraction: float = 0.5, rate_hz: float = 0.0, window: int = 20, warmup: int = 2):
         self.fraction = fraction
         self.rate_hz = rate_hz

@@ -85,7 +85,8 @@ class PolicyServer:
         async with serve(self._handle, self.host, self.port, compression=None, max_size=None,
                          process_request=_health_check) as server:
             port = server.sockets[0].getsockname()[1]
-            log.info("serving %s for %s on ws://%s:%d", self.metadata["backend"], self.metadata["embodiment"], self.host, port)
+            log.info("serving %s for %s on ws://%s:%d", self.metadata["backend"], self.metadata["embodiment"],
+                     self.host, port)
             if ready is not None:
                 ready(port)
             if not self._stop_requested:
@@ -150,8 +151,11 @@ def _health_check(connection: ServerConnection, request):
 
 
 def policy_server(backend: str, embodiment: Embodiment, params: dict, host: str, port: int) -> PolicyServer:
-    """A server of `backend` for `embodiment`; a first policy is built at once, so a bad backend or
-    parameter fails here (PolicyError), before anything listens."""
+    """A server of `backend` for `embodiment`.
+
+    A first policy is built at once, so a bad backend or parameter fails here (PolicyError), before
+    anything listens.
+    """
 
     def policy() -> Policy:
         return make_policy(backend, embodiment, params)

@@ -34,7 +34,8 @@ def from_image_msg(msg: Image) -> np.ndarray:
     rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
     pixels = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
     if msg.encoding == "bgr8":
-        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # one contiguous copy: a reversed view costs every later copy more
+        return cv2.cvtColor(pixels,
+                            cv2.COLOR_BGR2RGB)  # one contiguous copy: a reversed view costs every later copy more
     if msg.encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     return pixels
@@ -48,7 +49,8 @@ def from_compressed_msg(msg: CompressedImage) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
-def to_compressed_msg(rgb: np.ndarray, stamp: Time, frame_id: str, fmt: str = "jpeg", quality: int = 90) -> CompressedImage:
+def to_compressed_msg(rgb: np.ndarray, stamp: Time, frame_id: str, fmt: str = "jpeg",
+                      quality: int = 90) -> CompressedImage:
     """A jpeg or png CompressedImage of an (H, W, 3) uint8 array (image_transport's format names)."""
     extension = {"jpeg": ".jpg", "png": ".png"}.get(fmt)
     if extension is None:

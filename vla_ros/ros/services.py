@@ -21,7 +21,9 @@ RESEND_S = 5.0
 def call_repeatable(client: Client, request, spin_once: Callable[[], None], timeout_s: float,
                     resend_s: float = RESEND_S):
     """The response to `request`, sent again every `resend_s` without one; None after `timeout_s`.
-    `spin_once` runs the caller's executor briefly (it must let the answer be delivered)."""
+
+    `spin_once` runs the caller's executor briefly (it must let the answer be delivered).
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         future = client.call_async(request)

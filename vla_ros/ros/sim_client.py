@@ -69,7 +69,8 @@ class SimClient:
         sim = node_name("sim_node", self.namespace)
         self.set_parameters = self.node.create_client(SetParameters, f"{sim}/set_parameters")
         self.reset_service = self.node.create_client(Trigger, f"{sim}/reset")
-        self.controller_reset = (self.node.create_client(Trigger, f"{node_name('controller_node', self.namespace)}/reset")
+        self.controller_reset = (self.node.create_client(Trigger,
+                                                         f"{node_name('controller_node', self.namespace)}/reset")
                                  if controller else None)
         self.keep_frame: Callable[[SimStatus], bool] = lambda status: False
         self.instruction_pub = self.node.create_publisher(String, "vla/instruction", LATCHED)
@@ -89,8 +90,11 @@ class SimClient:
             self.frames.append((status.episode_time, from_image_msg(msg).copy()))
 
     def watch_diagnostics(self, node: str) -> list[dict]:
-        """Collect the statuses of `node` (its name in the client's namespace) on /diagnostics from
-        now on, as `status_values` dicts; the returned list fills as the client spins."""
+        """Collect the statuses of `node` on /diagnostics from now on.
+
+        `node` is its name in the client's namespace; the statuses are `status_values` dicts; the
+        returned list fills as the client spins.
+        """
         name = node_name(node, self.namespace)
         inbox: list[dict] = []
 
@@ -101,8 +105,10 @@ class SimClient:
         return inbox
 
     def take_frames(self, count: int) -> list[tuple[float, np.ndarray]]:
-        """`count` (episode time [s], frame) pairs spread evenly over those kept so far, first to last
-        (none if none were kept); the client forgets them all."""
+        """`count` (episode time [s], frame) pairs spread evenly over those kept so far.
+
+        First to last (none if none were kept); the client forgets them all.
+        """
         kept, self.frames = self.frames, []
         return [kept[i] for i in np.linspace(0, len(kept) - 1, count).round().astype(int)] if kept else []
 
@@ -153,9 +159,12 @@ class SimClient:
     def run_episode(self, task: str, seed: int, seconds: float, frame_every_s: float = 0.0,
                     instruction: str | None = None,
                     on_status: Callable[[SimStatus], None] | None = None) -> EpisodeOutcome:
-        """Start an episode and watch it until success or `seconds` of sim time; `instruction`
-        replaces the sim's wording of the task, `on_status` sees each task status, and a camera
-        frame is kept every `frame_every_s` of sim time (0: none; `take_frames` hands them out)."""
+        """Start an episode and watch it until success or `seconds` of sim time.
+
+        `instruction` replaces the sim's wording of the task, `on_status` sees each task status, and
+        a camera frame is kept every `frame_every_s` of sim time (0: none; `take_frames` hands them
+        out).
+        """
         given = self.start_episode(task, seed)
         if instruction is not None and instruction != given:
             self.instruction_pub.publish(String(data=instruction))

@@ -64,7 +64,8 @@ def to_status_msg(status: SimStatus, name: str) -> DiagnosticStatus:
         "episode": str(status.episode), "episode_time": f"{status.episode_time:.3f}", "stamp": f"{status.stamp:.6f}",
         "brakes_on": ",".join(status.brakes_on),
     }
-    return DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message="success" if status.success else status.detail,
+    return DiagnosticStatus(level=DiagnosticStatus.OK, name=name,
+                            message="success" if status.success else status.detail,
                             values=[KeyValue(key=key, value=value) for key, value in values.items()])
 
 

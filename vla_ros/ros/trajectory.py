@@ -12,7 +12,12 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Transform, Twist
 from std_msgs.msg import Header
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
+from trajectory_msgs.msg import (
+    JointTrajectory,
+    JointTrajectoryPoint,
+    MultiDOFJointTrajectory,
+    MultiDOFJointTrajectoryPoint,
+)
 
 from vla_ros.control.chunk import BaseChunk, ChunkRejected, JointChunk
 from vla_ros.ros.time import to_seconds, to_stamp
@@ -49,8 +54,10 @@ def to_chunk_msg(joints, times, positions, stamp: float, velocities=None) -> Joi
 
 
 def from_base_chunk_msg(msg: MultiDOFJointTrajectory) -> BaseChunk:
-    """The base chunk a MultiDOFJointTrajectory carries: `velocities[0]` of each point as (vx, vy, wz)
-    (ChunkRejected when a point has none, or the chunk is otherwise invalid)."""
+    """The base chunk a MultiDOFJointTrajectory carries: `velocities[0]` of each point as (vx, vy, wz).
+
+    ChunkRejected when a point has none, or the chunk is otherwise invalid.
+    """
     velocities = []
     for k, point in enumerate(msg.points):
         if not point.velocities:

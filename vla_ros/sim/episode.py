@@ -19,6 +19,8 @@ from vla_ros.sim.world import World
 
 @dataclass(frozen=True)
 class EpisodeResult:
+    """How an in-process episode ended."""
+
     seed: int
     task: str  # the full spec, e.g. reach:red
     instruction: str
@@ -65,7 +67,8 @@ def run_expert_episode(world: World, hardware: SimHardware, task_spec: str, seed
 
 def run_expert(world: World, hardware: SimHardware, task: Task, max_seconds: float,
                on_step: Callable[[World, Targets, TaskStatus], None] | None = None,
-               linger_s: float = 0.0, switch: Callable[[float, TaskStatus], Task | None] | None = None) -> EpisodeResult:
+               linger_s: float = 0.0, switch: Callable[[float, TaskStatus],
+                                                       Task | None] | None = None) -> EpisodeResult:
     """Run a started episode (`start_episode`) with the task's scripted expert in the loop.
 
     `on_step` sees the world after each control period and the targets commanded during it. The

@@ -30,8 +30,11 @@ PUSH_OPENING = 0.3  # of the gripper's range: a fingertip gap narrower than a cu
 
 @dataclass
 class Observation:
-    """What the expert knows: time [s], joint positions in Kinematics.joint_names order, and cube
-    centres [m] in the robot's root frame by colour."""
+    """What the expert knows.
+
+    Time [s], joint positions in Kinematics.joint_names order, and cube centres [m] in the robot's
+    root frame by colour.
+    """
 
     time: float
     q: np.ndarray
@@ -61,7 +64,8 @@ class Expert(ABC):
         q = observation.q
         self.waypoints = self.plan(observation.cubes[self.values["colour"]])
         first = self.waypoints[0][0]
-        self.arm = min(self.arms, key=lambda a: np.linalg.norm(ArmIK.for_group(self.embodiment, a).pose(q)[:3, 3] - first))
+        self.arm = min(self.arms, key=lambda a: np.linalg.norm(ArmIK.for_group(self.embodiment, a).pose(q)[:3,
+                                                                                                           3] - first))
         self.ik = ArmIK.for_group(self.embodiment, self.arm)
         self.q_cmd = q.copy()
         pose = self.ik.pose(q)
@@ -78,8 +82,10 @@ class Expert(ABC):
         """Adjust the plan to the chosen arm (its tool rotation, its gripper) before moving."""
 
     def retarget(self, values: dict[str, str]) -> None:
-        """A change of mind: from the next act(), plan afresh for the cube `values` names, from where the
-        tool is (same arm, no stop first)."""
+        """A change of mind: from the next act(), plan afresh for the cube `values` names.
+
+        From where the tool is (same arm, no stop first).
+        """
         self.values = values
         self._replan = True
 

@@ -47,6 +47,8 @@ class _GroupState:
 
 
 class SimHardware:
+    """The simulated robot's drivers: commands checked and applied, brakes, the base (module docstring)."""
+
     def __init__(self, world: World, command_timeout_s: float = 0.25, base_timeout_s: float = 0.5,
                  reset_settle_s: float = 0.0, effort_timeout_s: float = 0.25):
         self.world = world
@@ -59,8 +61,10 @@ class SimHardware:
         self.reset()
 
     def reset(self) -> None:
-        """Every group braked at its current position, the base stopped, commands dropped for
-        `reset_settle_s` of sim time."""
+        """Every group braked at its current position, the base stopped.
+
+        Commands are dropped for `reset_settle_s` of sim time.
+        """
         self._settled_at = float(self.world.data.time) + self.reset_settle_s
         self._state = {name: _GroupState() for name in self.groups}
         self._base_target = np.zeros(3)
@@ -88,7 +92,9 @@ class SimHardware:
             raise CommandRejected("base", "this embodiment has no mobile base")
         twist = np.asarray(twist, dtype=float)
         if twist.shape != (3,) or not np.all(np.isfinite(twist)):
-            raise CommandRejected("base", f"expected 3 finite values (vx, vy, wz), got non-finite or {twist.size} values: {twist.tolist()}")
+            raise CommandRejected("base",
+                                  f"expected 3 finite values (vx, vy, wz), got non-finite or {twist.size} values: "
+                                  f"{twist.tolist()}")
         limits = dict(zip(self.base.channels, self.base.max_velocity))
         bounds = np.array([limits.get(c, 0.0) for c in ("vx", "vy", "wz")])
         if now < self._settled_at:
@@ -97,8 +103,10 @@ class SimHardware:
         self._base_stamp = now
 
     def oldest_command_age(self, now: float) -> float:
-        """[s] since the oldest of the groups' current commands came (0 with no group commanded: the
-        brakes hold, nothing stale is applied)."""
+        """[s] since the oldest of the groups' current commands came.
+
+        0 with no group commanded: the brakes hold, nothing stale is applied.
+        """
         ages = [now - state.stamp for state in self._state.values() if np.isfinite(state.stamp)
                 and now - state.stamp <= self.command_timeout_s]
         return max(ages, default=0.0)

@@ -28,6 +28,8 @@ MIN_MASS = 1e-3  # [kg] given to massless links that move, which MuJoCo cannot s
 
 @dataclass(frozen=True)
 class MeshPart:
+    """One part of a mesh file: its triangles and, if the file has one, its colour."""
+
     vertices: np.ndarray  # (N, 3) [m], in the mesh file's frame, scaled
     faces: np.ndarray  # (M, 3) vertex indices
     rgba: tuple[float, float, float, float] | None  # the part's own colour, if the file has one
@@ -38,7 +40,7 @@ def load_mesh(path: Path, scale: tuple[float, float, float]) -> tuple[MeshPart, 
     """The parts of a mesh file (one per material in a scene file), with their colours."""
     try:
         loaded = trimesh.load(path, force="scene", process=False)
-    except Exception as error:  # noqa: BLE001 - trimesh raises many types for unreadable files
+    except Exception as error:
         raise UrdfError(path, f"cannot read mesh: {type(error).__name__}: {error}") from error
     parts = []
     for node in loaded.graph.nodes_geometry:
@@ -129,7 +131,8 @@ class RobotBuilder:
                     type=mujoco.mjtJoint.mjJNT_SLIDE if joint.type == "prismatic" else mujoco.mjtJoint.mjJNT_HINGE,
                     axis=joint.axis,
                     range=[joint.lower, joint.upper] if joint.type != "continuous" else [0, 0],
-                    limited=mujoco.mjtLimited.mjLIMITED_TRUE if joint.type != "continuous" else mujoco.mjtLimited.mjLIMITED_FALSE,
+                    limited=(mujoco.mjtLimited.mjLIMITED_TRUE if joint.type != "continuous"
+                             else mujoco.mjtLimited.mjLIMITED_FALSE),
                     damping=float(dynamics.damping or 0.0) if dynamics is not None else 0.0,
                     frictionloss=float(dynamics.friction or 0.0) if dynamics is not None else 0.0,
                     armature=self.armature.get(joint.name, DEFAULT_ARMATURE),
@@ -140,7 +143,7 @@ class RobotBuilder:
             self._add_children(child, joint.child, moving=moving or joint.movable)
 
     def _fill_link(self, body: mujoco.MjsBody, link_name: str, moving: bool) -> None:
-        link = next(l for l in self.description.robot.links if l.name == link_name)
+        link = next(candidate for candidate in self.description.robot.links if candidate.name == link_name)
         inertial = link.inertial
         if inertial is not None and inertial.mass:
             origin = inertial.origin if inertial.origin is not None else np.eye(4)

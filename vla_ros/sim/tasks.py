@@ -31,6 +31,8 @@ class TaskError(VlaRosError):
 
 @dataclass(frozen=True)
 class TaskStatus:
+    """A task's judgement of the world now: success, progress [0, 1], what it sees in words."""
+
     success: bool
     progress: float  # [0, 1]
     detail: str
@@ -142,7 +144,8 @@ def make_task(spec: str, world: World, rng: np.random.Generator) -> Task:
         raise TaskError(f"no task {name!r}{did_you_mean(name, TASKS)}; tasks: {', '.join(TASKS)}")
     task = TASKS[name]
     if len(given) > len(task.parameters):
-        raise TaskError(f"task {name!r} takes {len(task.parameters)} parameters ({', '.join(task.parameters)}), got {spec!r}")
+        raise TaskError(f"task {name!r} takes {len(task.parameters)} parameters ({', '.join(task.parameters)}), got "
+                        f"{spec!r}")
     choices = {"colour": world.colours, "side": tuple(SIDES)}
     values = {}
     for parameter in task.parameters:

@@ -26,7 +26,8 @@ COLOURS = {
 CUBE_SIZE = 0.04  # [m] edge
 CUBE_MASS = 0.1  # [kg]
 CUBE_SPACING = 0.12  # [m] minimum distance between cube centres
-REACH_CLEARANCE = 0.01  # [m] the tool stops this far above a cube's top face (4 cm of the 5 cm success radius left sideways)
+# [m] the tool stops this far above a cube's top face (4 cm of the 5 cm success radius left sideways)
+REACH_CLEARANCE = 0.01
 TABLE_HEIGHT = 0.75  # [m] when the robot is mounted on the table
 TABLE_BELOW_HANDS = 0.15  # [m] table top below the lowest hand at home, for robots on the floor
 APPROACH_HEIGHT = 0.08  # [m] a tool comes down onto a cube from this far above its goal
@@ -220,8 +221,9 @@ class World:
             group.name: np.array([model.actuator(f"{group.name}/{j}").id for j in group.joints])
             for group in self.embodiment.commanded_groups
         }
-        self.group_qpos = {g.name: np.array([self.qpos_adr[j] for j in g.joints]) for g in self.embodiment.groups.values()}
-        self.group_dof = {g.name: np.array([self.dof_adr[j] for j in g.joints]) for g in self.embodiment.groups.values()}
+        groups = self.embodiment.groups.values()
+        self.group_qpos = {g.name: np.array([self.qpos_adr[j] for j in g.joints]) for g in groups}
+        self.group_dof = {g.name: np.array([self.dof_adr[j] for j in g.joints]) for g in groups}
         self.base_actuators = (np.array([model.actuator(f"base/{n}").id for n in ("base_x", "base_y", "base_yaw")])
                                if self.planar_base else np.array([], dtype=int))
         self.base_qpos = (np.array([model.jnt_qposadr[model.joint(n).id] for n in ("base_x", "base_y", "base_yaw")])
@@ -317,7 +319,10 @@ class World:
 
     def pose_arm(self, arm: JointGroup, tool: np.ndarray) -> bool:
         """Put `arm` at rest with its tool at `tool` (world frame) pointing down, solved from home.
-        False, and the state as it was, when the tool cannot get there or the robot would touch a cube."""
+
+        False, and the state as it was, when the tool cannot get there or the robot would touch a
+        cube.
+        """
         world_to_root = np.linalg.inv(self.root_pose())
         target = (world_to_root @ np.append(tool, 1.0))[:3]
         q = self.joint_vector()
