@@ -254,10 +254,9 @@ def test_remote_without_a_server_backs_off_and_connects_once_it_is_up(ros, monke
     port = free_port()
     policy = remote(port, connect_timeout_s=3.0, backoff_s=0.5, max_backoff_s=0.5)
     try:
-        start = time.monotonic()
-        with pytest.raises(BackendUnavailable, match="cannot connect"):
+        with pytest.raises(BackendUnavailable, match="cannot connect") as unavailable:
             policy.infer(observation())
-        assert time.monotonic() - start < 3.0, "a refused connection must not wait for the connect timeout"
+        assert "refused" in str(unavailable.value), "refused at once, not timed out"
         assert len(attempts) == 1
 
         with pytest.raises(BackendUnavailable, match="next attempt"):

@@ -3,8 +3,8 @@
 A Fast DDS service waits 100 ms for the caller's answer reader to be discovered, then drops the
 answer ("failed to send response (timeout): client will not receive response"). On a loaded
 machine discovery takes longer, so the first call after `service_is_ready()` can go unanswered
-although the server did the work (seen in CI: a sim reset done, its answer lost). For requests that
-may be repeated (a reset, setting parameters), ask again until an answer comes.
+although the server did the work (a sim reset done, its answer lost). For requests that may be
+repeated (a reset, setting parameters), ask again until an answer comes.
 """
 from __future__ import annotations
 

@@ -8,10 +8,9 @@
   and Coriolis bias; position groups keep their last target; velocity groups stop.
 - An effort group whose last torque is older than `effort_timeout_s` (set it to a few control
   periods; by default it equals `command_timeout_s`, so this is off) but not yet braked floats:
-  gravity and Coriolis compensated and damped, no stale torque. A torque is
-  right only for the state it was computed from: held for tens of milliseconds by a controller that
-  fell behind, the stiff PD torques of an arm whose first and third joints nearly line up set them
-  swinging against each other until the arm was thrown.
+  gravity and Coriolis compensated and damped, no stale torque. A torque is right only for the
+  state it was computed from, and one held for tens of milliseconds (a controller that fell
+  behind) can feed a swing instead of damping it (docs/notes/inverse-dynamics.md).
 - The base takes (vx [m/s], vy [m/s], wz [rad/s]) in its own frame, clamps them to its limits,
   ramps by its acceleration limits, and stops when commands are older than `base_timeout_s`.
 - After a reset (the robot teleported to a new scene) commands are dropped for `reset_settle_s`
