@@ -55,12 +55,25 @@ OVERHEAD_WINDOW = 200  # requests in the node-overhead percentiles
 
 
 @dataclass(frozen=True)
-class PolicyParams(RobotParams):
-    """policy_node's parameters."""
+class BackendParams(RobotParams):
+    """The parameters of a node that runs a policy backend (policy_node, policy_server)."""
 
     policy: str = param("hold", f"policy backend: {', '.join([*MODULES, *NOT_YET])}")
     policy_params: str = param("", "the backend's parameters as a YAML mapping, e.g. '{url: ws://gpu-box:8000}'")
     checkpoint: str = param("", "checkpoint of the builtin backend (empty: its default, the shipped one)")
+
+    def backend(self) -> dict[str, object]:
+        """The backend's keyword parameters: `policy_params`, with `checkpoint` when given."""
+        params = parse_params(self.policy_params)
+        if self.checkpoint:
+            params["checkpoint"] = self.checkpoint
+        return params
+
+
+@dataclass(frozen=True)
+class PolicyParams(BackendParams):
+    """policy_node's parameters."""
+
     instruction: str = param("", "instruction to use until one arrives on vla/instruction (empty: wait for one)")
     max_image_age_s: float = param(0.3, "oldest camera frame an observation may use [s]", low=0.001, high=10.0,
                                    dynamic=True)
@@ -93,11 +106,8 @@ class PolicyNode(VlaNode):
         self.hardware_id = self.embodiment.name
         if not self.embodiment.cameras:
             raise VlaRosError(f"embodiment {self.embodiment.name} has no cameras: a VLA policy needs at least one")
-        params = parse_params(self.params.policy_params)
-        if self.params.checkpoint:
-            params["checkpoint"] = self.params.checkpoint
         self.io = EmbodimentIO(self.embodiment)
-        self.policy = make_policy(self.params.policy, self.embodiment, params)
+        self.policy = make_policy(self.params.policy, self.embodiment, self.params.backend())
         self.schedule = ChunkSchedule(self.params.request_fraction, self.params.request_rate_hz,
                                       self.params.latency_window, self.params.warmup_requests)
         self.reader = JointStateReader(self.io.joints)

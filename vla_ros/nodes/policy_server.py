@@ -14,20 +14,16 @@ import asyncio
 from dataclasses import dataclass
 
 from vla_ros.embodiment import load_embodiment
-from vla_ros.nodes.base import OK, WARN, Report, RobotParams, VlaNode, run
+from vla_ros.nodes.base import OK, WARN, Report, VlaNode, run
+from vla_ros.nodes.policy_node import BackendParams
 from vla_ros.params import param
-from vla_ros.policy import parse_params
-from vla_ros.policy.registry import MODULES, NOT_YET
 from vla_ros.policy.server import policy_server
 
 
 @dataclass(frozen=True)
-class ServerParams(RobotParams):
+class ServerParams(BackendParams):
     """policy_server's parameters."""
 
-    policy: str = param("hold", f"policy backend to serve: {', '.join([*MODULES, *NOT_YET])}")
-    policy_params: str = param("", "the backend's parameters as a YAML mapping, e.g. '{checkpoint: arm7_reach}'")
-    checkpoint: str = param("", "checkpoint of the builtin backend (empty: its default, the shipped one)")
     host: str = param("0.0.0.0", "address to listen on")
     port: int = param(8000, "port to listen on (openpi's is 8000; 0: any free one)", low=0, high=65535)
 
@@ -41,10 +37,8 @@ class PolicyServerNode(VlaNode):
         super().__init__("policy_server")
         embodiment = load_embodiment(self.params.embodiment)
         self.hardware_id = embodiment.name
-        params = parse_params(self.params.policy_params)
-        if self.params.checkpoint:
-            params["checkpoint"] = self.params.checkpoint
-        self.server = policy_server(self.params.policy, embodiment, params, self.params.host, self.params.port)
+        self.server = policy_server(self.params.policy, embodiment, self.params.backend(), self.params.host,
+                                    self.params.port)
         self.listening = ""
         self.start_loop(self._serve, "websocket_server")
 
