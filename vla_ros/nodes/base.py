@@ -50,7 +50,7 @@ OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.E
 # loop at 500-1000 Hz sharing its process with the executor. Nodes with such loops (`realtime`) hand
 # it over every 50 us, so a loop waking at its deadline gets it within a fraction of a period.
 SWITCH_INTERVAL_S = 0.00005
-SPIN_S = 0.1  # the main thread wakes this often, so Ctrl-C (delivered between bytecodes) gets in
+SPIN_S = 0.1  # the main thread wakes this often to see a stop asked for by a signal
 
 
 @dataclass(frozen=True)
@@ -188,12 +188,24 @@ class VlaNode(Node):
 def run(node_type: Callable[[], VlaNode], args: list[str] | None = None) -> None:
     """Init ROS, spin the node until Ctrl-C, SIGTERM or an external shutdown, then close it.
 
-    The ros2/examples idiom, with the node's own stop before ROS's.
+    The ros2/examples idiom, with the node's own stop before ROS's. The signals only ask for the
+    stop, which the spin loop takes within SPIN_S: a KeyboardInterrupt raised at an arbitrary
+    bytecode can land inside rclpy's conversion of a message, which turns it into a RuntimeError
+    and kills the node without its close. A second Ctrl-C interrupts at once (a node stuck while
+    being built).
 
     A VlaRosError while building the node (a bad parameter or embodiment file) is printed as one
     line and the process exits 2; a loop that failed makes it exit 1.
     """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     failure = None
     try:
         with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
@@ -209,7 +221,7 @@ def run(node_type: Callable[[], VlaNode], args: list[str] | None = None) -> None
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             try:
-                while rclpy.ok():
+                while rclpy.ok() and not stop.is_set():
                     executor.spin_once(timeout_sec=SPIN_S)
             finally:
                 node.close()
