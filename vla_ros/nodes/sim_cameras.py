@@ -62,6 +62,13 @@ class CameraNode(VlaNode):
         self.start_loop(self._render, "render")
 
     def _render(self) -> None:
+        try:
+            self._render_snapshots()
+        finally:  # a renderer's GL context is current in this thread: only this thread can release it
+            for renderer in self.renderers.values():
+                renderer.close()
+
+    def _render_snapshots(self) -> None:
         specs = self.world.embodiment.cameras
         while not self.stopping.is_set():
             try:
@@ -95,10 +102,6 @@ class CameraNode(VlaNode):
                   "snapshots_skipped": self.skipped, "render_p50_ms": f"{self.render_s.percentile(50) * 1e3:.1f}"}
         rendered = sum(self.frames.values())
         return Report(OK if rendered else WARN, f"{rendered} frames published" if rendered else "no frame yet", values)
-
-    def on_close(self) -> None:
-        for renderer in self.renderers.values():
-            renderer.close()
 
 
 def start(embodiment_path: str, cameras: list[CameraTopic], node_name: str, namespace: str,
