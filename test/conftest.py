@@ -6,6 +6,7 @@ anyone remembering it) and those marked `slow` by hand (training, installs, expe
 """
 import os
 import random
+import signal
 import tempfile
 
 import pytest
@@ -18,6 +19,11 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)
 os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="vla_ros-test-roslog-")
 os.environ.setdefault("MUJOCO_GL", "egl")
+# A shell script that runs `make test` in the background starts it with SIGINT ignored, and every
+# child would inherit that: the tests stop nodes with SIGINT, as Ctrl-C does. Children start with
+# SIGINT at its default only if this process handles it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):
