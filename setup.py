@@ -84,6 +84,12 @@ setup(
         "torch",
         "mujoco",
         "pin",
+        # differential IK for the end-effector action spaces, with proxsuite as its QP solver
+        "pin-pink",
+        "qpsolvers",
+        "proxsuite",
+        # robot descriptions written in xacro, expanded without a ROS install
+        "xacro",
         "yourdfpy",
         "trimesh",
         "pycollada",
@@ -98,10 +104,11 @@ setup(
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,
-        # example-robot-data: real vendor URDFs with meshes for the embodiment tests.
+        # example-robot-data, hello-robot-stretch-urdf: real vendor URDFs and xacro files with meshes
+        # for the embodiment tests.
         # mcap: an independent reader of the bags vla-ros collect writes. ruff: the lint `make test` runs.
         "test": ["pytest", "hypothesis", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash",
-                 "example-robot-data", "mcap", "ruff"],
+                 "example-robot-data", "hello-robot-stretch-urdf", "mcap", "ruff"],
     },
     entry_points={
         "console_scripts": [
