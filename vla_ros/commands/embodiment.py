@@ -1,16 +1,25 @@
-"""`vla-ros embodiment init|check`: draft an embodiment from a URDF, validate one and show it."""
+"""`vla-ros embodiment init|check`: draft an embodiment from a URDF, xacro file or topic; validate one, show it."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+DEFAULT_TOPIC = "/robot_description"  # where robot_state_publisher publishes the URDF
+
 
 def register(verbs) -> None:
     parser = verbs.add_parser("embodiment", help="draft (init) or validate (check) an embodiment file")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    init = actions.add_parser("init", help="write an embodiment file drafted from a URDF, then check it")
-    init.add_argument("urdf", type=Path, help="the robot's URDF (xacro already expanded)")
-    init.add_argument("-o", "--output", type=Path, help="where to write it (default: config/<urdf name>.yaml)")
+    init = actions.add_parser("init", help="write an embodiment file drafted from a URDF, xacro file or "
+                                           "/robot_description, then check it")
+    init.add_argument("urdf", type=Path, nargs="?", help="the robot's .urdf, or a .urdf.xacro/.xacro file to expand")
+    init.add_argument("--xacro-arg", action="append", default=[], metavar="NAME:=VALUE",
+                      help="a xacro argument (repeatable); kept in the file as xacro_args")
+    init.add_argument("--from-topic", nargs="?", const=DEFAULT_TOPIC, metavar="TOPIC",
+                      help=f"read the URDF a running robot publishes (default {DEFAULT_TOPIC}, transient local) and "
+                           "save it as a .urdf beside the embodiment file")
+    init.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --from-topic (default 10)")
+    init.add_argument("-o", "--output", type=Path, help="where to write it (default: config/<robot name>.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=run_init)
     check = actions.add_parser("check", help="validate an embodiment file and print its groups, limits and layout")
@@ -27,15 +36,60 @@ def register(verbs) -> None:
 def run_init(args: argparse.Namespace) -> int:
     from vla_ros.embodiment.config import EmbodimentError
     from vla_ros.embodiment.draft import draft_embodiment
+    from vla_ros.embodiment.source import is_xacro
 
-    output = args.output or Path("config") / f"{args.urdf.stem}.yaml"
-    if output.exists() and not args.force:
-        raise EmbodimentError("(output)", f"{output} exists", "pass --force to overwrite it, or -o another path")
-    text = draft_embodiment(args.urdf, output)
+    if (args.urdf is None) == (args.from_topic is None):
+        raise EmbodimentError("(source)", "give either a URDF/xacro file or --from-topic",
+                              "pass robot.urdf, robot.urdf.xacro, or --from-topic [/robot_description]")
+    xacro_args = dict(_xacro_arg(text) for text in args.xacro_arg)
+    if xacro_args and (args.urdf is None or not is_xacro(args.urdf)):
+        raise EmbodimentError("--xacro-arg", "applies to a xacro file only", "pass a .xacro file, or drop --xacro-arg")
+    if args.from_topic is not None:
+        from vla_ros.ros.robot_description import read_robot_description
+
+        xml = read_robot_description(args.from_topic, args.timeout)
+        output = args.output or Path("config") / f"{_robot_name(xml)}.yaml"
+        urdf = output.with_suffix(".urdf")
+        _refuse_overwrite([output, urdf], args.force)
+        urdf.parent.mkdir(parents=True, exist_ok=True)
+        urdf.write_text(xml)
+        print(f"wrote {urdf}: the URDF published on {args.from_topic}")
+    else:
+        urdf = args.urdf
+        output = args.output or Path("config") / f"{urdf.name.split('.')[0]}.yaml"
+        _refuse_overwrite([output], args.force)
+    text = draft_embodiment(urdf, output, xacro_args, args.from_topic)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     print(f"wrote {output}: review the lines marked CHECK")
     return run_check(argparse.Namespace(config=str(output)))
+
+
+def _xacro_arg(text: str) -> tuple[str, str]:
+    from vla_ros.embodiment.config import EmbodimentError
+
+    name, separator, value = text.partition(":=")
+    if not separator or not name:
+        raise EmbodimentError("--xacro-arg", f"{text!r} is not NAME:=VALUE", "write e.g. --xacro-arg prefix:=left_")
+    return name, value
+
+
+def _robot_name(xml: str) -> str:
+    """The name of the <robot> in a URDF's text ("robot" when it has none or is not XML)."""
+    from xml.etree import ElementTree
+
+    try:
+        return ElementTree.fromstring(xml).get("name") or "robot"
+    except ElementTree.ParseError:
+        return "robot"
+
+
+def _refuse_overwrite(paths: list[Path], force: bool) -> None:
+    from vla_ros.embodiment.config import EmbodimentError
+
+    for path in paths:
+        if path.exists() and not force:
+            raise EmbodimentError("(output)", f"{path} exists", "pass --force to overwrite it, or -o another path")
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -69,11 +69,20 @@ class GroupConfig:
     channels: tuple[str, ...] = ()
     max_velocity: tuple[float, ...] = ()
     max_acceleration: tuple[float, ...] = ()
+    velocity_limits: dict[str, float] = field(default_factory=dict)
+    effort_limits: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise EmbodimentError("kind", f"{self.kind!r} is not a group kind{did_you_mean(self.kind, KINDS)}",
                                   f"use one of {', '.join(KINDS)}")
+        for key, unit in (("velocity_limits", "[rad/s or m/s]"), ("effort_limits", "[Nm or N]")):
+            for joint, limit in getattr(self, key).items():
+                if joint not in self.joints:
+                    raise EmbodimentError(f"{key}.{joint}", f"joint {joint!r} is not in this group"
+                                          f"{did_you_mean(joint, self.joints)}", "name joints of the group")
+                if not limit > 0:
+                    raise EmbodimentError(f"{key}.{joint}", f"{limit} is not positive", f"give a limit > 0 {unit}")
         if self.kind == "base":
             self._check_base()
         elif self.delegated:
@@ -193,17 +202,25 @@ class ActionConfig:
 
 @dataclass(frozen=True)
 class EmbodimentConfig:
-    """One robot: its URDF, groups, cameras, action layout and control rate."""
+    """One robot: its URDF (or xacro file and arguments), groups, cameras, action layout and control rate."""
 
     urdf: str
     groups: dict[str, GroupConfig]
     action: ActionConfig
     name: str | None = None
+    xacro_args: dict[str, str] = field(default_factory=dict)
+    from_topic: str | None = None
     package_dirs: tuple[str, ...] = ()
     control_rate_hz: float = 500.0
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.xacro_args and not self.urdf.endswith(".xacro"):
+            raise EmbodimentError("xacro_args", f"is set but urdf {self.urdf!r} is not a xacro file",
+                                  "point 'urdf' at the .xacro file, or remove 'xacro_args'")
+        if self.from_topic is not None and not self.from_topic:
+            raise EmbodimentError("from_topic", "is empty",
+                                  "name the topic the URDF was read from, e.g. /robot_description, or remove it")
         if not self.control_rate_hz > 0:
             raise EmbodimentError("control_rate_hz", f"{self.control_rate_hz} is not positive",
                                   "give the control loop rate in Hz, e.g. 500")

@@ -2,11 +2,16 @@
 
 The draft is a guess a person should read: groups come from joint names and the kinematic tree,
 gains from effort limits and the inertia each joint moves; comments in the file mark what to check.
+It passes its own check on any description MuJoCo and pinocchio load: a commanded joint the URDF
+gives no velocity limit gets a conservative one in the file, and one with no effort limit puts its
+group in position mode.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +21,7 @@ import numpy as np
 from vla_ros.embodiment.config import DEFAULT_ACTION_WIDTH
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
 from vla_ros.embodiment.kinematics import Kinematics
+from vla_ros.embodiment.source import load_description
 from vla_ros.embodiment.urdf import Joint, RobotDescription
 
 # Joint-name keywords per group kind, tried in this order; a joint matching none may be an arm.
@@ -36,6 +42,8 @@ BANDWIDTH_HZ = 4.0
 SATURATION_ERROR = {"revolute": 0.1, "continuous": 0.1, "prismatic": 0.02}  # [rad] or [m]
 INERTIA_SAMPLES = 64
 ARMATURE = 0.1  # [kg m^2 | kg] assumed reflected motor inertia; written into the draft to check
+# Written for commanded joints whose URDF <limit> has no velocity: slow enough to be safe anywhere.
+DEFAULT_VELOCITY = {"revolute": 0.5, "continuous": 0.5, "prismatic": 0.05}  # [rad/s] or [m/s]
 
 
 def tokens(name: str) -> list[str]:
@@ -258,19 +266,32 @@ class Drafter:
 ACTION_ORDER = ("arm", "torso", "head", "gripper", "hand", "base")
 
 
-def draft_embodiment(urdf: Path, output: Path) -> str:
-    """The text of an embodiment file for `urdf`, to be written at `output`."""
-    drafter = Drafter(RobotDescription(urdf))
-    urdf_ref = os.path.relpath(urdf.resolve(), output.resolve().parent)
+def draft_embodiment(urdf: Path, output: Path, xacro_args: Mapping[str, str] | None = None,
+                     from_topic: str | None = None) -> str:
+    """The text of an embodiment file for `urdf` (a URDF or xacro file), to be written at `output`.
+
+    `xacro_args` are kept in the file so loading expands the xacro file the same way; `from_topic`
+    notes the topic a URDF saved by `init --from-topic` was read from.
+    """
+    description = load_description(urdf, (), xacro_args)
+    drafter = Drafter(description)
+    folder = output.resolve().parent
     lines = [
         f"# Embodiment drafted by `vla-ros embodiment init` from {urdf.name}.",
         "# A guess to review: lines marked CHECK need a person's look. Validate with",
         f"# `vla-ros embodiment check {output}`.",
         f"name: {output.stem}",
-        f"urdf: {urdf_ref}",
-        "control_rate_hz: 500.0",
-        "groups:",
+        f"urdf: {os.path.relpath(urdf.resolve(), folder)}",
     ]
+    if xacro_args:
+        lines.append(f"xacro_args: {{{', '.join(f'{k}: {json.dumps(str(v))}' for k, v in xacro_args.items())}}}")
+    if from_topic:
+        lines.append(f"from_topic: {from_topic}  # the URDF above was read from this topic")
+    package_dirs = _package_dirs(description)
+    if package_dirs:
+        lines.append(f"package_dirs: [{', '.join(os.path.relpath(d, folder) for d in package_dirs)}]"
+                     "  # where package:// meshes were found")
+    lines += ["control_rate_hz: 500.0", "groups:"]
     if not drafter.groups:
         lines.append("  {}  # CHECK: no movable joints found to group")
     for group in drafter.groups:
@@ -308,6 +329,17 @@ def draft_embodiment(urdf: Path, output: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _package_dirs(description: RobotDescription) -> list[Path]:
+    """The directories package:// mesh URIs of `description` were found in, in first-use order."""
+    found: dict[Path, None] = {}
+    for link in description.links.values():
+        for uri in link.meshes:
+            resolved = description.resolve_package_uri(uri)
+            if resolved is not None:
+                found.setdefault(resolved[0])
+    return list(found)
+
+
 def _group_lines(group: DraftGroup, drafter: Drafter) -> list[str]:
     lines = [f"  {group.name}:"] + [f"    # CHECK: {note}" for note in group.notes]
     lines.append(f"    kind: {group.kind}")
@@ -337,6 +369,10 @@ def _group_lines(group: DraftGroup, drafter: Drafter) -> list[str]:
         "    soft_margin: 0.02",
         f"    armature: {ARMATURE}  # CHECK: reflected motor inertia [kg m^2 or kg]; the gains assume it",
     ]
+    unlimited = [j for j in group.joints if not j.velocity > 0]
+    if unlimited:
+        limits = ", ".join(f"{j.name}: {DEFAULT_VELOCITY[j.type]}" for j in unlimited)
+        lines.append(f"    velocity_limits: {{{limits}}}  # CHECK: the URDF gives none; [rad/s or m/s]")
     if group.ee_frame:
         lines.append(f"    ee_frame: {group.ee_frame}  # CHECK: the tool centre point")
         lines.append(f"    home: {_numbers(drafter.home(group), digits=6)}  # CHECK: start pose, tool down over the "

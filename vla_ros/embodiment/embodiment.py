@@ -16,7 +16,8 @@ from vla_ros import resources
 from vla_ros.embodiment.config import EFFORT_LAWS, EmbodimentConfig, EmbodimentError, from_mapping
 from vla_ros.embodiment.kinematics import Kinematics
 from vla_ros.embodiment.layout import ActionLayout
-from vla_ros.embodiment.urdf import RobotDescription, UrdfError
+from vla_ros.embodiment.source import load_description
+from vla_ros.embodiment.urdf import UrdfError
 from vla_ros.errors import did_you_mean
 
 
@@ -25,7 +26,8 @@ class JointGroup:
     """A group of URDF joints with everything the controller needs, as (n,) arrays.
 
     Position limits are the URDF's (+-inf for continuous joints); `soft_margin` [rad | m] is kept
-    inside them. Velocity [rad/s | m/s] and effort [Nm | N] limits are the URDF's; acceleration
+    inside them. Velocity [rad/s | m/s] and effort [Nm | N] limits are the URDF's unless the group's
+    velocity_limits / effort_limits name the joint (0 where neither gives one); acceleration
     limits [rad/s^2 | m/s^2] come from the embodiment file, and so does `armature` [kg m^2 | kg],
     the reflected motor inertia the URDF cannot say (the simulator adds it to each joint).
     `effort_law` is how an effort group's torques are computed (control/pd.py), None otherwise.
@@ -97,10 +99,11 @@ class Embodiment:
         self.path = path
         self.name = config.name or path.stem
         self.control_rate_hz = config.control_rate_hz
+        package_dirs = tuple(str(self.path.parent / Path(d).expanduser()) for d in config.package_dirs)
         try:
-            self.description = RobotDescription(self._urdf_path(), config.package_dirs)
+            self.description = load_description(self._urdf_path(), package_dirs, config.xacro_args)
         except UrdfError as error:
-            raise EmbodimentError("urdf", error.problem, "fix the URDF or point 'urdf' at a valid one",
+            raise EmbodimentError("urdf", error.problem, error.fix or "fix the URDF or point 'urdf' at a valid one",
                                   str(path)) from None
         self.groups = {}
         self.base = None
@@ -156,15 +159,19 @@ class Embodiment:
                        f"link {group.ee_frame!r} is not in the URDF"
                        f"{did_you_mean(group.ee_frame, self.description.links)}",
                        "name a link of the URDF")
+        velocity = np.array([group.velocity_limits.get(j.name, j.velocity) for j in joints])
+        effort = np.array([group.effort_limits.get(j.name, j.effort) for j in joints])
         if not group.delegated:
-            for joint in joints:
-                if not joint.velocity > 0:
+            for joint, joint_velocity, joint_effort in zip(joints, velocity, effort):
+                if not joint_velocity > 0:
                     self._fail(f"{key}.joints", f"the URDF gives joint {joint.name!r} no velocity limit",
-                               f"add <limit velocity=\"...\"/> to joint {joint.name!r} in the URDF")
-                if group.mode == "effort" and not joint.effort > 0:
+                               f"add <limit velocity=\"...\"/> to joint {joint.name!r} in the URDF, or "
+                               f"velocity_limits: {{{joint.name}: ...}} to the group")
+                if group.mode == "effort" and not joint_effort > 0:
                     self._fail(f"{key}.mode",
                                f"effort mode needs an effort limit, and the URDF gives joint {joint.name!r} none",
-                               f"add <limit effort=\"...\"/> to joint {joint.name!r}, or use mode: position")
+                               f"add <limit effort=\"...\"/> to joint {joint.name!r} or effort_limits: "
+                               f"{{{joint.name}: ...}} to the group, or use mode: position")
         n = len(joints)
         lower = np.array([j.lower for j in joints])
         upper = np.array([j.upper for j in joints])
@@ -179,8 +186,7 @@ class Embodiment:
             effort_law=group.effort_law or EFFORT_LAWS[0] if group.mode == "effort" else None,
             command_topic=None if group.delegated else group.command_topic or f"{name}_controller/commands",
             ee_frame=group.ee_frame, lower=lower, upper=upper,
-            velocity_limit=np.array([j.velocity for j in joints]),
-            effort_limit=np.array([j.effort for j in joints]),
+            velocity_limit=velocity, effort_limit=effort,
             accel_limit=np.broadcast_to(np.array(group.accel_limit, dtype=float), (n,)).copy(),
             continuous=np.array([j.continuous for j in joints], dtype=bool),
             kp=np.broadcast_to(np.array(group.kp if group.kp is not None else 0.0, dtype=float), (n,)).copy(),

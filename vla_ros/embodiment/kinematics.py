@@ -30,7 +30,7 @@ class Kinematics:
             for j in description.movable_joints if j.mimic is not None
         ]
         self._ids = [self._joint_id(name) for name in self.joint_names]
-        self._v_index = np.array([self.model.joints[i].idx_v for i in self._ids])
+        self._v_index = np.array([self.model.joints[i].idx_v for i in self._ids], dtype=int)
         # Pinocchio's velocities from the joint vector's: a mimic joint moves with its primary, and
         # the transpose carries its torque back to the primary, the joint that gets commanded.
         self._coupling = np.zeros((self.model.nv, len(self.joint_names)))

@@ -23,6 +23,7 @@ import yaml
 
 from vla_ros.embodiment.config import EmbodimentError
 from vla_ros.embodiment.embodiment import Camera, Embodiment, JointGroup
+from vla_ros.embodiment.urdf import RobotDescription
 
 # ros2_control's own stand-in hardware: echoes commands back as states. A physical robot replaces
 # it with its vendor's hardware interface plugin (the one line the exported file marks).
@@ -84,12 +85,12 @@ def urdf_with_ros2_control(embodiment: Embodiment, gazebo: bool, controllers_fil
     For Gazebo also the gz_ros2_control plugin reading `controllers_file` and a camera sensor per
     camera.
     """
-    source = embodiment.description.path
+    description = embodiment.description
     try:
-        root = ElementTree.parse(source).getroot()
+        root = ElementTree.fromstring(description.xml)
     except ElementTree.ParseError as error:
-        raise EmbodimentError("urdf", f"{source} is not XML: {error}", "fix the URDF") from None
-    _absolute_meshes(root, source.parent)
+        raise EmbodimentError("urdf", f"{description.path} is not XML: {error}", "fix the URDF") from None
+    _absolute_meshes(root, description)
     system = ElementTree.SubElement(root, "ros2_control", name=embodiment.name, type="system")
     hardware = ElementTree.SubElement(system, "hardware")
     ElementTree.SubElement(hardware, "plugin").text = GAZEBO_HARDWARE if gazebo else MOCK_HARDWARE
@@ -133,12 +134,13 @@ def export(embodiment: Embodiment, out: Path) -> Export:
     return written
 
 
-def _absolute_meshes(root: ElementTree.Element, base: Path) -> None:
-    """Relative mesh paths resolved against the source URDF's folder, so the copy works from anywhere."""
+def _absolute_meshes(root: ElementTree.Element, description: RobotDescription) -> None:
+    """Relative mesh paths resolved as the description resolves them, so the copy works from anywhere."""
     for mesh in root.iter("mesh"):
         filename = mesh.get("filename", "")
-        if filename and "://" not in filename and not os.path.isabs(filename):
-            mesh.set("filename", "file://" + str((base / filename).resolve()))
+        found = description.resolve_uri(filename) if filename and "://" not in filename else None
+        if found is not None and not os.path.isabs(filename):
+            mesh.set("filename", "file://" + str(found.resolve()))
 
 
 def _horizontal_fov(camera: Camera) -> float:

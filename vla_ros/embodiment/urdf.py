@@ -2,12 +2,16 @@
 
 Parsing is yourdfpy's; on top of it this module checks the structure a controller relies on (one
 root, every joint's links present, no joint named twice, limits on every limited joint, mimic
-targets that exist) and resolves mesh URIs (package://, file://, relative, absolute).
+targets that exist) and resolves mesh URIs (package://, file://, relative, absolute). It reads
+what MuJoCo and pinocchio read: a <limit> without lower/upper (0 by the URDF spec) and attributes
+with a namespace prefix the file never declares (`drake:acceleration`) are accepted; a file that
+still holds xacro substitutions is refused with the fix.
 """
 from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -18,15 +22,23 @@ import yourdfpy
 from vla_ros.errors import VlaRosError
 
 MOVABLE_TYPES = ("revolute", "continuous", "prismatic")
+# $(arg x), $(find pkg), $(optenv VAR default), ... and ${expression}: left in a file xacro never expanded.
+XACRO_SUBSTITUTION = re.compile(rb"\$\((?:arg|find|env|optenv|eval|dirname|anon|cwd)\b[^)]*\)|\$\{[^}]*\}")
+XML_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+UNBOUND_PREFIX = re.compile(rb"\s([A-Za-z_][\w.-]*):[A-Za-z_][\w.-]*\s*=")
+# yourdfpy insists on them; the URDF spec (and urdfdom, hence pinocchio) default them to 0.
+OPTIONAL_LIMITS = ("Tag <limit> of joint is missing attribute 'upper'.",
+                   "Tag <limit> of joint is missing attribute 'lower'.")
 
 
 class UrdfError(VlaRosError):
-    """A URDF that cannot be used, with the file and what is wrong in it."""
+    """A URDF that cannot be used, with the file, what is wrong in it, and the fix when one is known."""
 
-    def __init__(self, path: Path | str, problem: str):
+    def __init__(self, path: Path | str, problem: str, fix: str | None = None):
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        self.fix = fix
+        super().__init__(f"{path}: {problem}" + (f"\n  fix: {fix}" if fix else ""))
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,8 @@ class RobotDescription:
     """The parsed URDF plus tree queries.
 
     Attributes:
-        path: the URDF file.
-        xml: its bytes.
+        path: the URDF file (for a xacro file, the .xacro: relative mesh paths start from its folder).
+        xml: the URDF's bytes (for a xacro file, its expansion).
         robot: yourdfpy's parse of it (visuals, collisions, inertials, materials).
         name: the robot's name.
         joints: every joint by name, in file order.
@@ -76,17 +88,29 @@ class RobotDescription:
         root: the one link that is no joint's child.
     """
 
-    def __init__(self, path: Path | str, package_dirs: tuple[str, ...] = ()):
+    def __init__(self, path: Path | str, package_dirs: tuple[str, ...] = (), xml: bytes | None = None):
+        """Read the URDF at `path`, or parse `xml` as the URDF found there (an expanded xacro file)."""
         self.path = Path(path)
         self.package_dirs = tuple(package_dirs)
-        try:
-            self.xml = self.path.read_bytes()
-        except OSError as error:
-            raise UrdfError(path, f"cannot read the URDF ({error.strerror})") from error
+        if xml is None:
+            try:
+                xml = self.path.read_bytes()
+            except OSError as error:
+                raise UrdfError(path, f"cannot read the URDF ({error.strerror})") from error
+        self.xml = xml
+        substitution = XACRO_SUBSTITUTION.search(XML_COMMENT.sub(b"", self.xml))
+        if substitution is not None:
+            found = substitution.group().decode(errors="replace")
+            raise UrdfError(path, f"holds the xacro substitution {found!r}: it is a xacro file, not a URDF",
+                            f"expand it (`xacro {self.path.name} > robot.urdf`), or pass the .xacro file to "
+                            "`vla-ros embodiment init`")
         try:  # strictly well-formed first: yourdfpy would recover a truncated file silently
             root = ElementTree.fromstring(self.xml)
         except ElementTree.ParseError as error:
-            raise UrdfError(path, f"not a readable URDF: XML error: {error}") from error
+            if "unbound prefix" not in str(error):
+                raise UrdfError(path, f"not a readable URDF: XML error: {error}") from error
+            self.xml = _declare_prefixes(self.xml)
+            root = ElementTree.fromstring(self.xml)
         if root.tag != "robot":
             raise UrdfError(path, f"not a readable URDF: the top element is <{root.tag}>, not <robot>")
         try:
@@ -96,8 +120,8 @@ class RobotDescription:
             )
         except Exception as error:
             raise UrdfError(path, f"not a readable URDF: {type(error).__name__}: {error}") from error
-        if not urdf.validate():
-            raise UrdfError(path, "; ".join(str(e) for e in urdf.errors))
+        if not urdf.validate(lambda errors: not _fatal(errors)):
+            raise UrdfError(path, "; ".join(map(str, _fatal(urdf.errors))))
         robot = urdf.robot
         self.robot = robot  # yourdfpy's parse, for consumers that need geometry (the simulator)
         self.name = robot.name
@@ -166,31 +190,31 @@ class RobotDescription:
     def resolve_uri(self, uri: str) -> Path | None:
         """The file a mesh URI points to, or None when nothing matches.
 
-        package://PKG/REST is looked up in `package_dirs` (each either PKG's directory or one
-        holding it), in share/PKG of each AMENT_PREFIX_PATH entry, in ROS_PACKAGE_PATH, and in the
-        URDF's ancestor directories named PKG; relative paths are relative to the URDF.
+        package://PKG/REST is looked up where `package_candidates` says; a relative path from the
+        URDF's folder, then from its parents (a xacro file in robot/xacro/ naming ./meshes/x.stl
+        that lives in robot/meshes/, where the URDF it expands to is meant to be written).
         """
+        found = self.resolve_package_uri(uri)
+        if found is not None:
+            return found[1]
         if uri.startswith("package://"):
-            # Some URDFs write package:///pkg/...: read it as package://pkg/... like most tools do.
-            package, _, rest = uri[len("package://"):].lstrip("/").partition("/")
-            for candidate in self._package_candidates(package):
-                if (candidate / rest).is_file():
-                    return candidate / rest
             return None
         path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-        path = path if path.is_absolute() else self.path.parent / path
-        return path if path.is_file() else None
+        if path.is_absolute():
+            return path if path.is_file() else None
+        folder = self.path.resolve().parent
+        return next((f / path for f in (folder, *folder.parents) if (f / path).is_file()), None)
 
-    def _package_candidates(self, package: str) -> list[Path]:
-        candidates = []
-        for directory in map(Path, self.package_dirs):
-            candidates += [directory, directory / package]
-        for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
-            candidates.append(Path(prefix) / "share" / package)
-        for entry in filter(None, os.environ.get("ROS_PACKAGE_PATH", "").split(os.pathsep)):
-            candidates += [Path(entry), Path(entry) / package]
-        candidates += [a for a in self.path.resolve().parents if a.name == package]
-        return candidates
+    def resolve_package_uri(self, uri: str) -> tuple[Path, Path] | None:
+        """(the directory standing for PKG, the file) of a package://PKG/REST URI, or None."""
+        if not uri.startswith("package://"):
+            return None
+        # Some URDFs write package:///pkg/...: read it as package://pkg/... like most tools do.
+        package, _, rest = uri[len("package://"):].lstrip("/").partition("/")
+        for candidate in package_candidates(package, self.path, self.package_dirs):
+            if (candidate / rest).is_file():
+                return candidate, candidate / rest
+        return None
 
     def unresolved_meshes(self) -> list[tuple[str, str]]:
         """(link, uri) of every mesh that resolve_uri() cannot find."""
@@ -200,6 +224,54 @@ class RobotDescription:
             for uri in link.meshes
             if self.resolve_uri(uri) is None
         ]
+
+
+def package_candidates(package: str, source: Path, package_dirs: tuple[str, ...] = ()) -> list[Path]:
+    """Directories that may stand for ROS package `package`, for a description read from `source`.
+
+    In order: `package_dirs` (each either the package's directory or one holding it), share/PKG
+    of each AMENT_PREFIX_PATH entry, ROS_PACKAGE_PATH entries (the package or one holding it),
+    then the source file's folder and its parents: one named PKG, one holding a PKG folder, and
+    the folder itself (package://PKG/meshes/x.stl for a meshes/ folder beside the URDF or above
+    it, as model folders copied out of their package are laid out).
+    """
+    candidates = []
+    for directory in map(Path, package_dirs):
+        candidates += [directory, directory / package]
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        candidates.append(Path(prefix) / "share" / package)
+    for entry in filter(None, os.environ.get("ROS_PACKAGE_PATH", "").split(os.pathsep)):
+        candidates += [Path(entry), Path(entry) / package]
+    ancestors = Path(source).resolve().parents
+    candidates += [a for a in ancestors if a.name == package]
+    candidates += [a / package for a in ancestors]
+    candidates += list(ancestors)
+    return candidates
+
+
+def package_directory(package: str, source: Path, package_dirs: tuple[str, ...] = ()) -> Path | None:
+    """The directory of ROS package `package` (as xacro's $(find PKG) means it), or None.
+
+    Looked up like package:// URIs (`package_candidates`), except that a folder only counts when it
+    is named PKG or is share/PKG of an install.
+    """
+    for candidate in package_candidates(package, source, package_dirs):
+        if candidate.name == package and candidate.is_dir():
+            return candidate
+    return None
+
+
+def _fatal(errors: list) -> list:
+    """The validation errors of yourdfpy, except those MuJoCo and pinocchio accept."""
+    return [e for e in errors if not any(optional in str(e) for optional in OPTIONAL_LIMITS)]
+
+
+def _declare_prefixes(xml: bytes) -> bytes:
+    """`xml` with a namespace declared on its root for each attribute prefix it uses but never declares."""
+    declared = set(re.findall(rb"xmlns:([\w.-]+)\s*=", xml))
+    missing = sorted(set(UNBOUND_PREFIX.findall(xml)) - declared - {b"xmlns", b"xml"})
+    declarations = b"".join(b' xmlns:%s="urn:vla_ros:undeclared:%s"' % (p, p) for p in missing)
+    return re.sub(rb"<robot\b", b"<robot" + declarations, xml, count=1)
 
 
 def _link(link: yourdfpy.Link) -> Link:
