@@ -104,11 +104,13 @@ setup(
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,
-        # example-robot-data, hello-robot-stretch-urdf: real vendor URDFs and xacro files with meshes
-        # for the embodiment tests.
+        # example-robot-data, hello-robot-stretch-urdf, jvrc-description, upkie-description,
+        # robot-properties-fingers, airo-models: real vendor URDFs and xacro files with meshes for the
+        # embodiment tests and `vla-ros bench vendors`.
         # mcap: an independent reader of the bags vla-ros collect writes. ruff: the lint `make test` runs.
         "test": ["pytest", "hypothesis", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash",
-                 "example-robot-data", "hello-robot-stretch-urdf", "mcap", "ruff"],
+                 "example-robot-data", "hello-robot-stretch-urdf", "jvrc-description", "upkie-description",
+                 "robot-properties-fingers", "airo-models", "mcap", "ruff"],
     },
     entry_points={
         "console_scripts": [

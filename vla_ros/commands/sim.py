@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         client = SimClient(camera_topic=camera.topic if camera else None)
         try:
             client.spin_until(lambda: _alive(graph) and client.status is not None, 60, "the sim node")
-            client.wait_ready(60, embodiment.commanded_groups[0].command_topic)
+            commanded = [g.command_topic for g in embodiment.commanded_groups]
+            client.wait_ready(60, commanded[0] if commanded else embodiment.base.command_topic)
             for episode in range(args.episodes):
                 graph.check()
                 outcome = client.run_episode(args.task, args.seed + episode, args.seconds,

@@ -36,6 +36,7 @@ class ExpertNode(VlaNode):
         self.embodiment = load_embodiment(self.params.embodiment)
         self.hardware_id = self.embodiment.name
         self.kinematics = self.embodiment.kinematics
+        self.has_arm = any(g.kind == "arm" for g in self.embodiment.commanded_groups)
         self.expert: Expert | None = None
         self.status: SimStatus | None = None
         self.episode_start = np.inf  # [s] states and cubes older than this belong to an earlier episode
@@ -62,7 +63,9 @@ class ExpertNode(VlaNode):
             name, *parameters = status.task.split(":")
             self.episode_start = status.episode_start
             self.cubes = {}
-            self.expert = EXPERTS[name](self.embodiment, dict(zip(TASKS[name].parameters, parameters)))
+            # A robot without an arm (a finger, a wheeled biped) holds its start pose: nothing to script.
+            self.expert = (EXPERTS[name](self.embodiment, dict(zip(TASKS[name].parameters, parameters)))
+                           if self.has_arm else None)
             self.get_logger().info(f"episode {status.episode}: {status.task} seed {status.seed}")
         self.status = status
 
@@ -96,6 +99,8 @@ class ExpertNode(VlaNode):
         if self.status is None:
             return Report(WARN, "waiting for the sim's task on sim/task_status", values)
         values.update(task=self.status.task, seed=self.status.seed, episode=self.status.episode)
+        if not self.has_arm:
+            return Report(OK, f"no arm to solve {self.status.task} with: the robot holds its start pose", values)
         return Report(OK, f"solving {self.status.task} (seed {self.status.seed})", values)
 
 

@@ -79,6 +79,14 @@ def _physical(tensor: np.ndarray) -> np.ndarray:
     return axes @ np.diag(moments) @ axes.T
 
 
+def _empty(geometry) -> bool:
+    """A box, cylinder or sphere with a zero size (no volume)."""
+    sizes = ([*geometry.box.size] if geometry.box is not None else
+             [geometry.cylinder.radius, geometry.cylinder.length] if geometry.cylinder is not None else
+             [geometry.sphere.radius] if geometry.sphere is not None else [1.0])
+    return not all(float(size) > 0 for size in sizes)
+
+
 def body_name(link: str) -> str:
     """The MuJoCo body of a URDF link: its own name, except a link called "world" (MuJoCo's)."""
     return "urdf_world" if link == "world" else link
@@ -126,13 +134,15 @@ class RobotBuilder:
             urdf_joint = next(j for j in self.description.robot.joints if j.name == joint.name)
             dynamics = urdf_joint.dynamics
             if joint.type in ("revolute", "continuous", "prismatic"):
+                limited = joint.type != "continuous" and joint.lower < joint.upper
                 child.add_joint(
                     name=joint.name,
                     type=mujoco.mjtJoint.mjJNT_SLIDE if joint.type == "prismatic" else mujoco.mjtJoint.mjJNT_HINGE,
                     axis=joint.axis,
-                    range=[joint.lower, joint.upper] if joint.type != "continuous" else [0, 0],
-                    limited=(mujoco.mjtLimited.mjLIMITED_TRUE if joint.type != "continuous"
-                             else mujoco.mjtLimited.mjLIMITED_FALSE),
+                    # lower == upper: a <limit> without lower/upper (0 by the spec), meant as unlimited;
+                    # MuJoCo has no empty range, and the controller holds the joint inside it anyway.
+                    range=[joint.lower, joint.upper] if limited else [0, 0],
+                    limited=mujoco.mjtLimited.mjLIMITED_TRUE if limited else mujoco.mjtLimited.mjLIMITED_FALSE,
                     damping=float(dynamics.damping or 0.0) if dynamics is not None else 0.0,
                     frictionloss=float(dynamics.friction or 0.0) if dynamics is not None else 0.0,
                     armature=self.armature.get(joint.name, DEFAULT_ARMATURE),
@@ -184,6 +194,8 @@ class RobotBuilder:
             group=VISUAL_GROUP if visual or shown else COLLISION_GROUP,
             mass=0.0,
         )
+        if _empty(geometry):
+            return  # vendors write <box size="0 0 0"/> for a link with nothing to show; MuJoCo refuses it
         if geometry.box is not None:
             body.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=np.asarray(geometry.box.size) / 2, **settings)
         elif geometry.cylinder is not None:

@@ -98,12 +98,14 @@ class Reach(Task):
 
     def _distance(self) -> float:
         cube, _ = self.world.cube_pose(self.target)
-        return min(float(np.linalg.norm(self.world.ee_position(arm.name) - cube)) for arm in self.world.arms)
+        return min((float(np.linalg.norm(self.world.ee_position(arm.name) - cube)) for arm in self.world.arms),
+                   default=np.inf)  # a robot without an arm never reaches
 
     def update(self, dt: float) -> TaskStatus:
         distance = self._distance()
         self._held = self._held + dt if distance < REACH_RADIUS else 0.0
-        progress = float(np.clip(1.0 - (distance - REACH_RADIUS) / max(self._start - REACH_RADIUS, 1e-6), 0, 1))
+        progress = float(np.clip(1.0 - (distance - REACH_RADIUS) / max(self._start - REACH_RADIUS, 1e-6), 0, 1)
+                         if np.isfinite(distance) else 0.0)
         return TaskStatus(self._held >= REACH_HOLD_S, progress, f"tool {distance:.3f} m from the {self.target} cube")
 
 

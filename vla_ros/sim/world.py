@@ -108,7 +108,11 @@ class World:
             robot_pos = np.array([0.0, 0.0, TABLE_HEIGHT - lowest])
         else:
             robot_pos = np.array([0.0, 0.0, -min(c[:, 2].min() for c in corners.values()) + 0.001])
-        hands = np.array([data.xpos[model.body(body_name(arm.ee_frame)).id] for arm in self.arms]) + robot_pos
+        hands = np.array([data.xpos[model.body(body_name(arm.ee_frame)).id] for arm in self.arms]).reshape(-1, 3)
+        if not self.arms:  # nothing reaches: a table just in front of the robot, at its top's height
+            every = np.concatenate(list(corners.values()))
+            hands = np.array([[every[:, 0].max() + 0.3, 0.0, every[:, 2].max()]])
+        hands = hands + robot_pos
         if self.on_table:
             top, front = TABLE_HEIGHT, -0.25
         else:
@@ -189,7 +193,7 @@ class World:
                     actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
                 elif group.mode == "position":
                     actuator.set_to_position(kp=group.kp[i], kv=group.kd[i])
-                    if not group.continuous[i]:
+                    if group.lower[i] < group.upper[i]:  # not continuous, nor a <limit> without a range
                         actuator.ctrlrange = [group.lower[i], group.upper[i]]
                         actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
                 else:
@@ -281,7 +285,7 @@ class World:
             self.data.qpos[adr:adr + 3] = position
             self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
             mujoco.mj_forward(self.model, self.data)
-            if self._touches_robot(colour) or not all(
+            if self._touches_robot(colour) or self.arms and not all(
                 self.reaching_arm(position + offset) is not None for offset in REACH_ROOM
             ):
                 continue
