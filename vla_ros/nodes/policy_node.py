@@ -9,8 +9,10 @@ A worker thread does all the work: when a chunk is due (vla_ros.policy.schedule)
 observation from fresh data only: every camera's newest frame no older than `max_image_age_s`,
 stamped with the oldest of them, and the joint state nearest that stamp within
 `max_state_skew_s`. Stale or missing data means no request, and diagnostics say which input is
-at fault. The chunk is published stamped with the observation time, so the controller places it
-in time correctly. Backend errors, timeouts and a lost server never stop the node: it publishes
+at fault. Whatever action space the backend answers in (joint positions, deltas or velocities,
+tool deltas or poses), vla_ros.policy.spaces turns the chunk into joint positions from the
+observed state. The chunk is published stamped with the observation time, so the controller
+places it in time correctly. Backend errors, timeouts and a lost server never stop the node: it publishes
 nothing (the controller finishes its chunk and holds), reports, and carries on when the backend
 answers again. A new instruction resets the policy and asks at once, with frames taken after it
 arrived (an episode reset in the sim teleports the robot: older frames show another scene); a
@@ -37,9 +39,10 @@ from vla_ros.errors import VlaRosError
 from vla_ros.media import resize
 from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
 from vla_ros.params import param
-from vla_ros.policy import Observation, PolicyError, make_policy, parse_params
+from vla_ros.policy import ActionChunk, ActionSpace, Observation, PolicyError, make_policy, parse_params
 from vla_ros.policy.registry import MODULES, NOT_YET
 from vla_ros.policy.schedule import ChunkSchedule
+from vla_ros.policy.spaces import ChunkAdapter
 from vla_ros.ros.image import from_compressed_msg, from_image_msg
 from vla_ros.ros.joint_state import JointStateReader
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
@@ -108,6 +111,8 @@ class PolicyNode(VlaNode):
             raise VlaRosError(f"embodiment {self.embodiment.name} has no cameras: a VLA policy needs at least one")
         self.io = EmbodimentIO(self.embodiment)
         self.policy = make_policy(self.params.policy, self.embodiment, self.params.backend())
+        self.adapters: dict[ActionSpace, ChunkAdapter] = {}
+        self.space = ""
         self.schedule = ChunkSchedule(self.params.request_fraction, self.params.request_rate_hz,
                                       self.params.latency_window, self.params.warmup_requests)
         self.reader = JointStateReader(self.io.joints)
@@ -259,11 +264,7 @@ class PolicyNode(VlaNode):
         started = time.perf_counter()
         try:
             chunk = self.policy.infer(observation, prefix)
-            actions = np.asarray(chunk.actions, dtype=float)
-            if actions.ndim != 2 or actions.shape[1] != self.io.size or not np.all(np.isfinite(actions)):
-                raise PolicyError(f"the backend returned actions of shape {actions.shape} with "
-                                  f"{int(np.sum(~np.isfinite(actions)))} non-finite values; expected (H, "
-                                  f"{self.io.size}) finite")
+            actions = self._adapter(chunk.space).targets(chunk.actions, chunk.dt, observation.state)
         except PolicyError as error:
             self._failed(error)
             self.stopping.wait(self.params.retry_s)
@@ -281,12 +282,19 @@ class PolicyNode(VlaNode):
         if base is not None:
             self.base_chunks.publish(to_base_chunk_msg(self.io.base, chunk.times, base, observation.stamp))
         self.overhead.add(time.perf_counter() - ready - model)
-        self.schedule.answered(chunk, model)
+        self.schedule.answered(ActionChunk(actions, chunk.dt, chunk.stamp), model)
         self.latency.add(model)
         self.age.add(now - observation.stamp)
         self.published += 1
         self.waiting = ""
         self.last_error = ""
+
+    def _adapter(self, space: ActionSpace) -> ChunkAdapter:
+        """The adapter of a chunk's action space to the embodiment layout (built once per space)."""
+        if space not in self.adapters:
+            self.adapters[space] = ChunkAdapter(self.embodiment, space)
+        self.space = space.name
+        return self.adapters[space]
 
     def _failed(self, error: PolicyError) -> None:
         self.errors += 1
@@ -307,6 +315,8 @@ class PolicyNode(VlaNode):
         return Report(level, message, {
             "backend": self.params.policy,
             "backend_state": self.policy.state,
+            "action_space": self.space or "none yet",
+            "ik_clamped_steps": sum(a.clamped_steps for a in self.adapters.values()),
             "instruction": self.instruction,
             "chunks_per_s": f"{rate:.2f}",
             "chunks_published": self.published,

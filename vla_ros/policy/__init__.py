@@ -1,8 +1,18 @@
 """Policies: the interface every backend speaks, the backends, and an openpi-compatible server (no ROS)."""
-from vla_ros.policy.interface import ActionChunk, BackendUnavailable, Observation, Policy, PolicyError
+from vla_ros.policy.interface import (
+    ActionChunk,
+    ActionSpace,
+    ActionSpaceError,
+    BackendUnavailable,
+    GripperMap,
+    Observation,
+    Policy,
+    PolicyError,
+)
 from vla_ros.policy.registry import MODULES, NOT_YET, backend, describe, make_policy, parameters, parse_params
 
 __all__ = [
-    "MODULES", "NOT_YET", "ActionChunk", "BackendUnavailable", "Observation", "Policy",
+    "MODULES", "NOT_YET", "ActionChunk", "ActionSpace", "ActionSpaceError", "BackendUnavailable", "GripperMap",
+    "Observation", "Policy",
     "PolicyError", "backend", "describe", "make_policy", "parameters", "parse_params",
 ]

@@ -14,7 +14,7 @@ import yaml
 
 from vla_ros.embodiment import Embodiment
 from vla_ros.errors import did_you_mean
-from vla_ros.policy.interface import Policy, PolicyError
+from vla_ros.policy.interface import ActionSpace, Policy, PolicyError
 
 # name -> module that registers it (imported on first use, so `remote` costs nothing to `hold` users)
 MODULES = {
@@ -74,12 +74,14 @@ def make_policy(name: str, embodiment: Embodiment, params: Mapping[str, object] 
 
 
 def describe(embodiment: Embodiment, backend_name: str, chunk_length: int, dt: float,
-             cameras: Mapping[str, tuple[int, int]] | None = None, supports_prefix: bool = False) -> dict:
+             cameras: Mapping[str, tuple[int, int]] | None = None, supports_prefix: bool = False,
+             space: ActionSpace | None = None) -> dict:
     """The metadata a backend reports (and `vla-ros serve` sends on connect).
 
     Keys: backend, embodiment, cameras {name: [H, W, 3]} (the resolution the backend wants;
     the embodiment's own by default), state_names and action_names (the embodiment layout),
-    action_width and action_mask (the padded vector), chunk_length, dt [s], supports_prefix.
+    action_width and action_mask (the padded vector), chunk_length, dt [s], supports_prefix, and
+    action_space (`ActionSpace.to_dict`: what the chunks' columns are; joint positions by default).
     """
     if cameras is None:
         cameras = {name: (c.height, c.width) for name, c in embodiment.cameras.items()}
@@ -95,6 +97,7 @@ def describe(embodiment: Embodiment, backend_name: str, chunk_length: int, dt: f
         "chunk_length": int(chunk_length),
         "dt": float(dt),
         "supports_prefix": supports_prefix,
+        "action_space": (space or ActionSpace()).to_dict(),
     }
 
 
