@@ -4,8 +4,12 @@ The protocol (openpi's `serving/websocket_policy_server.py` and `openpi_client`)
 a websocket; the server first sends its metadata (a msgpack map); then each binary message from
 the client is an observation and each reply is a map with "actions" (H, D); a text reply is the
 server's error message. Observations go out as {"images": {camera: HxWx3 uint8}, "state": (D,)
-float32, "prompt": str} by default; `images_key`, `image_keys`, `state_key`, `prompt_key` and
-`actions_key` adapt the names to another server's (`images_key: ""` puts images at the top level).
+float32, "prompt": str} by default; `images_key`, `image_keys`, `image_size`, `channels_first`,
+`state_key` / `state_keys`, `prompt_key` and `actions_key` adapt them to another server's form
+(vla_ros.policy.openpi). `preset: droid | libero | aloha` sets all of them, the action space, dt,
+the steps kept of each chunk and clipping as openpi's example clients do; any parameter given
+as well overrides the preset's. The answer's action space is, first to last: the `action_space`
+parameter, the preset's, the one a vla_ros server states in its metadata, `joint_position`.
 
 Never blocks for long and never raises anything but PolicyError: a refused connection, a
 timeout or a dropped link make `infer` raise BackendUnavailable, and the next attempt to connect
@@ -15,6 +19,7 @@ connection: its late reply would otherwise answer the next request.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -22,8 +27,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from vla_ros import __version__
 from vla_ros.embodiment import Embodiment, EmbodimentIO
-from vla_ros.policy import wire
-from vla_ros.policy.interface import ActionChunk, BackendUnavailable, Observation, Policy, PolicyError
+from vla_ros.policy import openpi, wire
+from vla_ros.policy.interface import ActionChunk, ActionSpace, BackendUnavailable, Observation, Policy, PolicyError
+from vla_ros.policy.openpi import RequestFormat, StateReader, build_request
 from vla_ros.policy.registry import backend, describe
 
 
@@ -33,29 +39,60 @@ class RemotePolicy(Policy):
 
     def __init__(self, embodiment: Embodiment, url: str = "ws://localhost:8000", timeout_s: float = 2.0,
                  connect_timeout_s: float = 2.0, backoff_s: float = 0.25, max_backoff_s: float = 5.0,
-                 api_key: str = "", dt: float = 0.0, images_key: str = "images", image_keys: dict | None = None,
-                 state_key: str = "state", prompt_key: str = "prompt", actions_key: str = "actions"):
+                 api_key: str = "", preset: str = "", dt: float = 0.0, steps: int = 0, clip: float = 0.0,
+                 images_key: str | None = None, image_keys: dict | None = None, image_size: list | None = None,
+                 channels_first: bool | None = None, state_key: str | None = None, state_keys: dict | None = None,
+                 prompt_key: str | None = None, actions_key: str = "actions", action_space: str | dict | None = None):
         if not (timeout_s > 0 and connect_timeout_s > 0 and 0 < backoff_s <= max_backoff_s):
             raise ValueError("timeouts must be > 0 and 0 < backoff_s <= max_backoff_s")
+        if dt < 0 or steps < 0 or clip < 0:
+            raise ValueError("dt, steps and clip must be >= 0")
         self.embodiment = embodiment
         self.io = EmbodimentIO(embodiment)
         self.url = url if "://" in url else f"ws://{url}"
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.api_key, self.dt = api_key, dt
-        self.keys = {"images": images_key, "state": state_key, "prompt": prompt_key, "actions": actions_key}
-        self.image_keys = dict(image_keys or {})
+        self.api_key, self.preset = api_key, preset
+        chosen = openpi.preset(preset, embodiment) if preset else None
+        self.dt = dt or (chosen.dt if chosen else 0.0)
+        self.steps = steps or (chosen.steps if chosen else 0)
+        self.clip = clip or (chosen.clip if chosen else 0.0)
+        form = chosen.request if chosen else RequestFormat()
+        if state_key is not None:
+            form = replace(form, state_keys={state_key: ()})
+        given = {"images_key": images_key, "image_keys": image_keys, "channels_first": channels_first,
+                 "state_keys": state_keys and {k: tuple(v) for k, v in state_keys.items()}, "prompt_key": prompt_key,
+                 "image_size": tuple(image_size) if image_size else None}
+        self.form = replace(form, **{k: v for k, v in given.items() if v is not None})
+        self.actions_key = actions_key
+        self.space = self._space(action_space, chosen.space if chosen else None)
+        self.reader = StateReader(embodiment, (self.space or ActionSpace()).gripper)
         self.ws: ClientConnection | None = None
         self.server: dict = {}
         self._wait = backoff_s
         self._next_attempt = 0.0
         self._state = f"not connected yet to {self.url}"
 
+    @staticmethod
+    def _space(given: str | dict | None, preset: ActionSpace | None) -> ActionSpace | None:
+        """The `action_space` parameter (a name, or fields over the preset's), else the preset's, else None."""
+        if isinstance(given, dict) and preset is not None:
+            return ActionSpace.from_dict({**preset.to_dict(), **given})
+        return ActionSpace.from_dict(given) if given is not None else preset
+
     @property
     def metadata(self) -> dict:
         if not self.server:
-            return {**describe(self.embodiment, "remote", 0, self.dt), "url": self.url}
-        return {**self.server, "url": self.url}
+            return {**describe(self.embodiment, "remote", 0, self.dt, space=self.answer_space), "url": self.url}
+        return {**self.server, "url": self.url, "action_space": self.answer_space.to_dict()}
+
+    @property
+    def answer_space(self) -> ActionSpace:
+        """The space the server's chunks are read in (see the module docstring)."""
+        if self.space is not None:
+            return self.space
+        stated = self.server.get("action_space")
+        return ActionSpace.from_dict(stated) if stated else ActionSpace()
 
     @property
     def supports_prefix(self) -> bool:
@@ -114,30 +151,32 @@ class RemotePolicy(Policy):
         return wire.unpack(reply)
 
     def _request(self, observation: Observation, prefix: np.ndarray | None) -> dict:
-        images = {self.image_keys.get(name, name): image for name, image in observation.images.items()}
-        request = {self.keys["images"]: images} if self.keys["images"] else dict(images)
-        request[self.keys["state"]] = np.asarray(observation.state, dtype=np.float32)
-        request[self.keys["prompt"]] = observation.instruction
+        request = build_request(self.form, self.reader, observation)
+        if self.server.get("server") == "vla_ros":
+            request["stamp"] = observation.stamp  # a vla_ros server takes it; openpi's servers know no such key
         if prefix is not None and self.supports_prefix:
             request["prefix"] = np.asarray(prefix, dtype=np.float32)
         return request
 
     def infer(self, observation: Observation, prefix: np.ndarray | None = None) -> ActionChunk:
-        self._connection()  # first: the request's form depends on the server's metadata
+        self._connection()  # first: the answer's space depends on the server's metadata
         reply = self._round_trip(self._request(observation, prefix))
-        actions = reply.get(self.keys["actions"]) if isinstance(reply, dict) else None
+        actions = reply.get(self.actions_key) if isinstance(reply, dict) else None
         if not isinstance(actions, np.ndarray) or actions.ndim != 2:
-            raise PolicyError(f"the server's reply has no {self.keys['actions']!r} array of shape (H, D): "
+            raise PolicyError(f"the server's reply has no {self.actions_key!r} array of shape (H, D): "
                               f"{sorted(reply) if isinstance(reply, dict) else type(reply).__name__}")
-        if actions.shape[1] == self.io.layout.width and self.io.layout.width != self.io.size:
+        space = self.answer_space
+        padded = self.io.layout.width != self.io.size and actions.shape[1] == self.io.layout.width
+        if space == ActionSpace() and padded:
             actions = self.io.unpad(actions)
-        if actions.shape[1] != self.io.size:
-            raise PolicyError(f"the server returned actions of width {actions.shape[1]}; embodiment "
-                              f"{self.embodiment.name} needs {self.io.size} or the padded {self.io.layout.width}")
-        dt = float(reply.get("dt") or self.dt or self.server.get("dt") or 0.0)
+        if self.steps:
+            actions = actions[:self.steps]
+        if self.clip:
+            actions = np.clip(actions, -self.clip, self.clip)
+        dt = float(self.dt or reply.get("dt") or self.server.get("dt") or 0.0)
         if not dt > 0:
             raise PolicyError("the server says nothing about the time between actions: set the 'dt' parameter")
-        return ActionChunk(np.array(actions, dtype=np.float32), dt, observation.stamp)
+        return ActionChunk(np.array(actions, dtype=np.float32), dt, observation.stamp, space)
 
     def reset(self) -> None:
         """A vla_ros server forgets this client's episode; with any other server, reconnect afresh."""
