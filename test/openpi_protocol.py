@@ -15,10 +15,12 @@ dtype.str}.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import msgpack
 import numpy as np
 from websockets.sync.client import connect
+from websockets.sync.server import serve
 
 
 def _pack_hook(value):
@@ -81,3 +83,39 @@ class OpenpiClient:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class OpenpiServer:
+    """A server speaking openpi's protocol as its `WebsocketPolicyServer` does, in a thread.
+
+    It sends `metadata` on connect (openpi's DROID and LIBERO configs send {}), answers each
+    observation with `answer(observation)` (a dict holding "actions"), and answers a text frame
+    when `answer` finds the request wrong (AssertionError). `requests` keeps every observation
+    received, `errors` the messages sent.
+    """
+
+    def __init__(self, answer, metadata: dict | None = None, port: int = 0):
+        self.answer, self.metadata = answer, metadata or {}
+        self.requests: list[dict] = []
+        self.errors: list[str] = []
+        self.server = serve(self._handle, "127.0.0.1", port, compression=None, max_size=None)
+        self.port = self.server.socket.getsockname()[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _handle(self, ws) -> None:
+        ws.send(packb(self.metadata))
+        for message in ws:
+            observation = unpackb(message)
+            self.requests.append(observation)
+            try:
+                reply = self.answer(observation)
+            except AssertionError as error:  # a request the test's checks refuse: told as openpi tells errors
+                self.errors.append(f"AssertionError: {error}")
+                ws.send(self.errors[-1])
+                continue
+            ws.send(packb(reply))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self._thread.join(5)
