@@ -108,9 +108,9 @@ def tool_pose(embodiment, state: np.ndarray, arm) -> np.ndarray:
 class Served:
     """A PolicyServer of one scripted policy on a free local port, in a thread."""
 
-    def __init__(self, policy: Policy):
-        self.server = PolicyServer(lambda: policy, server_metadata(policy, policy.start, "follow the path"),
-                                   host="127.0.0.1", port=0)
+    def __init__(self, policy: Policy, **metadata):
+        stated = {**server_metadata(policy, policy.start, "follow the path"), **metadata}
+        self.server = PolicyServer(lambda: policy, stated, host="127.0.0.1", port=0)
         ready = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(lambda p: (
             setattr(self, "port", p), ready.set()))), daemon=True)
@@ -156,8 +156,8 @@ def run(worlds, name: str, space: ActionSpace) -> dict:
             if k % every == 1:  # from the second period: the controller has started from a state
                 observation_state = io.state(q[index])
                 chunk = remote.infer(_observation(observation_state, now))
-                assert chunk.space == space, "remote took the space from the server's metadata"
-                adapter = ChunkAdapter(embodiment, chunk.space)
+                assert chunk.action_space == space, "remote took the space from the server's metadata"
+                adapter = ChunkAdapter(embodiment, chunk.action_space)
                 targets = adapter.targets(chunk.actions, chunk.dt, observation_state)
                 record["adapters"].append(adapter)
                 controller.submit(JointChunk(now, io.joints, chunk.times, targets[:, joint_columns]), now)
@@ -225,6 +225,20 @@ def test_a_space_that_does_not_exist_is_one_clear_error():
     """A backend naming an unknown space gets the list of spaces and a did-you-mean."""
     with pytest.raises(ActionSpaceError, match=r"no action space 'ee_deltas' \(did you mean 'ee_delta'\?\); spaces: "):
         ActionSpace("ee_deltas")
+
+
+def test_a_server_naming_a_space_that_does_not_exist_is_one_clear_error():
+    """The `remote` backend refuses a server stating an unknown action space, and names the spaces."""
+    arm7 = load_embodiment("arm7")
+    home = EmbodimentIO(arm7).home
+    served = Served(Scripted(arm7, ActionSpace(), home), action_space={"name": "ee_deltas"})
+    remote = RemotePolicy(arm7, f"ws://127.0.0.1:{served.port}", timeout_s=10.0)
+    try:
+        with pytest.raises(ActionSpaceError, match=r"no action space 'ee_deltas' .*; spaces: joint_position, "):
+            remote.infer(_observation(home, 0.0))
+    finally:
+        remote.close()
+        served.close()
 
 
 def test_an_ee_space_on_a_body_without_an_end_effector_frame_is_one_clear_error():

@@ -264,7 +264,7 @@ class PolicyNode(VlaNode):
         started = time.perf_counter()
         try:
             chunk = self.policy.infer(observation, prefix)
-            actions = self._adapter(chunk.space).targets(chunk.actions, chunk.dt, observation.state)
+            actions = self._adapter(chunk.action_space).targets(chunk.actions, chunk.dt, observation.state)
         except PolicyError as error:
             self._failed(error)
             self.stopping.wait(self.params.retry_s)

@@ -3,7 +3,7 @@
 States are in the embodiment layout: the used slots of the embodiment's action vector, in order
 (`embodiment.layout.names`): joint positions [rad | m] for joint groups, base velocities
 (vx [m/s], vy [m/s], wz [rad/s]) for a mobile base. Chunks are too in the default action space
-(`joint_position`); a chunk in another space (`ActionSpace`: joint deltas or velocities, tool
+(`joint_position`); a chunk in another `action_space` (`ActionSpace`: joint deltas or velocities, tool
 deltas or poses) says so, and vla_ros.policy.spaces turns it into that layout. The padded width
 and the mask are the model's business (`ActionLayout.pad` / `unpad`); nothing outside a model
 sees padding.
@@ -133,14 +133,14 @@ class ActionChunk:
             layout and its units).
         dt: [s] time between consecutive actions.
         stamp: [s] the time of the observation the chunk was computed from.
-        space: what the columns are; `vla_ros.policy.spaces.ChunkAdapter` turns any space into
-            the joint positions the controller tracks.
+        action_space: what the columns are; `vla_ros.policy.spaces.ChunkAdapter` turns any space
+            into the joint positions the controller tracks.
     """
 
     actions: np.ndarray
     dt: float
     stamp: float
-    space: ActionSpace = field(default_factory=ActionSpace)
+    action_space: ActionSpace = field(default_factory=ActionSpace)
 
     @property
     def times(self) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Action spaces: what a chunk's columns mean, and the one adapter to the joint positions the controller tracks.
 
-A backend's chunk says its space (`ActionChunk.space`); `ChunkAdapter` turns it into targets in
+A backend's chunk says its space (`ActionChunk.action_space`); `ChunkAdapter` turns it into targets in
 the embodiment layout (joint positions, base velocities) before the controller's limits see it:
 
 - `joint_position`: absolute joint positions [rad | m] (the builtin VLA's, today's default).
