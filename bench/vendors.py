@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vla_ros.embodiment import load_embodiment
 from vla_ros.terminal import console as make_console
 
 VLA_ROS = str(Path(sys.executable).parent / "vla-ros")
@@ -119,7 +120,8 @@ def survey_one(vendor: Vendor, workdir: Path, seconds: float) -> dict:
     ok, result["sim_s"], detail = run([VLA_ROS, "sim", str(config), "--episodes", "1", "--seconds", str(seconds),
                                        "--json", str(outcome)], 240 + 3 * seconds)
     result["sim_up"] = ok and outcome.is_file()
-    if result["sim_up"]:
+    result["has_arm"] = any(g.kind == "arm" for g in load_embodiment(config).commanded_groups)
+    if result["sim_up"] and result["has_arm"]:
         episode = json.loads(outcome.read_text())["results"][0]
         result["reach"] = bool(episode["success"])
         result["reach_detail"] = episode.get("detail", "")
@@ -138,7 +140,7 @@ def plot(report: dict, path: Path) -> None:
     columns = ["robot", "package", "init", "check", "sim up", "reach", "init+check [s]", "sim [s]"]
 
     def mark(value) -> str:
-        return "-" if value is None else ("yes" if value else "NO")
+        return "-" if value is None else ("yes" if value else "NO")  # "-": not reached (or no arm)
 
     cells, colours = [], []
     for row in rows:
