@@ -98,8 +98,12 @@ def test_droid_and_libero_presets_drive_arm7(ros):
 
 
 @pytest.mark.slow
-def test_aloha_preset_drives_the_humanoids_arms(ros):
-    """ALOHA: channel-first images, 14 absolute joint positions with grippers (0 closed, 1 open) on two arms."""
+def test_aloha_preset_drives_the_humanoids_arms_and_a_chunk_of_no_space_holds_them(ros):
+    """ALOHA: channel-first images, 14 absolute joint positions with grippers (0 closed, 1 open) on two arms.
+
+    Then the server answers 13 columns: one clear error in policy_node's status, no chunk, and the
+    controller holds the arms where they are.
+    """
     targets = {}
 
     def aloha(observation):
@@ -111,12 +115,22 @@ def test_aloha_preset_drives_the_humanoids_arms(ros):
             state[7] -= 0.3  # right shoulder pitch forward
             state[6], state[13] = 0.0, 1.0  # left hand closed, right hand open
             targets["state"] = state
-        return {"actions": np.tile(targets["state"], (50, 1))}
+        width = 13 if "wrong" in targets else 14
+        return {"actions": np.tile(targets["state"], (50, 1))[:, :width]}
 
     server = OpenpiServer(aloha, metadata={"reset_pose": [0, -1.5, 1.5, 0, 0, 0]})
     try:
+        diagnostics = ros.diagnostics()
         start_graph(ros, "humanoid_upper", "aloha", server.port, "hand over the cube")
         served(ros, server, lambda requests: np.abs(requests[-1]["state"] - targets["state"]).max() < 0.03,
                "both arms and hands at the ALOHA targets")
+        targets["wrong"] = True
+        status = diagnostics.wait("policy_node", lambda s: s["level"] == 2 and "fits no action space" in s["message"],
+                                  20, "policy_node reporting the chunk that fits no space")
+        assert "joint_position with columns" in status["message"] and "takes (H, 14)" in status["message"]
+        diagnostics.wait("controller_node", lambda s: s["state"] == "holding", 20, "the controller holding")
+        count = len(server.requests)
+        served(ros, server, lambda requests: len(requests) > count + 3, "more requests while held")
+        assert np.abs(server.requests[-1]["state"] - targets["state"]).max() < 0.03, "the arms moved while held"
     finally:
         server.close()
