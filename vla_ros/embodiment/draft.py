@@ -42,8 +42,15 @@ BANDWIDTH_HZ = 4.0
 SATURATION_ERROR = {"revolute": 0.1, "continuous": 0.1, "prismatic": 0.02}  # [rad] or [m]
 INERTIA_SAMPLES = 64
 ARMATURE = 0.1  # [kg m^2 | kg] assumed reflected motor inertia; written into the draft to check
+# [rad | m] kept inside the position limits, but never more than this share of a joint's range
+# (a Stretch's four 0.13 m telescope joints would lose 30% of their travel to 0.02 m).
+SOFT_MARGIN, SOFT_MARGIN_SHARE = 0.02, 0.05
 # Written for commanded joints whose URDF <limit> has no velocity: slow enough to be safe anywhere.
 DEFAULT_VELOCITY = {"revolute": 0.5, "continuous": 0.5, "prismatic": 0.05}  # [rad/s] or [m/s]
+# Directions [rad] of the drafted home's tool from the arm's first joint: ahead, left, right, behind;
+# the first where the tool gets within HOME_REACHED [m] pointing down is taken.
+HOME_HEADINGS = (0.0, np.pi / 2, -np.pi / 2, np.pi)
+HOME_REACHED = 0.02
 
 
 def tokens(name: str) -> list[str]:
@@ -220,10 +227,12 @@ class Drafter:
         return kp, 2 * np.sqrt(kp * inertia)
 
     def home(self, group: DraftGroup) -> np.ndarray:
-        """A start pose for an arm: the tool pointing down over the work area in front of it.
+        """A start pose for an arm: the tool pointing down over the work area beside its first joint.
 
-        The target is 45% of the arm's length ahead of its first joint; above that joint for an
-        arm standing on a turntable joint (vertical first axis), below it for a shoulder.
+        The target is 45% of the arm's length away from the first joint horizontally; above that
+        joint for an arm standing on a turntable joint (vertical first axis), below it for a
+        shoulder. Ahead (+x) when the tool gets there pointing down, else whichever of left, right
+        and behind it gets nearest (a Stretch's telescoping arm reaches out sideways).
         """
         kinematics = self.kinematics
         q0 = np.array([np.clip(0.0, j.lower, j.upper) for j in map(self.description.joints.get,
@@ -234,7 +243,22 @@ class Drafter:
         first = group.joints[0]
         axis = kinematics.frame_pose(q0, first.child)[:3, :3] @ first.axis
         rise = 0.2 if abs(axis[2]) > 0.9 else -0.35
-        target = points[0] + np.array([0.45 * length, 0.0, rise * length])
+        best, best_error = None, np.inf
+        for heading in HOME_HEADINGS:
+            offset = np.array([0.45 * length * np.cos(heading), 0.45 * length * np.sin(heading), rise * length])
+            q, error = self._tool_down_at(group, q0, points[0] + offset)
+            if error < best_error:
+                best, best_error = q, error
+            if best_error < HOME_REACHED:
+                break
+        return best
+
+    def _tool_down_at(self, group: DraftGroup, q0: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+        """(the arm's joints, error [m]) of the best of a few IK solutions putting the tool at `target`.
+
+        The tool should point down: the error counts 0.1 m for one pointing up.
+        """
+        kinematics = self.kinematics
         names = [j.name for j in group.joints]
         index = kinematics.index(names)
         lower = np.array([j.lower if np.isfinite(j.lower) else -np.pi for j in group.joints])
@@ -250,7 +274,7 @@ class Drafter:
             error = residual + 0.1 * (1.0 - ik.pose(q)[:3, 2] @ TOOL_DOWN)
             if error < best_error:
                 best, best_error = q[index], error
-        return np.clip(best, lower + 1e-4, upper - 1e-4)  # stays inside the limits once printed
+        return np.clip(best, lower + 1e-4, upper - 1e-4), best_error  # stays inside the limits once printed
 
     @cached_property
     def inertia(self) -> np.ndarray:
@@ -366,7 +390,7 @@ def _group_lines(group: DraftGroup, drafter: Drafter) -> list[str]:
         f"    kp: {_numbers(kp)}  # CHECK: from effort limits and the inertia each joint moves",
         f"    kd: {_numbers(kd)}",
         "    accel_limit: 10.0  # CHECK: [rad/s^2 or m/s^2]",
-        "    soft_margin: 0.02",
+        f"    soft_margin: {soft_margin(group.joints):.3g}",
         f"    armature: {ARMATURE}  # CHECK: reflected motor inertia [kg m^2 or kg]; the gains assume it",
     ]
     unlimited = [j for j in group.joints if not j.velocity > 0]
@@ -378,6 +402,12 @@ def _group_lines(group: DraftGroup, drafter: Drafter) -> list[str]:
         lines.append(f"    home: {_numbers(drafter.home(group), digits=6)}  # CHECK: start pose, tool down over the "
                      f"work area (IK)")
     return lines
+
+
+def soft_margin(joints: list[Joint]) -> float:
+    """[rad | m] SOFT_MARGIN, or less for a group with a joint of a short range."""
+    ranges = [j.upper - j.lower for j in joints if np.isfinite(j.upper - j.lower) and j.upper > j.lower]
+    return min([SOFT_MARGIN, *(SOFT_MARGIN_SHARE * r for r in ranges)])
 
 
 def _numbers(values: np.ndarray, digits: int = 4) -> str:
