@@ -1,4 +1,7 @@
 """The simulator core without ROS: world, hardware interface, tasks, experts, rendering."""
+import copy
+import dataclasses
+
 import mujoco
 import numpy as np
 import pytest
@@ -50,6 +53,23 @@ def test_seeds_place_cubes_apart_on_the_table_and_within_reach(world):
             for b in cubes[i + 1:]:
                 assert np.linalg.norm(a[:2] - b[:2]) >= 0.12
     assert len({tuple(np.round(p, 6)) for p in positions}) == 5
+
+
+def test_the_table_goes_where_the_hands_are_at_home():
+    """An arm whose home points its hand sideways gets the same scene, turned to that side."""
+    arm7 = load_embodiment("arm7")
+    arm = arm7.groups["arm"]
+    sideways = copy.copy(arm7)
+    turn = -np.pi / 2 * (np.arange(len(arm.joints)) == 0)  # the turntable joint a quarter turn right
+    sideways.groups = {**arm7.groups, "arm": dataclasses.replace(arm, home=arm.home + turn)}
+    ahead, beside = World(arm7), World(sideways)
+    assert ahead.layout.heading == 0.0 and beside.layout.heading == pytest.approx(-np.pi / 2)
+    ahead.reset(3)
+    beside.reset(3)
+    for colour in ahead.colours:
+        x, y, z = ahead.cube_pose(colour)[0]
+        np.testing.assert_allclose(beside.cube_pose(colour)[0], [y, -x, z], atol=1e-9)
+    np.testing.assert_allclose(beside.model.geom("table").pos[:2], [0.0, -ahead.model.geom("table").pos[0]], atol=1e-9)
 
 
 def test_cameras_show_the_robot_and_the_cubes(world):

@@ -18,7 +18,7 @@ from vla_ros.control.pd import CommandLaw
 from vla_ros.embodiment import Embodiment, JointGroup
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
 from vla_ros.sim.tasks import PUSH_DISTANCE, SIDES
-from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE
+from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE, rotation_z, work_heading
 
 TOOL_SPEED = 0.3  # [m/s] moving through free space
 PUSH_SPEED = 0.12  # [m/s] with a cube against the tool
@@ -177,6 +177,14 @@ class PushExpert(Expert):
     off the way it does from a single closed-finger paddle. A hand pushes with its open fingers.
     """
 
+    def __init__(self, embodiment: Embodiment, values: dict[str, str]):
+        super().__init__(embodiment, values)
+        self.work_turn = rotation_z(work_heading(embodiment))[:2, :2]
+
+    def _direction(self) -> np.ndarray:
+        """(2,) the side the cube goes, in the root frame."""
+        return self.work_turn @ SIDES[self.values["side"]]
+
     def prepare(self, q: np.ndarray) -> None:
         self.gripper = self._gripper_of(self.arm)
         if self.gripper is None:
@@ -184,13 +192,13 @@ class PushExpert(Expert):
         finger = self.embodiment.description.joints[self.gripper.joints[0]]
         closing = self.kinematics.frame_pose(q, finger.child)[:3, :3] @ finger.axis
         local = self.rotation.T @ closing
-        direction = SIDES[self.values["side"]]
+        direction = self._direction()
         angles = np.linspace(-np.pi, np.pi, 145)
-        misalignment = [abs((self.rotation @ _rotation_z(a) @ local)[:2] @ direction) + 1e-3 * abs(a) for a in angles]
-        self.orientation = self.rotation @ _rotation_z(angles[int(np.argmin(misalignment))])
+        misalignment = [abs((self.rotation @ rotation_z(a) @ local)[:2] @ direction) + 1e-3 * abs(a) for a in angles]
+        self.orientation = self.rotation @ rotation_z(angles[int(np.argmin(misalignment))])
 
     def plan(self, cube: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        direction = np.append(SIDES[self.values["side"]], 0.0)
+        direction = np.append(self._direction(), 0.0)
         behind = cube - direction * (CUBE_SIZE / 2 + 0.04)
         through = behind + direction * (PUSH_DISTANCE + 0.1)
         lift = np.array([0.0, 0.0, APPROACH_HEIGHT])
@@ -223,11 +231,6 @@ def _pointing_down(rotation: np.ndarray) -> np.ndarray:
     if np.linalg.norm(axis) < 1e-9:
         axis = rotation[:, 0] if angle > 1.0 else TOOL_DOWN  # pointing up: flip about its x axis
     return pin.exp3(axis / np.linalg.norm(axis) * angle) @ rotation
-
-
-def _rotation_z(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 EXPERTS: dict[str, type[Expert]] = {"reach": ReachExpert, "push": PushExpert}

@@ -22,7 +22,8 @@ REACH_HOLD_S = 0.5
 PUSH_DISTANCE = 0.10  # [m] along the pushed direction
 PHRASING_SPLITS = ("train", "held_out")
 PHRASINGS = ("canonical", *PHRASING_SPLITS)  # how an episode words its instruction: the canonical one or a split's
-SIDES = {"left": np.array([0.0, 1.0]), "right": np.array([0.0, -1.0])}  # in the robot's frame at the start
+# In the work frame (world.work_heading) of the robot at the start: left and right as it faces the table.
+SIDES = {"left": np.array([0.0, 1.0]), "right": np.array([0.0, -1.0])}
 
 
 class TaskError(VlaRosError):
@@ -110,7 +111,7 @@ class Reach(Task):
 
 
 class Push(Task):
-    """Push the cube PUSH_DISTANCE towards a side (left or right of the robot) and keep it on the table."""
+    """Push the cube PUSH_DISTANCE towards a side (left or right as the robot faces the table); keep it on it."""
 
     name = "push"
     parameters = ("colour", "side")
@@ -125,7 +126,7 @@ class Push(Task):
     def __init__(self, world: World, values: dict[str, str]):
         super().__init__(world, values)
         self._start, _ = world.cube_pose(self.target)
-        rotation = world.root_pose()[:3, :3]
+        rotation = world.root_pose()[:3, :3] @ world.layout.turn
         self.direction = rotation[:2, :2] @ SIDES[values["side"]]
 
     def update(self, dt: float) -> TaskStatus:

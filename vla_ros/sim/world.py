@@ -2,8 +2,10 @@
 
 Where the robot stands comes from the embodiment: a fixed-base arm is mounted on the table, a
 mobile base or a humanoid stands on the floor in front of it (a humanoid's pelvis welded in place
-and its delegated legs held stiff: a stand-in for the vendor's balance stack). Cubes are placed at
-seeded random positions on the table that an arm can reach with the tool at its home orientation.
+and its delegated legs held stiff: a stand-in for the vendor's balance stack). The table is on the
+side of the robot where its hands are at home: ahead for most, beside a Stretch, whose arm reaches
+out sideways. Cubes are placed at seeded random positions on the table that an arm can reach with
+the tool at its home orientation.
 """
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ REACH_CLEARANCE = 0.01
 TABLE_HEIGHT = 0.75  # [m] when the robot is mounted on the table
 TABLE_BELOW_HANDS = 0.15  # [m] table top below the lowest hand at home, for robots on the floor
 APPROACH_HEIGHT = 0.08  # [m] a tool comes down onto a cube from this far above its goal
-# A cube must be reachable where it is, from above, and where a push to either side takes it.
-REACH_ROOM = (np.zeros(3), np.array([0.0, 0.0, APPROACH_HEIGHT]), np.array([0.0, 0.12, 0.0]),
-              np.array([0.0, -0.12, 0.0]))
+# A cube must be reachable where it is and from above; and where a push to either side takes it
+# (work frame), on the robots whose arm reaches that anywhere on the table (a Stretch's barely moves sideways).
+REACH_ROOM = (np.zeros(3), np.array([0.0, 0.0, APPROACH_HEIGHT]))
+PUSH_ROOM = (*REACH_ROOM, np.array([0.0, 0.12, 0.0]), np.array([0.0, -0.12, 0.0]))
 HOME_NOISE = 0.03  # [rad | m] seeded perturbation of the commanded joints at reset
 LEG_HOLD_KP, LEG_HOLD_KV = 800.0, 40.0
 BASE_KV = (4000.0, 4000.0, 800.0)  # velocity servo gains of the planar base (x, y, yaw)
@@ -47,17 +50,32 @@ class SceneError(VlaRosError):
 
 @dataclass(frozen=True)
 class Layout:
-    """Where things are in the world frame (floor at z = 0, the robot facing +x)."""
+    """Where the robot, the table and the cubes' region are.
 
-    robot_pos: np.ndarray  # (3,) root link origin
-    table_center: np.ndarray  # (3,)
-    table_half: np.ndarray  # (3,) half extents
-    sample_low: np.ndarray  # (2,) xy box cubes are drawn from
+    The robot in the world frame (floor at z = 0, the robot facing +x); the table and the cubes'
+    region in the work frame: the world turned by `heading` about its z axis (the vertical through
+    the robot's root) so that the robot's hands at home are ahead (+x).
+    """
+
+    robot_pos: np.ndarray  # (3,) root link origin, world frame
+    heading: float  # [rad] yaw of the work frame in the world, a multiple of pi/2
+    table_center: np.ndarray  # (3,) work frame
+    table_half: np.ndarray  # (3,) half extents, work frame
+    sample_low: np.ndarray  # (2,) xy box cubes are drawn from, work frame
     sample_high: np.ndarray
 
     @property
     def table_top(self) -> float:
         return float(self.table_center[2] + self.table_half[2])
+
+    @property
+    def turn(self) -> np.ndarray:
+        """(3, 3) rotation from the work frame to the world."""
+        return rotation_z(self.heading)
+
+    def to_world(self, point: np.ndarray) -> np.ndarray:
+        """A point (3,) or xy (2,) of the work frame in the world (both share the origin)."""
+        return self.turn[:len(point), :len(point)] @ point
 
 
 class World:
@@ -95,12 +113,16 @@ class World:
         return spec
 
     def _measure_layout(self) -> Layout:
-        """Compile the robot alone at home to find its feet, its front and its hands."""
+        """Compile the robot alone at home to find its feet, its hands and, towards them, its front."""
         model = self._robot_spec(np.zeros(3)).compile()
         data = mujoco.MjData(model)
         self._set_home(model, data, rng=None)
         mujoco.mj_forward(model, data)
-        corners = _geom_corners(model, data)
+        heading = work_heading(self.embodiment)
+        to_work = rotation_z(-heading)
+        corners = {geom: points @ to_work.T for geom, points in _geom_corners(model, data).items()}
+        hands = np.array([data.xpos[model.body(body_name(arm.ee_frame)).id] for arm in self.arms]).reshape(-1, 3)
+        hands = hands @ to_work.T
         root = model.body(body_name(self.embodiment.description.root)).id
         root_geoms = [g for g in corners if model.geom_bodyid[g] == root]
         if self.on_table:
@@ -108,7 +130,6 @@ class World:
             robot_pos = np.array([0.0, 0.0, TABLE_HEIGHT - lowest])
         else:
             robot_pos = np.array([0.0, 0.0, -min(c[:, 2].min() for c in corners.values()) + 0.001])
-        hands = np.array([data.xpos[model.body(body_name(arm.ee_frame)).id] for arm in self.arms]).reshape(-1, 3)
         if not self.arms:  # nothing reaches: a table just in front of the robot, at its top's height
             every = np.concatenate(list(corners.values()))
             hands = np.array([[every[:, 0].max() + 0.3, 0.0, every[:, 2].max()]])
@@ -119,16 +140,18 @@ class World:
             top = float(np.clip(hands[:, 2].min() - TABLE_BELOW_HANDS, 0.3, 1.1))
             body_front = max((corners[g][:, 0].max() for g in root_geoms), default=0.0)
             front = max(hands[:, 0].min() - 0.3, body_front + 0.05)
+        # Around a single hand; between two hands (beyond them a head camera looks past the forearms).
+        spread = np.array([0.2, 0.3 if len(self.arms) == 1 else 0.1])
+        # Hands at home above the robot's own base (a Stretch's arm drawn in): the cubes go beyond it.
+        hands[:, 0] += max(0.0, front + 0.06 + spread[0] - hands[:, 0].min())
         back = hands[:, 0].max() + 0.45
         half = np.array([(back - front) / 2, 0.7, 0.02])
         center = np.array([(back + front) / 2, 0.0, top - half[2]])
-        # Around a single hand; between two hands (beyond them a head camera looks past the forearms).
-        spread = np.array([0.2, 0.3 if len(self.arms) == 1 else 0.1])
         reach_low = hands[:, :2].min(axis=0) - spread
         reach_high = hands[:, :2].max(axis=0) + spread
         low = np.maximum(reach_low, [front + 0.06, -half[1] + 0.06])
         high = np.minimum(reach_high, [back - 0.06, half[1] - 0.06])
-        return Layout(robot_pos, center, half, low, high)
+        return Layout(robot_pos, heading, center, half, low, high)
 
     def _spec(self, timestep: float) -> mujoco.MjSpec:
         spec = self._robot_spec(self.layout.robot_pos)
@@ -139,7 +162,8 @@ class World:
         # Rendering on a CPU (Mesa llvmpipe) competes with physics and the policy for 2 cores:
         # no multisampling and no shadows keep a 224x224 frame near 7 ms instead of 42.
         spec.visual.quality.offsamples = 0
-        spec.stat.center = [self.layout.table_center[0] / 2, 0, self.layout.table_top]
+        layout = self.layout
+        spec.stat.center = layout.to_world(np.array([layout.table_center[0] / 2, 0, layout.table_top]))
         spec.stat.extent = 1.5
         world = spec.worldbody
         checker = spec.add_texture(name="floor", type=mujoco.mjtTexture.mjTEXTURE_2D,
@@ -149,22 +173,26 @@ class World:
         floor.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = checker.name
         world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[5, 5, 0.1], material="floor",
                        contype=ENV_CONTYPE, conaffinity=ENV_CONTYPE)
-        world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, pos=self.layout.table_center,
-                       size=self.layout.table_half, rgba=[0.62, 0.47, 0.32, 1],
+        # The table, its legs, the lights and the overview camera are laid out in the work frame.
+        turn = np.zeros(4)
+        mujoco.mju_mat2Quat(turn, layout.turn.flatten())
+        world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, pos=layout.to_world(layout.table_center),
+                       quat=turn, size=layout.table_half, rgba=[0.62, 0.47, 0.32, 1],
                        contype=ENV_CONTYPE, conaffinity=OBJECT_BITS, friction=[0.8, 0.005, 0.0001])
         for sx in (-1, 1):
             for sy in (-1, 1):
-                corner = self.layout.table_center[:2] + np.array([sx, sy]) * (self.layout.table_half[:2] - 0.05)
-                height = self.layout.table_top - 2 * self.layout.table_half[2]
-                world.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=[*corner, height / 2],
+                corner = layout.table_center[:2] + np.array([sx, sy]) * (layout.table_half[:2] - 0.05)
+                height = layout.table_top - 2 * layout.table_half[2]
+                world.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=[*layout.to_world(corner), height / 2],
                                size=[0.03, 0.03, height / 2], rgba=[0.45, 0.33, 0.22, 1],
                                contype=ENV_CONTYPE, conaffinity=OBJECT_BITS)
-        world.add_light(name="key", pos=[0.5, -1.0, 3.0], dir=[-0.2, 0.4, -1.0], castshadow=False,
-                        diffuse=[0.7, 0.7, 0.7])
-        world.add_light(name="fill", pos=[-1.0, 1.5, 2.5], dir=[0.5, -0.6, -1.0], castshadow=False,
+        world.add_light(name="key", pos=layout.to_world(np.array([0.5, -1.0, 3.0])),
+                        dir=layout.to_world(np.array([-0.2, 0.4, -1.0])), castshadow=False, diffuse=[0.7, 0.7, 0.7])
+        world.add_light(name="fill", pos=layout.to_world(np.array([-1.0, 1.5, 2.5])),
+                        dir=layout.to_world(np.array([0.5, -0.6, -1.0])), castshadow=False,
                         diffuse=[0.35, 0.35, 0.38])
-        center = np.array([self.layout.table_center[0], 0.0, self.layout.table_top])
-        eye = center + np.array([1.3, -1.3, 0.9])
+        center = layout.to_world(np.array([layout.table_center[0], 0.0, layout.table_top]))
+        eye = center + layout.to_world(np.array([1.3, -1.3, 0.9]))
         world.add_camera(name="overview", pos=eye, xyaxes=_look_at_xyaxes(eye, center), fovy=50)
         for colour in self.colours:
             cube = world.add_body(name=f"{colour}_cube", pos=[0, 0, -1])
@@ -276,24 +304,25 @@ class World:
     def _place_cube(self, colour: str, rng: np.random.Generator, placed: list[np.ndarray]) -> np.ndarray:
         adr = self.cube_qpos[colour]
         z = self.layout.table_top + CUBE_SIZE / 2
-        for _ in range(500):
-            xy = rng.uniform(self.layout.sample_low, self.layout.sample_high)
-            yaw = rng.uniform(-np.pi / 4, np.pi / 4)
-            position = np.array([xy[0], xy[1], z])
-            if any(np.linalg.norm(position[:2] - p[:2]) < CUBE_SPACING for p in placed):
-                continue
-            self.data.qpos[adr:adr + 3] = position
-            self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
-            mujoco.mj_forward(self.model, self.data)
-            if self._touches_robot(colour) or self.arms and not all(
-                self.reaching_arm(position + offset) is not None for offset in REACH_ROOM
-            ):
-                continue
-            return position
+        for room in (PUSH_ROOM, REACH_ROOM):
+            for _ in range(500):
+                xy = self.layout.to_world(rng.uniform(self.layout.sample_low, self.layout.sample_high))
+                yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+                position = np.array([xy[0], xy[1], z])
+                if any(np.linalg.norm(position[:2] - p[:2]) < CUBE_SPACING for p in placed):
+                    continue
+                self.data.qpos[adr:adr + 3] = position
+                self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+                mujoco.mj_forward(self.model, self.data)
+                if self._touches_robot(colour) or self.arms and not all(
+                    self.reaching_arm(position + self.layout.turn @ offset) is not None for offset in room
+                ):
+                    continue
+                return position
         arms = ", ".join(f"groups.{arm.name}.home" for arm in self.arms)
         raise SceneError(f"{self.embodiment.path}: no place on the table for the {colour} cube that an arm reaches "
                          f"with its tool pointing down (seed {self.seed})\n  fix: give {arms} a start pose that "
-                         "holds the tool pointing down a little above the work area in front of the robot")
+                         "holds the tool pointing down a little above the work area beside its first joint")
 
     def _touches_robot(self, colour: str) -> bool:
         body = self.cube_body[colour]
@@ -418,3 +447,29 @@ def _look_at_xyaxes(eye: np.ndarray, target: np.ndarray) -> list[float]:
     right /= np.linalg.norm(right)
     up = np.cross(right, forward)
     return [*right, *up]
+
+
+def rotation_z(angle: float) -> np.ndarray:
+    """(3, 3) rotation by `angle` [rad] about z."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def work_heading(embodiment: Embodiment) -> float:
+    """[rad] the work frame's yaw in the robot's root frame: the quarter turn nearest the hands.
+
+    The direction from each arm's first joint to its tool at home, summed over the arms, rounded to
+    a multiple of pi/2 so that the table stays square to the robot: 0 (ahead) for most robots, the
+    side of a Stretch, whose arm reaches out sideways from its mast; 0 without an arm.
+    """
+    kinematics = embodiment.kinematics
+    q = np.zeros(len(kinematics.joint_names))
+    for group in embodiment.groups.values():
+        q[kinematics.index(group.joints)] = group.home
+    direction = np.zeros(2)
+    for arm in (g for g in embodiment.commanded_groups if g.kind == "arm"):
+        shoulder = kinematics.frame_pose(q, embodiment.description.joints[arm.joints[0]].child)[:2, 3]
+        direction += kinematics.frame_pose(q, arm.ee_frame)[:2, 3] - shoulder
+    if np.linalg.norm(direction) < 1e-3:
+        return 0.0
+    return float(np.pi / 2 * np.round(np.arctan2(direction[1], direction[0]) / (np.pi / 2)))
