@@ -75,7 +75,7 @@ def test_children_are_stopped_when_the_test_body_raises(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         with RosHarness(tmp_path) as harness:
             node = harness.start([ros2_run("controller_node")], name="controller_node")
-            harness.start(["sh", "-c", "sleep 60 & sleep 60"], name="with-grandchild")
+            harness.start(["sh", "-c", "sleep 60 & exec sleep 60"], name="with-grandchild")
             raise RuntimeError("boom")
     assert processes_with_token(harness.token) == []
     with pytest.raises(ProcessLookupError):
