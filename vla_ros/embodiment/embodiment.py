@@ -53,6 +53,11 @@ class JointGroup:
     armature: float
     home: np.ndarray
 
+    def grip_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """A gripper's or hand's (open, closed) positions: home is open, closed the limit farther from it."""
+        closed_low = np.abs(self.home - self.lower) > np.abs(self.upper - self.home)
+        return np.where(closed_low, self.upper, self.lower), np.where(closed_low, self.lower, self.upper)
+
 
 @dataclass(frozen=True, eq=False)
 class BaseGroup:
@@ -218,6 +223,15 @@ class Embodiment:
     @property
     def delegated_groups(self) -> list[JointGroup]:
         return [g for g in self.groups.values() if g.delegated]
+
+    def end_effector(self, arm: JointGroup) -> JointGroup | None:
+        """The gripper or hand mounted below `arm`'s last joint, if any."""
+        for group in self.commanded_groups:
+            if group.kind in ("gripper", "hand"):
+                above = self.description.chain_to_root(self.description.joints[group.joints[0]].parent)
+                if arm.joints[-1] in {j.name for j in above}:
+                    return group
+        return None
 
     @cached_property
     def kinematics(self) -> Kinematics:

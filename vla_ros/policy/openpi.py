@@ -66,22 +66,9 @@ def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def end_effector(embodiment: Embodiment, arm: JointGroup) -> JointGroup | None:
-    """The gripper or hand mounted below `arm`'s last joint, if any."""
-    description = embodiment.description
-    for group in embodiment.commanded_groups:
-        if group.kind in ("gripper", "hand"):
-            above = description.chain_to_root(description.joints[group.joints[0]].parent)
-            if arm.joints[-1] in {j.name for j in above}:
-                return group
-    return None
-
-
 def closure(group: JointGroup, positions: np.ndarray) -> np.ndarray:
-    """Fraction closed (0 open .. 1 closed) of a gripper's joint positions; closed is the limit farther from home."""
-    closed_low = np.abs(group.home - group.lower) > np.abs(group.upper - group.home)
-    closed = np.where(closed_low, group.lower, group.upper)
-    opened = np.where(closed_low, group.upper, group.lower)
+    """Fraction closed (0 open .. 1 closed) of a gripper's or hand's joint positions."""
+    opened, closed = group.grip_range()
     return np.clip((positions - opened) / (closed - opened), 0.0, 1.0)
 
 
@@ -179,7 +166,7 @@ def _camera(embodiment: Embodiment, *words: str, avoid: tuple[str, ...] = ()) ->
 
 def _arm_and_gripper(embodiment: Embodiment, preset: str) -> tuple[JointGroup, JointGroup]:
     arms = _arms(embodiment)
-    gripper = end_effector(embodiment, arms[0]) if arms else None
+    gripper = embodiment.end_effector(arms[0]) if arms else None
     if not arms or gripper is None:
         raise PolicyError(f"preset {preset} needs an arm with a gripper; {embodiment.name} has "
                           f"{'no arm' if not arms else 'no gripper on arm ' + arms[0].name}")
@@ -226,7 +213,7 @@ def libero(embodiment: Embodiment) -> Preset:
 def aloha(embodiment: Embodiment) -> Preset:
     """ALOHA pi0/pi05: two arms of 6 absolute joint positions + gripper (0 closed, 1 open), channel-first images."""
     arms = _arms(embodiment)
-    grippers = [end_effector(embodiment, arm) for arm in arms]
+    grippers = [embodiment.end_effector(arm) for arm in arms]
     if len(arms) != 2 or None in grippers or any(len(a.joints) < 6 for a in arms):
         raise PolicyError(f"preset aloha needs two arms of at least 6 joints, each with a gripper or hand; "
                           f"{embodiment.name} has arms {[a.name for a in arms]}")

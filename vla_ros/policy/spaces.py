@@ -184,10 +184,7 @@ class ChunkAdapter:
         if self.space.gripper is None:
             return values
         index = np.array([group.joints.index(self.io.names[t]) for t in targets])
-        lower, upper, home = group.lower[index], group.upper[index], group.home[index]
-        closed_low = np.abs(home - lower) > np.abs(upper - home)
-        closed = np.where(closed_low, lower, upper)
-        opened = np.where(closed_low, upper, lower)
+        opened, closed = (limit[index] for limit in group.grip_range())
         return opened + self.space.gripper.closure(values) * (closed - opened)
 
     def _full(self, state: np.ndarray) -> np.ndarray:
