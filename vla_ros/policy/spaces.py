@@ -133,10 +133,13 @@ class ChunkAdapter:
             raise ActionSpaceError(f"the chunk holds {int(np.sum(~np.isfinite(actions)))} non-finite values")
 
     def describe(self) -> str:
-        """The columns, e.g. 'arm[0:6] gripper[6:7]'."""
-        return " ".join(f"{p.group.name if p.group else self.io.base}[{p.start}:{p.stop}]"
-                        if p.kind != "joint" or len(p.targets) > 1 or p.group is None
-                        else f"{self.io.names[p.targets[0]]}[{p.start}:{p.stop}]" for p in self.parts)
+        """The columns, e.g. 'arm[0:6] gripper[6:7]' (a single joint by its own name)."""
+        names = []
+        for part in self.parts:
+            whole = part.group is None or part.kind == "ee" or len(part.targets) == len(part.group.joints)
+            name = (part.group.name if part.group else self.io.base) if whole else self.io.names[part.targets[0]]
+            names.append(f"{name}[{part.start}:{part.stop}]")
+        return " ".join(names)
 
     def targets(self, actions: np.ndarray, dt: float, state: np.ndarray) -> np.ndarray:
         """(H, D) targets in the embodiment layout for a chunk of this space.
