@@ -48,11 +48,28 @@ def load_mesh(path: Path, scale: tuple[float, float, float]) -> tuple[MeshPart, 
         mesh = loaded.geometry[name]
         if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
             continue
-        vertices = trimesh.transform_points(mesh.vertices, transform) * np.asarray(scale)
-        parts.append(MeshPart(vertices.astype(np.float64), np.asarray(mesh.faces, dtype=np.int32), _color(mesh)))
+        vertices = _solid(trimesh.transform_points(mesh.vertices, transform) * np.asarray(scale))
+        parts.append(MeshPart(vertices, np.asarray(mesh.faces, dtype=np.int32), _color(mesh)))
     if not parts:
         raise UrdfError(path, "mesh file has no triangles")
     return tuple(parts)
+
+
+FLAT_THICKNESS = 1e-4  # [m] given to flat mesh parts (decals, labels)
+
+
+def _solid(vertices: np.ndarray) -> np.ndarray:
+    """(N, 3) vertices, with a copy FLAT_THICKNESS behind them when they all lie in one plane.
+
+    MuJoCo builds every mesh's convex hull and refuses a flat one; the copies are referenced by no
+    face, so what is drawn does not change.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    centred = vertices - vertices.mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+    if len(vertices) >= 3 and singular[-1] > 1e-9 * max(singular[0], 1e-12):
+        return vertices
+    return np.vstack([vertices, vertices + FLAT_THICKNESS * axes[-1]])
 
 
 def _color(mesh: trimesh.Trimesh) -> tuple[float, float, float, float] | None:
@@ -212,8 +229,12 @@ class RobotBuilder:
             for part in load_mesh(path, scale):
                 self._mesh_count += 1
                 name = f"mesh{self._mesh_count}"
+                # Bodies carry the URDF's inertials and geoms no mass, so a mesh's inertia is never
+                # used; as a shell MuJoCo computes it even for the open or paper-thin meshes vendors
+                # ship, which it refuses as solids ("mesh volume is too small").
                 self.spec.add_mesh(name=name, uservert=part.vertices.ravel().tolist(),
-                                   userface=part.faces.ravel().tolist())
+                                   userface=part.faces.ravel().tolist(),
+                                   inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_SHELL)
                 part_settings = dict(settings)
                 if visual and part.rgba is not None and element.material is None:
                     part_settings["rgba"] = part.rgba
