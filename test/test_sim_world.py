@@ -5,10 +5,13 @@ import dataclasses
 import mujoco
 import numpy as np
 import pytest
+from test_embodiment_init import vendor_robots
 
 from vla_ros.embodiment import load_embodiment
+from vla_ros.embodiment.draft import draft_embodiment
 from vla_ros.sim.episode import run_expert_episode, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
+from vla_ros.sim.robot import FLAT_THICKNESS, _solid
 from vla_ros.sim.tasks import TaskError, make_task
 from vla_ros.sim.world import World
 
@@ -248,17 +251,6 @@ def test_push_expert_is_reliable(name, needed):
     assert sum(r.success for r in results) >= needed, [(r.seed, r.task, r.progress) for r in results if not r.success]
 
 
-def vendor_robots():
-    import importlib.metadata
-    from pathlib import Path
-
-    try:
-        distribution = importlib.metadata.distribution("example-robot-data")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("example-robot-data (PyPI) is not installed: `make setup` installs it with the test extra")
-    return Path(distribution.locate_file("cmeel.prefix/share/example-robot-data/robots"))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("robot, urdf", [
     ("panda", "panda_description/urdf/panda.urdf"),  # Collada (.dae) visuals with their own colours
@@ -266,8 +258,6 @@ def vendor_robots():
 ])
 def test_vendor_urdf_with_meshes_loads_renders_and_reaches(tmp_path, robot, urdf):
     """A drafted vendor embodiment builds a world whose mesh geoms are what the camera sees, and reaches."""
-    from vla_ros.embodiment.draft import draft_embodiment
-
     output = tmp_path / f"{robot}.yaml"
     output.write_text(draft_embodiment(vendor_robots() / urdf, output))
     world = World(load_embodiment(output))
@@ -287,3 +277,31 @@ def test_vendor_urdf_with_meshes_loads_renders_and_reaches(tmp_path, robot, urdf
     assert robot_rgb.std() > 5, "meshes render shaded, not as a flat silhouette"
     hardware = SimHardware(world)
     assert sum(run_expert_episode(world, hardware, "reach", seed, 6.0).success for seed in range(3)) >= 2
+
+
+def test_a_robot_whose_tools_never_reach_the_table_still_comes_up(tmp_path):
+    """SO-100's drafted home keeps its tool from pointing down at the table: the world still comes up.
+
+    Its cubes lie on free places of the table, listed as unreached, the same ones for a seed
+    whatever was reset before.
+    """
+    output = tmp_path / "so100.yaml"
+    output.write_text(draft_embodiment(vendor_robots() / "so_arm_description/urdf/so100.urdf", output))
+    world = World(load_embodiment(output))
+    world.reset(3)
+    assert not world.table_in_reach
+    assert world.unreached == list(world.colours)
+    placed = np.array([world.cube_pose(c)[0] for c in world.colours])
+    assert np.all(placed[:, 2] > world.layout.table_top), "the cubes lie on the table"
+    world.reset(4)
+    world.reset(3)
+    assert np.array_equal(np.array([world.cube_pose(c)[0] for c in world.colours]), placed)
+
+
+def test_flat_mesh_parts_get_a_thickness_so_mujoco_builds_their_hull():
+    """A decal's vertices all in one plane get copies 0.1 mm behind them; solid parts stay as they are."""
+    flat = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    thick = _solid(flat)
+    assert len(thick) == 8 and np.allclose(np.abs(thick[4:, 2]), FLAT_THICKNESS)
+    solid = np.vstack([flat, [[0.0, 0.0, 1.0]]])
+    assert np.array_equal(_solid(solid), solid)

@@ -188,6 +188,12 @@ class SimNode(VlaNode):
         self.next_camera = {name: self.clock for name in self.world.embodiment.cameras}
         self.instruction_pub.publish(String(data=self.instruction))
         self.get_logger().info(f"episode: task {self.task.spec}, seed {params.seed}: {self.instruction!r}")
+        if self.world.unreached:
+            homes = ", ".join(f"groups.{arm.name}.home" for arm in self.world.arms)
+            self.get_logger().warning(
+                f"no arm reaches the {', '.join(self.world.unreached)} cube(s) with its tool pointing down: they lie "
+                f"where they could go, and reaching them will fail; give {homes} a start pose that holds the "
+                "tool pointing down a little above the table", throttle_duration_sec=60.0)
 
     def _physics_loop(self) -> None:
         # Sim time starts now: stamps track the wall clock from here (a sim behind real time shows

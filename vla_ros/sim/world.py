@@ -10,6 +10,7 @@ the tool at its home orientation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import mujoco
 import numpy as np
@@ -102,6 +103,7 @@ class World:
         self.data = mujoco.MjData(self.model)
         self._index()
         self.seed = 0
+        self.unreached: list[str] = []  # cubes of this episode no arm reaches with its tool pointing down
 
     # -- building ---------------------------------------------------------------------------
     def _robot_spec(self, root_pos: np.ndarray) -> mujoco.MjSpec:
@@ -297,32 +299,62 @@ class World:
             for joint in group.joints:
                 self.data.ctrl[self.model.actuator(f"balance_stack/{joint}").id] = self.data.qpos[self.qpos_adr[joint]]
         placed: list[np.ndarray] = []
+        self.unreached = []
         for colour in self.colours:
             placed.append(self._place_cube(colour, rng, placed))
         mujoco.mj_forward(self.model, self.data)
 
+    @cached_property
+    def table_in_reach(self) -> bool:
+        """Whether an arm reaches any of a 5 x 5 grid over the cube region with its tool pointing down."""
+        if not self.arms:
+            return False
+        mujoco.mj_forward(self.model, self.data)  # the root's pose, for reaching_arm
+        z = self.layout.table_top + CUBE_SIZE / 2
+        grid = np.linspace(self.layout.sample_low, self.layout.sample_high, 5)
+        return any(self.reaching_arm(np.append(self.layout.to_world(np.array([x, y])), z)) is not None
+                   for x in grid[:, 0] for y in grid[:, 1])
+
     def _place_cube(self, colour: str, rng: np.random.Generator, placed: list[np.ndarray]) -> np.ndarray:
+        """A free place on the table that an arm reaches with room to push, or just reaches.
+
+        Failing that (a drafted home that keeps every tool away from the table), any free place, from
+        a stream of its own so that a seed gives the same scene whatever was tried before; the
+        cube's colour goes into `unreached`, and reach episodes with it fail. The robot comes up.
+        """
+        rooms = (PUSH_ROOM, REACH_ROOM) if self.table_in_reach else ()
+        for room in rooms:
+            position = self._free_place(colour, rng, placed, room)
+            if position is not None:
+                return position
+        if self.arms:
+            self.unreached.append(colour)
+        position = self._free_place(colour, np.random.default_rng([self.seed, 3, len(placed)]), placed, ())
+        if position is None:
+            raise SceneError(f"{self.embodiment.path}: no free place on the table for the {colour} cube "
+                             f"(seed {self.seed}): the robot covers it")
+        return position
+
+    def _free_place(self, colour: str, rng: np.random.Generator, placed: list[np.ndarray],
+                    room: tuple[np.ndarray, ...], tries: int = 500) -> np.ndarray | None:
+        """Puts the cube at a place clear of the others and the robot, from which an arm reaches `room`."""
         adr = self.cube_qpos[colour]
         z = self.layout.table_top + CUBE_SIZE / 2
-        for room in (PUSH_ROOM, REACH_ROOM):
-            for _ in range(500):
-                xy = self.layout.to_world(rng.uniform(self.layout.sample_low, self.layout.sample_high))
-                yaw = rng.uniform(-np.pi / 4, np.pi / 4)
-                position = np.array([xy[0], xy[1], z])
-                if any(np.linalg.norm(position[:2] - p[:2]) < CUBE_SPACING for p in placed):
-                    continue
-                self.data.qpos[adr:adr + 3] = position
-                self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
-                mujoco.mj_forward(self.model, self.data)
-                if self._touches_robot(colour) or self.arms and not all(
-                    self.reaching_arm(position + self.layout.turn @ offset) is not None for offset in room
-                ):
-                    continue
-                return position
-        arms = ", ".join(f"groups.{arm.name}.home" for arm in self.arms)
-        raise SceneError(f"{self.embodiment.path}: no place on the table for the {colour} cube that an arm reaches "
-                         f"with its tool pointing down (seed {self.seed})\n  fix: give {arms} a start pose that "
-                         "holds the tool pointing down a little above the work area beside its first joint")
+        for _ in range(tries):
+            xy = self.layout.to_world(rng.uniform(self.layout.sample_low, self.layout.sample_high))
+            yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+            position = np.array([xy[0], xy[1], z])
+            if any(np.linalg.norm(position[:2] - p[:2]) < CUBE_SPACING for p in placed):
+                continue
+            self.data.qpos[adr:adr + 3] = position
+            self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+            mujoco.mj_forward(self.model, self.data)
+            if self._touches_robot(colour) or not all(
+                self.reaching_arm(position + self.layout.turn @ offset) is not None for offset in room
+            ):
+                continue
+            return position
+        return None
 
     def _touches_robot(self, colour: str) -> bool:
         body = self.cube_body[colour]
