@@ -186,7 +186,8 @@ class PushExpert(Expert):
         return self.work_turn @ SIDES[self.values["side"]]
 
     def prepare(self, q: np.ndarray) -> None:
-        self.gripper = self._gripper_of(self.arm)
+        end_effector = self.embodiment.end_effector(self.arm)
+        self.gripper = end_effector if end_effector is not None and end_effector.kind == "gripper" else None
         if self.gripper is None:
             return
         finger = self.embodiment.description.joints[self.gripper.joints[0]]
@@ -204,23 +205,11 @@ class PushExpert(Expert):
         lift = np.array([0.0, 0.0, APPROACH_HEIGHT])
         return [(behind + lift, TOOL_SPEED), (behind, TOOL_SPEED), (through, PUSH_SPEED), (through + lift, TOOL_SPEED)]
 
-    def _gripper_of(self, arm: JointGroup) -> JointGroup | None:
-        """The gripper mounted below `arm`'s last joint, if any."""
-        description = self.embodiment.description
-        for group in self.embodiment.commanded_groups:
-            if group.kind == "gripper":
-                above = description.chain_to_root(description.joints[group.joints[0]].parent)
-                if arm.joints[-1] in {j.name for j in above}:
-                    return group
-        return None
-
     def gripper_target(self, group: JointGroup) -> np.ndarray:
         """The pushing gripper 30% open from its closed limit (the one farther from home)."""
         if group is not self.gripper:
             return self.held[group.name]
-        closed_low = np.abs(group.home - group.lower) > np.abs(group.upper - group.home)
-        closed = np.where(closed_low, group.lower, group.upper)
-        opened = np.where(closed_low, group.upper, group.lower)
+        opened, closed = group.grip_range()
         return (closed + PUSH_OPENING * (opened - closed)).astype(float)
 
 
