@@ -69,6 +69,15 @@ SURVEY = (
            "mobile manipulator (differential base, torso, head)"),
     Vendor("panda", "example-robot-data", f"{ROBOTS}/panda_description/urdf/panda.urdf",
            "arm with a mimic-finger gripper"),
+    Vendor("xarm7", "example-robot-data", f"{ROBOTS}/xarm_description/urdf/xarm7.urdf", "7-DoF arm, no gripper"),
+    Vendor("so100", "example-robot-data", f"{ROBOTS}/so_arm_description/urdf/so100.urdf",
+           "5-DoF low-cost arm with a jaw gripper (LeRobot's SO-100)"),
+    Vendor("g1", "example-robot-data", f"{ROBOTS}/g1_description/urdf/g1_29dof_with_hand_rev_1_0.urdf",
+           "humanoid with legs, a 3-joint waist and two 7-joint hands"),
+    Vendor("pr2", "example-robot-data", f"{ROBOTS}/pr2_description/urdf/pr2.urdf",
+           "two 7-DoF arms on a prismatic torso over a caster base"),
+    Vendor("baxter", "example-robot-data", f"{ROBOTS}/baxter_description/urdf/baxter.urdf",
+           "two 7-DoF arms on a fixed pedestal"),
 )
 
 
