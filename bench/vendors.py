@@ -164,9 +164,11 @@ def plot(report: dict, path: Path) -> None:
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1, 1.4)
+    table.auto_set_column_width(list(range(len(columns))))
     totals = {key: sum(bool(r[key]) for r in rows) for key in ("init", "check", "sim_up", "reach")}
+    arms = sum(bool(r.get("has_arm")) for r in rows)
     axes.set_title(f"vendor descriptions: init {totals['init']}/{len(rows)}, check {totals['check']}/{len(rows)}, "
-                   f"sim up {totals['sim_up']}/{len(rows)}, reach success {totals['reach']}/{len(rows)}")
+                   f"sim up {totals['sim_up']}/{len(rows)}, reach success {totals['reach']} of the {arms} with an arm")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
