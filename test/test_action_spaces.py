@@ -29,7 +29,8 @@ from vla_ros.sim.world import World
 
 HORIZON, DT = 10, 0.1  # [s] chunks of 1 s, asked for every REQUEST_S
 REQUEST_S = 0.25
-SECONDS = 2.0  # the reference path's length [s]; the run lasts 0.5 s longer
+SECONDS = 2.0  # the reference path's length [s]; the run lasts TAIL_S longer
+TAIL_S = 0.2
 TRAVEL = np.array([0.06, -0.04, -0.05])  # [m] the tool's travel in the root frame
 TURN = np.array([0.0, 0.0, 0.3])  # [rad] the tool's turn about the root z axis
 JOINT_TRAVEL = 0.25  # [rad] every arm joint's travel, signs alternating
@@ -129,7 +130,7 @@ def worlds():
 
 
 def run(worlds, name: str, space: ActionSpace) -> dict:
-    """Follow the scripted server for SECONDS + 0.5 s; returns measured and reference paths."""
+    """Follow the scripted server for SECONDS + TAIL_S; returns measured and reference paths."""
     embodiment = load_embodiment(name)
     world = worlds.get(name) or worlds.setdefault(name, World(embodiment))
     world.reset(0)
@@ -149,7 +150,7 @@ def run(worlds, name: str, space: ActionSpace) -> dict:
     upper = np.concatenate([g.upper for g in controller.groups])
     record = {"t": [], "q": [], "commanded": [], "adapters": []}
     try:
-        for k in range(round((SECONDS + 0.5) / control_dt)):
+        for k in range(round((SECONDS + TAIL_S) / control_dt)):
             now = k * control_dt
             q, qd = world.joint_vector(), world.joint_velocity_vector()
             controller.update_state(q, qd, now)

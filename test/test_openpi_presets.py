@@ -52,7 +52,7 @@ def test_droid_and_libero_presets_drive_arm7(ros):
                             "observation/joint_position": ((7,), np.float64),
                             "observation/gripper_position": ((1,), np.float64), "prompt": str})
         actions = np.zeros((10, 8))
-        actions[:, 0] = 0.05  # joint 1 at 0.05 x 0.2 rad per step at 15 Hz: 0.15 rad/s
+        actions[:, 0] = 0.1  # joint 1 at 0.1 x 0.2 rad per step at 15 Hz: 0.3 rad/s
         actions[:, 7] = 0.7  # past DROID's 0.5 threshold: closed
         return {"actions": actions}
 
@@ -73,7 +73,7 @@ def test_droid_and_libero_presets_drive_arm7(ros):
         check(observation, {"observation/image": IMAGE, "observation/wrist_image": IMAGE,
                             "observation/state": ((8,), np.float64), "prompt": str})
         actions = np.zeros((10, 7))
-        actions[:, 0] = 0.05  # +x at 0.05 x 0.05 m per 20 Hz step: 5 cm/s
+        actions[:, 0] = 0.1  # +x at 0.1 x 0.05 m per 20 Hz step: 10 cm/s
         actions[:, 6] = -1.0  # open
         return {"actions": actions}
 

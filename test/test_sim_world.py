@@ -228,7 +228,7 @@ def test_reach_success_needs_the_tool_held_at_the_cube():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, episodes", [("arm7", 40), ("mobile_manipulator", 40), ("humanoid_upper", 20)])
+@pytest.mark.parametrize("name, episodes", [("arm7", 20), ("mobile_manipulator", 20), ("humanoid_upper", 20)])
 def test_reach_expert_is_reliable(name, episodes):
     """The scripted reach expert succeeds in at least 95% of seeded episodes (in-process)."""
     world = World(load_embodiment(name))
