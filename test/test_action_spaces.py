@@ -237,6 +237,7 @@ def test_a_server_naming_a_space_that_does_not_exist_is_one_clear_error():
     try:
         with pytest.raises(ActionSpaceError, match=r"no action space 'ee_deltas' .*; spaces: joint_position, "):
             remote.infer(_observation(home, 0.0))
+        assert remote.metadata["action_space"] == {"name": "ee_deltas"}, "metadata shows what the server stated"
     finally:
         remote.close()
         served.close()

@@ -82,9 +82,11 @@ class RemotePolicy(Policy):
 
     @property
     def metadata(self) -> dict:
+        """The server's metadata once connected (never raises: a bad stated space fails `infer`)."""
         if not self.server:
-            return {**describe(self.embodiment, "remote", 0, self.dt, space=self.answer_space), "url": self.url}
-        return {**self.server, "url": self.url, "action_space": self.answer_space.to_dict()}
+            return {**describe(self.embodiment, "remote", 0, self.dt, space=self.space), "url": self.url}
+        given = {"action_space": self.space.to_dict()} if self.space is not None else {}
+        return {**self.server, "url": self.url, **given}
 
     @property
     def answer_space(self) -> ActionSpace:
