@@ -32,6 +32,8 @@ class EmbodimentIO:
         self._base_columns = columns.pop(self.base) if self.base else np.zeros(0, dtype=int)
         self._joint_columns = np.concatenate([np.zeros(0, dtype=int), *columns.values()])
         self.joints = tuple(self.names[i] for i in self._joint_columns)
+        self._slot = {name: i for i, name in enumerate(self.names)}
+        self._kinematic_names = [j.name for j in embodiment.description.movable_joints if j.mimic is None]
         self.home = self.state(np.concatenate([np.zeros(0), *(embodiment.groups[g].home for g in columns)]))
 
     @property
@@ -45,6 +47,10 @@ class EmbodimentIO:
         if base_velocity is not None and len(self._base_columns):
             state[self._base_columns] = base_velocity
         return state
+
+    def joint_vector(self, state: np.ndarray) -> np.ndarray:
+        """Kinematics.joint_names order from a state: its joints, every other joint (legs, wheels) at 0."""
+        return np.array([state[self._slot[n]] if n in self._slot else 0.0 for n in self._kinematic_names])
 
     def split(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(H, D) actions -> joint targets (H, len(joints)) and base velocities (H, 3) or None."""

@@ -124,10 +124,9 @@ class StateReader:
             if not group.ee_frame:
                 raise ActionSpaceError(f"state token {token!r}: arm {name!r} has no ee_frame")
             kinematics = self.embodiment.kinematics
-            names = kinematics.joint_names
 
             def pose(state: np.ndarray) -> np.ndarray:
-                q = np.array([state[self.slot[n]] if n in self.slot else 0.0 for n in names])
+                q = self.io.joint_vector(state)
                 matrix = kinematics.frame_pose(q, group.ee_frame)
                 return np.concatenate([matrix[:3, 3], pin.log3(matrix[:3, :3])])
             return pose

@@ -166,7 +166,7 @@ class ChunkAdapter:
                 out[:, part.targets] = self._joints(values, state[part.targets], dt)
         ee_parts = [p for p in self.parts if p.kind == "ee"]
         if ee_parts:
-            q_full = self._full(state)
+            q_full = self.io.joint_vector(state)
             for part in ee_parts:
                 ik = self._ik[part.group.name]
                 poses = self._poses(ik.pose(q_full), actions[:, part.start:part.stop])
@@ -189,11 +189,6 @@ class ChunkAdapter:
         index = np.array([group.joints.index(self.io.names[t]) for t in targets])
         opened, closed = (limit[index] for limit in group.grip_range())
         return opened + self.space.gripper.closure(values) * (closed - opened)
-
-    def _full(self, state: np.ndarray) -> np.ndarray:
-        """The kinematics' joint vector: the state's joints, every other joint (legs, wheels) at 0."""
-        names = self.embodiment.kinematics.joint_names
-        return np.array([state[self.slot[n]] if n in self.slot else 0.0 for n in names])
 
     def _poses(self, start: np.ndarray, values: np.ndarray) -> np.ndarray:
         """(H, 4, 4) tool poses in the root frame from ee columns (H, 6)."""
