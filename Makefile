@@ -12,7 +12,7 @@ STAMP := $(VENV)/.setup-done
 APT_PACKAGES := libegl1 libgl1-mesa-dri libegl-mesa0 libxml2-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test clean
+.PHONY: setup lerobot-setup demo test clean
 
 setup: $(STAMP)
 
@@ -33,14 +33,29 @@ $(STAMP): constraints.txt setup.py setup.cfg package.xml Makefile $(SHIPPED_FILE
 	$(PIP) install -q -c constraints.txt -e '.[ros-wheels,test]'
 	touch $@
 
+# LeRobot's own environment (the `lerobot` backend's server, the LeRobot tests and benchmark):
+# LeRobot 0.4.4 pins torch < 2.11 and needs torchvision, which does not import beside the main
+# venv's CPU torch, so it gets torch 2.9.1 + torchvision 0.24.1 from PyPI and vla_ros beside them
+# (no ROS wheels). First time: about 3 GB of downloads and 8 GB on disk (README).
+LEROBOT_VENV := .venv-lerobot
+LEROBOT_STAMP := $(LEROBOT_VENV)/.setup-done
+
+lerobot-setup: $(LEROBOT_STAMP)
+
+$(LEROBOT_STAMP): constraints-lerobot.txt setup.py setup.cfg Makefile
+	test -x $(LEROBOT_VENV)/bin/python || $(PYTHON) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install -q -c constraints-lerobot.txt torch torchvision
+	$(LEROBOT_VENV)/bin/python -m pip install -q -c constraints-lerobot.txt lerobot -e .
+	touch $@
+
 demo: setup
 	MUJOCO_GL=egl $(BIN)/vla-ros demo
 
-test: setup
+test: setup lerobot-setup
 	$(BIN)/ruff check .
 	@$(BIN)/python -m pytest --run-slow --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a broken run, not a pass"; exit 1; fi; \
 	exit $$rc
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LEROBOT_VENV) build *.egg-info .pytest_cache
