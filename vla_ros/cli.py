@@ -8,7 +8,7 @@ import sys
 from vla_ros import __version__
 from vla_ros.errors import VlaRosError
 
-VERBS = ("doctor", "demo", "embodiment", "sim", "up", "serve", "bench", "collect", "train", "eval")
+VERBS = ("doctor", "demo", "embodiment", "sim", "up", "serve", "bench", "collect", "export", "train", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

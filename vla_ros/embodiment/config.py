@@ -201,6 +201,19 @@ class ActionConfig:
 
 
 @dataclass(frozen=True)
+class LeRobotConfig:
+    """How a LeRobot dataset recorded elsewhere maps onto this embodiment (vla_ros.data.lerobot).
+
+    names: layout slot (joint or base channel) -> the dataset's name for it in `observation.state`
+    and `action` (unlisted slots keep their own name); cameras: camera -> the dataset's image key
+    (default `observation.images.<camera>`).
+    """
+
+    names: dict[str, str] = field(default_factory=dict)
+    cameras: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EmbodimentConfig:
     """One robot: its URDF (or xacro file and arguments), groups, cameras, action layout and control rate."""
 
@@ -213,8 +226,13 @@ class EmbodimentConfig:
     package_dirs: tuple[str, ...] = ()
     control_rate_hz: float = 500.0
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    lerobot: LeRobotConfig = field(default_factory=LeRobotConfig)
 
     def __post_init__(self):
+        unknown = sorted(set(self.lerobot.cameras) - set(self.cameras))
+        if unknown:
+            raise EmbodimentError("lerobot.cameras", f"names camera {unknown[0]!r}, which is not defined",
+                                  f"use cameras from: {', '.join(self.cameras) or 'none'}")
         if self.xacro_args and not self.urdf.endswith(".xacro"):
             raise EmbodimentError("xacro_args", f"is set but urdf {self.urdf!r} is not a xacro file",
                                   "point 'urdf' at the .xacro file, or remove 'xacro_args'")
