@@ -13,7 +13,7 @@ from mcap.reader import make_reader
 
 from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
 from vla_ros.data.collect import Collector
-from vla_ros.data.dataset import cached_samples, episode_samples, hindsight_goal
+from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples, hindsight_goal
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.sim.episode import observe
 from vla_ros.sim.tasks import REACH_RADIUS, Reach
@@ -188,13 +188,13 @@ def _tool_at(episode, embodiment, index):
 
 def test_the_sample_cache_hits_for_the_same_bag_and_settings_only(recorded, arm7, tmp_path):
     bag = recorded[0].path
-    first = cached_samples(bag, arm7, 8, 0.05, (32, 32), tmp_path)
-    again = cached_samples(bag, arm7, 8, 0.05, (32, 32), tmp_path)
+    first = cached_samples(bag_recording(bag, tmp_path), arm7, 8, 0.05, (32, 32))
+    again = cached_samples(bag_recording(bag, tmp_path), arm7, 8, 0.05, (32, 32))
     np.testing.assert_array_equal(first.actions, again.actions)
     np.testing.assert_array_equal(first.images["front"], again.images["front"])
     assert again.instructions == first.instructions and again.success
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    cached_samples(bag, arm7, 4, 0.05, (32, 32), tmp_path)
+    cached_samples(bag_recording(bag, tmp_path), arm7, 4, 0.05, (32, 32))
     assert len(list(tmp_path.glob("*.npz"))) == 2
 
 

@@ -8,9 +8,13 @@ from pathlib import Path
 
 
 def register(verbs) -> None:
-    parser = verbs.add_parser("train", help="train the built-in VLA on episode bags and write a checkpoint")
+    parser = verbs.add_parser("train", help="train the built-in VLA on episode bags or LeRobot datasets and write a "
+                                            "checkpoint")
     parser.add_argument("--data", type=Path, nargs="+", required=True,
-                        help="dataset directories (bags in or under them)")
+                        help="dataset directories: bags in or under them, or a LeRobotDataset v3.0's root")
+    parser.add_argument("--embodiment",
+                        help="embodiment name or file a LeRobot dataset is read for (default: its robot_type); the "
+                             "file's lerobot: section maps the dataset's names")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps in total (default 4000)")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
@@ -39,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from vla_ros.data.bag import find_bags, read_info
-    from vla_ros.data.dataset import cached_samples
+    from vla_ros.data.dataset import cached_samples, find_recordings
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError
     from vla_ros.model.checkpoint import load_checkpoint, load_optimizer, read_config, save_checkpoint
@@ -68,17 +71,22 @@ def run(args: argparse.Namespace) -> int:
     architecture = resumed.architecture if resumed else Architecture(image_size=(args.image_size, args.image_size))
 
     bags, skipped = [], 0
-    for bag in find_bags(args.data):
-        info = read_info(bag)
+    for recording in find_recordings(args.data, args.embodiment):
+        info = recording.info
         if "embodiment" not in info:
-            raise VlaRosError(f"{bag}: metadata.yaml custom_data names no embodiment (not recorded by vla_ros?)")
+            raise VlaRosError(f"{recording.name}: metadata.yaml custom_data names no embodiment (not recorded by "
+                              f"vla_ros?)")
         if info.get("outcome.success") != "true" and not args.include_failures:
             skipped += 1
             continue
-        bags.append((bag, info))
+        bags.append((recording, info))
     if not bags:
         raise VlaRosError(f"no successful episodes in {', '.join(map(str, args.data))} ({skipped} failed ones skipped)")
-    embodiments = {name: load_embodiment(name) for name in sorted({info["embodiment"] for _, info in bags})}
+    embodiments = {}
+    for recording, info in bags:
+        if info["embodiment"] not in embodiments:
+            embodiments[info["embodiment"]] = recording.embodiment or load_embodiment(info["embodiment"])
+    embodiments = dict(sorted(embodiments.items()))
     order = np.random.default_rng(args.seed).permutation(len(bags))
     held = max(1, round(args.validation * len(bags))) if args.validation > 0 and len(bags) > 1 else 0
     validation_bags = {int(i) for i in order[:held]}
@@ -87,9 +95,8 @@ def run(args: argparse.Namespace) -> int:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("reading episodes (cached after the first time)", total=len(bags))
-        for index, (bag, info) in enumerate(bags):
-            episode = cached_samples(bag, embodiments[info["embodiment"]], horizon, dt, architecture.image_size,
-                                     bag.parent / ".cache")
+        for index, (recording, info) in enumerate(bags):
+            episode = cached_samples(recording, embodiments[info["embodiment"]], horizon, dt, architecture.image_size)
             samples["validation" if index in validation_bags else "train"].append(episode)
             progress.update(bar, advance=1)
 

@@ -151,8 +151,10 @@ class Collector:
         writer = EpisodeWriter(path, {name: c.topic for name, c in embodiment.cameras.items()},
                                self.io.base is not None, info, start=time.time())
         writer.instruction(0.0, instruction)
-        next_frame = dict.fromkeys(embodiment.cameras, 0.0)
         control_dt = 1.0 / embodiment.control_rate_hz
+        # Each camera's first frame comes with the first joint state, then one every period from it: on the
+        # same clock as the frames, so a dataset sampled at the camera's rate has every frame's image fresh.
+        next_frame = dict.fromkeys(embodiment.cameras, float(world.data.time) + control_dt)
         slots = [(slot.group, slot.names) for slot in embodiment.layout.slots if slot.group != self.io.base]
 
         def on_step(world: World, targets: Targets, status: TaskStatus) -> None:

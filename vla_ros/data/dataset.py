@@ -11,20 +11,24 @@ robot's root frame. It needs nothing but the bag, so it works for any robot's re
 The goal belongs to the last instruction: frames taken under an earlier one (a change of mind, or
 a finished sub-task) have no goal known from the bag and are left out.
 
-Decoding bags is the slow part, so each bag's samples are cached as .npz under the dataset's
-`.cache/`, keyed by the bag file and the sampling settings; a changed bag or setting misses.
+An episode comes from a bag or from a LeRobot v3.0 dataset (vla_ros.data.lerobot), each a
+`Recording`; both are sampled by the same code. Decoding is the slow part, so each episode's samples
+are cached as .npz under the dataset's `.cache/`, keyed by its files and the sampling settings; a
+changed file or setting misses.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vla_ros.data.bag import BagError, Episode, read_episode
-from vla_ros.embodiment import Embodiment, EmbodimentIO
+from vla_ros.data.bag import BagError, Episode, find_bags, read_episode, read_info
+from vla_ros.data.lerobot import LeRobotError, LeRobotSource, is_lerobot
+from vla_ros.embodiment import Embodiment, EmbodimentError, EmbodimentIO, load_embodiment
 from vla_ros.media import resize
 
 CACHE_FORMAT = 2
@@ -130,20 +134,74 @@ def _interp(series, columns, times) -> np.ndarray:
     return np.stack([np.interp(times, series.times, values[:, j]) for j in range(values.shape[1])], axis=1)
 
 
-def cached_samples(bag: Path, embodiment: Embodiment, horizon: int, dt: float, image_size: tuple[int, int],
-                   cache_dir: Path) -> EpisodeSamples:
-    """episode_samples of `bag`, from the cache when the bag and the settings are unchanged."""
-    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(bag.iterdir()) if p.is_file()]
-    key = json.dumps([CACHE_FORMAT, str(bag.resolve()), stats, embodiment.name, list(EmbodimentIO(embodiment).names),
+@dataclass(frozen=True)
+class Recording:
+    """One episode to learn from: a bag, or an episode of a LeRobot dataset.
+
+    `files` are what it is read from (the cache key holds their sizes and times), `info` what a
+    bag's custom_data says (embodiment, outcome.success), `read` gives the Episode; `embodiment` is
+    the one it is read for when that is not the one info names (a LeRobot dataset read for a file).
+    """
+
+    name: str
+    files: tuple[Path, ...]
+    info: dict[str, str]
+    cache_dir: Path
+    read: Callable[[], Episode]
+    embodiment: Embodiment | None = None
+
+
+def bag_recording(bag: Path, cache_dir: Path | None = None) -> Recording:
+    """A bag as a Recording, cached beside it (in its dataset's .cache/) unless told where."""
+    return Recording(bag.name, tuple(sorted(p for p in bag.iterdir() if p.is_file())), read_info(bag),
+                     cache_dir or bag.parent / ".cache", lambda: read_episode(bag))
+
+
+def lerobot_recordings(root: Path, embodiment: Embodiment) -> list[Recording]:
+    """Every episode of the LeRobot dataset at `root`, read for `embodiment`."""
+    source = LeRobotSource(root, embodiment)
+    files = tuple(sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts))
+    return [Recording(f"{root.name}-episode-{index:06d}", files, source.info_of(index), root / ".cache",
+                      lambda index=index: source.episode(index), embodiment) for index in range(len(source))]
+
+
+def find_recordings(folders: list[Path], embodiment: str | None = None) -> list[Recording]:
+    """The episodes in `folders`: LeRobot datasets (their root given) and bags in or under the rest.
+
+    A LeRobot dataset is read for `embodiment` (a name or file), by default the one its robot_type names.
+    """
+    recordings, bag_folders = [], []
+    for folder in map(Path, folders):
+        if not is_lerobot(folder):
+            bag_folders.append(folder)
+            continue
+        robot = embodiment or LeRobotSource.robot_type(folder)
+        try:
+            loaded = load_embodiment(robot)
+        except EmbodimentError as error:
+            raise LeRobotError(f"{folder}: its robot_type {robot!r} is not an embodiment vla_ros can load ({error}); "
+                               f"pass --embodiment FILE, mapping the dataset's names under lerobot: in it") from None
+        recordings += lerobot_recordings(folder, loaded)
+    if bag_folders:
+        recordings += [bag_recording(bag) for bag in find_bags(bag_folders)]
+    return recordings
+
+
+def cached_samples(recording: Recording, embodiment: Embodiment, horizon: int, dt: float,
+                   image_size: tuple[int, int]) -> EpisodeSamples:
+    """episode_samples of `recording`, from the cache when its files and the settings are unchanged."""
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in recording.files]
+    key = json.dumps([CACHE_FORMAT, recording.name, stats, embodiment.name, list(EmbodimentIO(embodiment).names),
                       horizon, dt, list(image_size)])
-    path = cache_dir / f"{bag.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    cache_dir = recording.cache_dir
+    path = cache_dir / f"{recording.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             return EpisodeSamples(str(data["embodiment"]),
                                   {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("image/")},
                                   data["states"], data["actions"], [str(s) for s in data["instructions"]],
                                   bool(data["success"]), str(data["task"]), hindsight_goal(data["actions"], embodiment))
-    samples = episode_samples(read_episode(bag), embodiment, horizon, dt, image_size)
+    samples = episode_samples(recording.read(), embodiment, horizon, dt, image_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, embodiment=samples.embodiment, states=samples.states, actions=samples.actions,
