@@ -22,6 +22,8 @@ def register(verbs) -> None:
                               "the slowest camera)")
     lerobot.add_argument("--vcodec", default="libsvtav1", choices=("libsvtav1", "h264"),
                          help="video codec (default libsvtav1, LeRobot's AV1)")
+    lerobot.add_argument("--image-size", type=int, metavar="N",
+                         help="resize every camera to N x N (default: the cameras' own size)")
     lerobot.add_argument("--include-failures", action="store_true", help="export failed episodes too")
     lerobot.set_defaults(handler=run)
 
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("export", total=len(bags))
         done = export_lerobot(bags, args.out, embodiment, fps, args.repo_id or f"local/{args.out.name}", max_age,
-                              args.vcodec, lambda exported: progress.update(bar, advance=1))
+                              args.vcodec, (args.image_size, args.image_size) if args.image_size else None,
+                              lambda exported: progress.update(bar, advance=1))
     table = Table(title=f"{args.out}: LeRobotDataset v3.0, {embodiment.name}, {fps:g} fps")
     for column in ("episode", "frames", "dropped: stale image", "dropped: no instruction", "success"):
         table.add_column(column, justify="left" if column == "episode" else "right")

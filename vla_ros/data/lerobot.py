@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from vla_ros.data.bag import Episode, Series, read_episode, read_info
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.errors import VlaRosError
+from vla_ros.media import resize
 
 CODEBASE_VERSION = "v3.0"
 STATE, ACTION, IMAGES = "observation.state", "action", "observation.images."
@@ -211,14 +212,16 @@ class VideoFile:
 class LeRobotWriter:
     """Writes a LeRobotDataset v3.0 at `root` for one embodiment, episode by episode."""
 
-    def __init__(self, root: Path, embodiment: Embodiment, fps: float, repo_id: str, vcodec: str = "libsvtav1"):
+    def __init__(self, root: Path, embodiment: Embodiment, fps: float, repo_id: str, vcodec: str = "libsvtav1",
+                 image_size: tuple[int, int] | None = None):
         if vcodec not in VIDEO_CODECS:
             raise LeRobotError(f"video codec {vcodec!r} is not one of {', '.join(VIDEO_CODECS)}")
         if root.exists() and any(root.iterdir()):
             raise LeRobotError(f"{root} exists and is not empty: give a new directory to --out")
         self.root, self.embodiment, self.fps, self.repo_id, self.vcodec = root, embodiment, fps, repo_id, vcodec
         self.names = list(EmbodimentIO(embodiment).names)
-        self.cameras = {name: (camera.height, camera.width) for name, camera in embodiment.cameras.items()}
+        self.cameras = {name: image_size or (camera.height, camera.width)
+                        for name, camera in embodiment.cameras.items()}
         self.tasks: dict[str, int] = {}
         self.episodes: list[dict] = []
         self.stats: list[dict[str, dict[str, np.ndarray]]] = []
@@ -266,13 +269,14 @@ class LeRobotWriter:
                                                      file_index=number % CHUNKS_SIZE)
                 video = self.videos[name] = VideoFile(path, self.fps, size, self.vcodec)
             start = video.frames
-            video.write(frames.images[name])
+            video.write(np.stack([resize(image, *size) for image in frames.images[name]]))
             row.update({f"videos/{key}/chunk_index": self.video_files[name] // CHUNKS_SIZE,
                         f"videos/{key}/file_index": self.video_files[name] % CHUNKS_SIZE,
                         f"videos/{key}/from_timestamp": start / self.fps,
                         f"videos/{key}/to_timestamp": (start + count) / self.fps})
         stats = {STATE: feature_stats(frames.states), ACTION: feature_stats(frames.actions),
-                 **{IMAGES + name: image_stats(frames.images[name]) for name in self.cameras},
+                 **{IMAGES + name: image_stats(np.stack([resize(image, *size) for image in frames.images[name]]))
+                    for name, size in self.cameras.items()},
                  **{name: feature_stats(table.column(name).to_numpy()[:, None].astype(np.float64))
                     for name in INDEX_FEATURES}}
         for feature, values in stats.items():
@@ -361,12 +365,12 @@ class Exported:
 
 
 def export_lerobot(bags: list[Path], out: Path, embodiment: Embodiment, fps: float, repo_id: str,
-                   max_image_age: float, vcodec: str = "libsvtav1",
+                   max_image_age: float, vcodec: str = "libsvtav1", image_size: tuple[int, int] | None = None,
                    on_episode: Callable[[Exported], None] = lambda exported: None) -> list[Exported]:
-    """Write `bags` (episodes of `embodiment`) as a LeRobotDataset at `out`."""
+    """Write `bags` (episodes of `embodiment`) as a LeRobotDataset at `out`, images resized to `image_size`."""
     if not fps > 0:
         raise LeRobotError(f"fps {fps} is not positive")
-    writer = LeRobotWriter(out, embodiment, fps, repo_id, vcodec)
+    writer = LeRobotWriter(out, embodiment, fps, repo_id, vcodec, image_size)
     done = []
     for bag in bags:
         info = read_info(bag)

@@ -1,0 +1,151 @@
+"""LeRobotDataset v3.0 export and import, checked by LeRobot's own LeRobotDataset.
+
+Two expert episodes per shipped embodiment (one of arm7's changes its mind midway) are exported;
+LeRobot 0.4.4 opens each dataset offline in its own environment (.venv-lerobot, `make
+lerobot-setup`) and dumps what it reads, which is compared with the bags: frames, fps, feature
+names and shapes, state and action values (exact), tasks, decoded images (codec tolerance).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla_ros.data.bag import find_bags, read_episode
+from vla_ros.data.collect import Collector
+from vla_ros.data.dataset import episode_samples, find_recordings
+from vla_ros.data.lerobot import STAMP_SLACK_S, LeRobotError, export_lerobot
+from vla_ros.embodiment import EmbodimentIO, load_embodiment
+
+REPO = Path(__file__).resolve().parents[1]
+LEROBOT_PYTHON = REPO / ".venv-lerobot" / "bin" / "python"
+EMBODIMENTS = ("arm7", "mobile_manipulator", "humanoid_upper")
+FPS = 10.0
+IMAGE_TOLERANCE = 4.0  # mean absolute difference [0-255 levels] of a decoded frame from the recorded one
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not LEROBOT_PYTHON.exists(),
+                                                   reason="no LeRobot environment: run `make lerobot-setup`")]
+
+READ_WITH_LEROBOT = """
+import json, sys
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+for root in sys.argv[1:]:
+    dataset = LeRobotDataset("local/test", root=root, video_backend="pyav")
+    items = [dataset[i] for i in range(len(dataset))]
+    cameras = [k for k in dataset.meta.camera_keys]
+    np.savez(root + "/read.npz", **{key: np.stack([item[key].numpy() for item in items])
+                                    for key in ("observation.state", "action", "timestamp", "episode_index",
+                                                *cameras)})
+    json.dump({"frames": len(dataset), "fps": dataset.fps, "episodes": dataset.num_episodes,
+               "features": {k: {"shape": list(v["shape"]), "names": v["names"]} for k, v in dataset.features.items()},
+               "tasks": [item["task"] for item in items], "cameras": cameras},
+              open(root + "/read.json", "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Embodiment -> (its bags, its exported dataset), the dataset read back by LeRobot."""
+    root = tmp_path_factory.mktemp("lerobot")
+    datasets = {}
+    for name in EMBODIMENTS:
+        embodiment = load_embodiment(name)
+        collector = Collector(embodiment)
+        try:
+            for seed in (0, 1):
+                collector.record("reach", seed, root / "bags" / name, switch_fraction=1.0 if seed else 0.0)
+        finally:
+            collector.close()
+        bags = find_bags([root / "bags" / name])
+        export_lerobot(bags, root / name, embodiment, FPS, f"local/{name}", max_image_age=0.15)
+        datasets[name] = (bags, root / name)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run([str(LEROBOT_PYTHON), "-c", READ_WITH_LEROBOT, *(str(d) for _, d in datasets.values())],
+                   check=True, env=env, capture_output=True)
+    return datasets
+
+
+def _newest(times, at):
+    return np.searchsorted(times, at + STAMP_SLACK_S, side="right") - 1
+
+
+@pytest.mark.parametrize("name", EMBODIMENTS)
+def test_lerobot_opens_the_export_and_reads_what_the_bags_hold(exported, name):
+    bags, root = exported[name]
+    embodiment = load_embodiment(name)
+    io = EmbodimentIO(embodiment)
+    read = json.loads((root / "read.json").read_text())
+    arrays = np.load(root / "read.npz")
+    assert read["fps"] == FPS and read["episodes"] == len(bags)
+    assert read["features"]["observation.state"] == {"shape": [io.size], "names": list(io.names)}
+    assert read["features"]["action"] == {"shape": [io.size], "names": list(io.names)}
+    assert sorted(read["cameras"]) == sorted(f"observation.images.{c}" for c in embodiment.cameras)
+    frames = 0
+    for index, bag in enumerate(bags):
+        episode = read_episode(bag)
+        mine = arrays["episode_index"] == index
+        first_camera = next(iter(embodiment.cameras.values())).topic
+        times = episode.images[first_camera][0][0] + arrays["timestamp"][mine]
+        frames += int(mine.sum())
+        # the state and the action of a frame: the newest joint_states / joint_commands at or before it
+        states = episode.joint_states.values[_newest(episode.joint_states.times, times)]
+        commands = episode.commands.values[_newest(episode.commands.times, times)]
+        joints = [episode.joint_states.names.index(j) for j in io.joints]
+        columns = [io.names.index(j) for j in io.joints]
+        np.testing.assert_array_equal(arrays["observation.state"][mine][:, columns],
+                                      states[:, joints].astype(np.float32))
+        command_joints = [episode.commands.names.index(j) for j in io.joints]
+        np.testing.assert_array_equal(arrays["action"][mine][:, columns],
+                                      commands[:, command_joints].astype(np.float32))
+        if io.base:
+            base = [io.names.index(c) for c in ("vx", "vy", "wz")]
+            np.testing.assert_array_equal(arrays["action"][mine][:, base], episode.base_commands.values[
+                _newest(episode.base_commands.times, times)].astype(np.float32))
+        tasks = [t for t, m in zip(read["tasks"], mine) if m]
+        assert tasks == [episode.instruction_at(t) for t in times]
+        for camera, spec in embodiment.cameras.items():
+            recorded_times, recorded = episode.images[spec.topic]
+            decoded = (arrays[f"observation.images.{camera}"][mine].transpose(0, 2, 3, 1) * 255.0)
+            difference = np.abs(decoded - recorded[_newest(recorded_times, times)]).mean(axis=(1, 2, 3))
+            assert decoded.shape[1:] == (spec.height, spec.width, 3)
+            assert difference.max() < IMAGE_TOLERANCE, f"{camera}: frames differ by {difference.max():.1f} levels"
+    assert frames == read["frames"]
+    if name == "arm7":
+        assert len(set(read["tasks"])) == 3  # the changed mind's second instruction is its frames' task
+
+
+def test_training_samples_from_the_export_are_those_from_the_bags(exported):
+    bags, root = exported["arm7"]
+    arm7 = load_embodiment("arm7")
+    exported_episodes = find_recordings([root])
+    assert [r.info["outcome.success"] for r in exported_episodes] == ["true", "true"]
+    for bag, recording in zip(bags, exported_episodes):
+        # dt a multiple of the frame period: the chunk's targets fall on frames
+        from_bag = episode_samples(read_episode(bag), arm7, 8, 2 / FPS, (96, 96))
+        from_export = episode_samples(recording.read(), arm7, 8, 2 / FPS, (96, 96))
+        assert len(from_export) == len(from_bag) > 10
+        assert from_export.instructions == from_bag.instructions
+        np.testing.assert_array_equal(from_export.states, from_bag.states)
+        np.testing.assert_allclose(from_export.actions, from_bag.actions, atol=1e-5)
+        np.testing.assert_allclose(from_export.goal, from_bag.goal, atol=1e-5)
+        for camera in arm7.cameras:
+            difference = np.abs(from_export.images[camera].astype(float) - from_bag.images[camera]).mean()
+            assert difference < IMAGE_TOLERANCE
+
+
+def test_a_dataset_of_another_embodiment_is_one_clear_error(exported, tmp_path):
+    _, root = exported["mobile_manipulator"]
+    with pytest.raises(LeRobotError, match="embodiment arm7 needs joint1.*lerobot.names"):
+        find_recordings([root], "arm7")
+    run = subprocess.run([sys.executable, "-m", "vla_ros.cli", "train", "--data", str(root), "--embodiment", "arm7",
+                          "--out", str(tmp_path / "checkpoint")], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "a dataset of another robot" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "vla_ros.cli", "export", "lerobot", str(exported["arm7"][0][0]),
+                          str(exported["humanoid_upper"][0][0]), "--out", str(tmp_path / "mixed")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "a dataset holds one embodiment" in run.stderr
