@@ -129,6 +129,11 @@ class RemotePolicy(Policy):
         self._state = f"connected to {self.url}"
         return ws
 
+    def connect(self) -> dict:
+        """Connect now rather than at the first request; the server's metadata, or BackendUnavailable."""
+        self._connection()
+        return self.server
+
     def _lost(self, reason: str) -> None:
         if self.ws is not None:
             self.ws.close()
