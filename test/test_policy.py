@@ -1,4 +1,6 @@
 """The policy core without ROS: the embodiment mapping, backends, registry, wire format, schedule."""
+import importlib.util
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
@@ -91,7 +93,7 @@ def test_replay_refuses_recordings_that_do_not_fit(tmp_path, actions, message):
 
 @pytest.mark.parametrize("name, params, message", [
     ("hodl", {}, "no policy backend 'hodl' .*did you mean 'hold'"),
-    ("lerobot", {}, "LeRobot backend .*is not built yet"),
+    ("lerobot", {"checkpoint": "nowhere"}, "nowhere is not a LeRobot checkpoint .no such directory"),
     ("builtin", {"checkpoint": "nowhere"}, "no checkpoint .nowhere."),
     ("hold", {"chunk_lenght": 3}, "no parameter 'chunk_lenght' .*did you mean 'chunk_length'.*takes: chunk_length, dt"),
     ("replay", {}, "needs the parameter.* path"),
@@ -101,6 +103,20 @@ def test_replay_refuses_recordings_that_do_not_fit(tmp_path, actions, message):
 def test_registry_errors_name_the_backend_and_the_fix(name, params, message):
     with pytest.raises(PolicyError, match=message):
         make_policy(name, ARM7, params)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lerobot") is not None, reason="LeRobot imports here: it would load")
+def test_lerobot_refuses_what_is_no_checkpoint_and_says_how_to_get_lerobot(tmp_path, monkeypatch):
+    """No policy "type", or no processors (LeRobot < 0.4), is no checkpoint; a good one without LeRobot says how."""
+    monkeypatch.delenv("VLA_ROS_LEROBOT_PYTHON", raising=False)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").touch()
+    for files, message in [((), 'names no policy "type"'), (("config.json",), "saved by a LeRobot before 0.4"),
+                           (("policy_preprocessor.json", "policy_postprocessor.json"), "make lerobot-setup.*python=")]:
+        for name in files:
+            (tmp_path / name).write_text('{"type": "act"}')
+        with pytest.raises(PolicyError, match=message):
+            make_policy("lerobot", ARM7, {"checkpoint": str(tmp_path)})
 
 
 def test_backend_parameters_come_from_yaml_and_key_value_pairs():

@@ -22,11 +22,10 @@ MODULES = {
     "replay": "vla_ros.policy.replay",
     "remote": "vla_ros.policy.remote",
     "builtin": "vla_ros.policy.builtin",
+    "lerobot": "vla_ros.policy.lerobot",
 }
 # Names of the contract whose backends later work brings; asking for one says so.
-NOT_YET = {
-    "lerobot": "the LeRobot backend (an optional extra) is not built yet",
-}
+NOT_YET: dict[str, str] = {}
 _BACKENDS: dict[str, type[Policy]] = {}
 
 
