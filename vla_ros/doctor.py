@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from vla_ros import process, resources
 
@@ -264,6 +265,27 @@ def _layout() -> str:
     in_ament_path = str(prefix) in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
     note = "" if in_ament_path else " (add it to AMENT_PREFIX_PATH for `ros2 run`/`ros2 launch`)"
     return f"{prefix}/lib/vla_ros: {', '.join(executables)}{note}"
+
+
+@check("LeRobot environment (optional)", fix="`make lerobot-setup` rebuilds .venv-lerobot")
+def _lerobot() -> str:
+    """The environment the `lerobot` backend serves LeRobot policies from; only needed for them."""
+    from vla_ros.policy.lerobot import PYTHON_VARIABLE
+
+    python = Path(os.environ.get(PYTHON_VARIABLE) or ".venv-lerobot/bin/python")
+    if not python.exists():
+        return (f"not set up (only the lerobot backend needs it): `make lerobot-setup`, then "
+                f"export {PYTHON_VARIABLE}=$PWD/.venv-lerobot/bin/python")
+    versions = subprocess.run(
+        [str(python), "-c", "import lerobot, torch, torchvision, vla_ros; "
+                            "print(lerobot.__version__, torch.__version__, torchvision.__version__)"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if versions.returncode != 0:
+        raise RuntimeError(f"{python}: {(versions.stderr.strip().splitlines() or ['no output'])[-1]}")
+    lerobot, torch, torchvision = versions.stdout.split()
+    note = "" if os.environ.get(PYTHON_VARIABLE) else f" (export {PYTHON_VARIABLE}={python.absolute()} for the " \
+                                                     f"lerobot backend)"
+    return f"{python}: lerobot {lerobot}, torch {torch}, torchvision {torchvision}{note}"
 
 
 def run_checks() -> list[Result]:
