@@ -36,7 +36,7 @@ def register(verbs) -> None:
                         help="instruction phrasings: held_out, train or canonical (default held_out)")
     parser.add_argument("--seconds", type=float, default=10.0, help="sim time limit per episode (default 10)")
     parser.add_argument("--policy", default="builtin",
-                        help="policy backend: builtin, hold, replay, remote (default builtin)")
+                        help="policy backend: builtin, hold, replay, remote, lerobot (default builtin)")
     parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a backend parameter (repeatable), e.g. --policy-param path=chunks.npz")
     parser.add_argument("--use-sim-time", action="store_true",

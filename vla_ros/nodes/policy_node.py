@@ -40,7 +40,7 @@ from vla_ros.media import resize
 from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
 from vla_ros.params import param
 from vla_ros.policy import ActionChunk, ActionSpace, Observation, PolicyError, make_policy, parse_params
-from vla_ros.policy.registry import MODULES, NOT_YET
+from vla_ros.policy.registry import MODULES
 from vla_ros.policy.schedule import ChunkSchedule
 from vla_ros.policy.spaces import ChunkAdapter
 from vla_ros.ros.image import from_compressed_msg, from_image_msg
@@ -61,7 +61,7 @@ OVERHEAD_WINDOW = 200  # requests in the node-overhead percentiles
 class BackendParams(RobotParams):
     """The parameters of a node that runs a policy backend (policy_node, policy_server)."""
 
-    policy: str = param("hold", f"policy backend: {', '.join([*MODULES, *NOT_YET])}")
+    policy: str = param("hold", f"policy backend: {', '.join(MODULES)}")
     policy_params: str = param("", "the backend's parameters as a YAML mapping, e.g. '{url: ws://gpu-box:8000}'")
     checkpoint: str = param("", "checkpoint of the builtin backend (empty: its default, the shipped one)")
 

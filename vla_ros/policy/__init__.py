@@ -9,10 +9,10 @@ from vla_ros.policy.interface import (
     Policy,
     PolicyError,
 )
-from vla_ros.policy.registry import MODULES, NOT_YET, backend, describe, make_policy, parameters, parse_params
+from vla_ros.policy.registry import MODULES, backend, describe, make_policy, parameters, parse_params
 
 __all__ = [
-    "MODULES", "NOT_YET", "ActionChunk", "ActionSpace", "ActionSpaceError", "BackendUnavailable", "GripperMap",
+    "MODULES", "ActionChunk", "ActionSpace", "ActionSpaceError", "BackendUnavailable", "GripperMap",
     "Observation", "Policy",
     "PolicyError", "backend", "describe", "make_policy", "parameters", "parse_params",
 ]

@@ -24,8 +24,6 @@ MODULES = {
     "builtin": "vla_ros.policy.builtin",
     "lerobot": "vla_ros.policy.lerobot",
 }
-# Names of the contract whose backends later work brings; asking for one says so.
-NOT_YET: dict[str, str] = {}
 _BACKENDS: dict[str, type[Policy]] = {}
 
 
@@ -39,11 +37,8 @@ def backend(name: str):
 
 
 def backend_class(name: str) -> type[Policy]:
-    if name in NOT_YET:
-        raise PolicyError(f"policy backend {name!r} is not available: {NOT_YET[name]}")
     if name not in MODULES:
-        known = [*MODULES, *NOT_YET]
-        raise PolicyError(f"no policy backend {name!r}{did_you_mean(name, known)}; backends: {', '.join(MODULES)}")
+        raise PolicyError(f"no policy backend {name!r}{did_you_mean(name, MODULES)}; backends: {', '.join(MODULES)}")
     importlib.import_module(MODULES[name])
     return _BACKENDS[name]
 
