@@ -1,5 +1,6 @@
 """The `lerobot` backend on a tiny ACT checkpoint: in LeRobot's venv, and from the main venv through a child."""
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -98,3 +99,20 @@ def test_a_child_that_stops_gives_its_own_error_and_never_spawns_in_turn(built, 
     message = f"^lerobot: LeRobot is not installed in {re.escape(sys.executable)}: run `make lerobot-setup`"
     with pytest.raises(PolicyError, match=message):
         make_policy("lerobot", load_embodiment("arm7"), {"checkpoint": str(checkpoint)})
+
+
+def test_eval_drives_the_simulated_arm_with_it_through_the_ros_graph(built, ros, tmp_path):
+    """`vla-ros eval --policy lerobot` from the main venv, through sim, controller and policy nodes.
+
+    policy_node's backend serves the checkpoint from a LeRobot child; the model is untrained, so no
+    success is asked of it, only chunks.
+    """
+    checkpoint, _ = built
+    out = tmp_path / "eval.json"
+    run = ros.start([sys.executable, "-m", "vla_ros.cli", "eval", "--policy", "lerobot", "--policy-param",
+                     f"checkpoint={checkpoint}", "--policy-param", f"python={LEROBOT_PYTHON}", "--episodes", "1",
+                     "--seconds", "2", "--json", str(out)], name="vla-ros-eval", env=OFFLINE)
+    assert run.popen.wait(timeout=300) == 0, run.output()
+    report = json.loads(out.read_text())
+    assert report["policy"] == "lerobot" and len(report["episodes"]) == 1
+    assert report["inference_p50_ms"] is not None
