@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_ros.data.bag import find_bags, read_episode
+from vla_ros.data.bag import EpisodeWriter, find_bags, read_episode
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import episode_samples, find_recordings
-from vla_ros.data.lerobot import STAMP_SLACK_S, LeRobotError, export_lerobot
+from vla_ros.data.lerobot import STAMP_SLACK_S, LeRobotError, export_lerobot, sample_frames
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,8 +26,7 @@ EMBODIMENTS = ("arm7", "mobile_manipulator", "humanoid_upper")
 FPS = 10.0
 IMAGE_TOLERANCE = 4.0  # mean absolute difference [0-255 levels] of a decoded frame from the recorded one
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not LEROBOT_PYTHON.exists(),
-                                                   reason="no LeRobot environment: run `make lerobot-setup`")]
+needs_lerobot = pytest.mark.skipif(not LEROBOT_PYTHON.exists(), reason="no LeRobot environment: make lerobot-setup")
 
 READ_WITH_LEROBOT = """
 import json, sys
@@ -45,6 +44,34 @@ for root in sys.argv[1:]:
                "tasks": [item["task"] for item in items], "cameras": cameras},
               open(root + "/read.json", "w"))
 """
+
+
+def test_frames_are_causal_and_a_stale_image_or_no_instruction_drops_the_frame(tmp_path):
+    """A live recording's clock: the wrist camera stalls from 0.35 s to 0.8 s, the instruction comes at 0.15 s."""
+    arm7 = load_embodiment("arm7")
+    io = EmbodimentIO(arm7)
+    cameras = {name: camera.topic for name, camera in arm7.cameras.items()}
+    writer = EpisodeWriter(tmp_path / "live", cameras, False, {"embodiment": "arm7"}, start=1000.0)
+    for step in range(501):
+        now = step * 0.002
+        writer.joint_state(now, io.joints, np.full(len(io.joints), now))
+        writer.commands(now, io.joints, np.full(len(io.joints), now + 1.0), np.zeros(len(io.joints)))
+        if step % 50 == 7:  # frames 14 ms after each tenth of a second
+            for camera in cameras:
+                if camera == "front" or not 0.35 < now < 0.8:
+                    writer.image(camera, now, np.full((224, 224, 3), step % 256, np.uint8), camera)
+        if step == 75:
+            writer.instruction(now, "reach the red cube")
+    writer.finish(1.0, {"success": True})
+    frames = sample_frames(read_episode(tmp_path / "live"), arm7, 10.0, max_image_age=0.15)
+    # the grid starts at the first image (0.014 s); frames at 0.014 and 0.114 come before the instruction;
+    # the wrist's newest image is 0.314 s at 0.514, 0.614 and 0.714 (older than 0.15 s)
+    assert frames.dropped == {"no instruction": 2, "stale image": 3}
+    np.testing.assert_allclose(frames.times, 0.014 + 0.1 * np.array([2, 3, 4, 8, 9]), atol=1e-6)
+    np.testing.assert_allclose(frames.states[:, 0], frames.times, atol=1e-6)  # the newest state, not a later one
+    np.testing.assert_allclose(frames.actions[:, 0], frames.times + 1.0, atol=1e-6)
+    assert frames.tasks == ["reach the red cube"] * 5
+    np.testing.assert_array_equal(frames.images["wrist"][:, 0, 0, 0], np.array([107, 157, 157, 407, 457]) % 256)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +100,8 @@ def _newest(times, at):
     return np.searchsorted(times, at + STAMP_SLACK_S, side="right") - 1
 
 
+@pytest.mark.slow
+@needs_lerobot
 @pytest.mark.parametrize("name", EMBODIMENTS)
 def test_lerobot_opens_the_export_and_reads_what_the_bags_hold(exported, name):
     bags, root = exported[name]
@@ -118,6 +147,8 @@ def test_lerobot_opens_the_export_and_reads_what_the_bags_hold(exported, name):
         assert len(set(read["tasks"])) == 3  # the changed mind's second instruction is its frames' task
 
 
+@pytest.mark.slow
+@needs_lerobot
 def test_training_samples_from_the_export_are_those_from_the_bags(exported):
     bags, root = exported["arm7"]
     arm7 = load_embodiment("arm7")
@@ -137,6 +168,8 @@ def test_training_samples_from_the_export_are_those_from_the_bags(exported):
             assert difference < IMAGE_TOLERANCE
 
 
+@pytest.mark.slow
+@needs_lerobot
 def test_a_dataset_of_another_embodiment_is_one_clear_error(exported, tmp_path):
     _, root = exported["mobile_manipulator"]
     with pytest.raises(LeRobotError, match="embodiment arm7 needs joint1.*lerobot.names"):
