@@ -7,12 +7,14 @@ names and shapes, state and action values (exact), tasks, decoded images (codec 
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from vla_ros.data.bag import EpisodeWriter, find_bags, read_episode
 from vla_ros.data.collect import Collector
@@ -182,3 +184,28 @@ def test_a_dataset_of_another_embodiment_is_one_clear_error(exported, tmp_path):
                           str(exported["humanoid_upper"][0][0]), "--out", str(tmp_path / "mixed")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "a dataset holds one embodiment" in run.stderr
+
+
+@pytest.mark.slow
+@needs_lerobot
+def test_a_dataset_recorded_elsewhere_is_read_through_the_embodiment_files_name_map(exported, tmp_path):
+    """Another robot stack's names for arm7's joints: the embodiment file's lerobot.names maps them."""
+    _, root = exported["arm7"]
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(root, elsewhere)
+    info = json.loads((elsewhere / "meta" / "info.json").read_text())
+    for key in ("observation.state", "action"):
+        info["features"][key]["names"] = [f"{name}.pos" for name in info["features"][key]["names"]][::-1]
+    info["robot_type"] = "some_arm"
+    (elsewhere / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(LeRobotError, match="robot_type 'some_arm' is not an embodiment"):
+        find_recordings([elsewhere])
+    arm7 = load_embodiment("arm7")
+    config = yaml.safe_load(arm7.path.read_text())
+    config["urdf"] = str((arm7.path.parent / config["urdf"]).resolve())
+    config["lerobot"] = {"names": {name: f"{name}.pos" for name in EmbodimentIO(arm7).names}}
+    (tmp_path / "arm7.yaml").write_text(yaml.safe_dump(config))
+    recording = find_recordings([elsewhere], str(tmp_path / "arm7.yaml"))[0]
+    original = find_recordings([root])[0].read()
+    # the names were reversed, not the values: each joint's value is read from the column its new name has
+    np.testing.assert_array_equal(recording.read().joint_states.values, original.joint_states.values[:, ::-1])
