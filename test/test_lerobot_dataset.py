@@ -19,7 +19,7 @@ import yaml
 from vla_ros.data.bag import EpisodeWriter, find_bags, read_episode
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import episode_samples, find_recordings
-from vla_ros.data.lerobot import STAMP_SLACK_S, LeRobotError, export_lerobot, sample_frames
+from vla_ros.data.lerobot import STAMP_SLACK_S, LeRobotError, LeRobotSource, export_lerobot, sample_frames
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +74,12 @@ def test_frames_are_causal_and_a_stale_image_or_no_instruction_drops_the_frame(t
     np.testing.assert_allclose(frames.actions[:, 0], frames.times + 1.0, atol=1e-6)
     assert frames.tasks == ["reach the red cube"] * 5
     np.testing.assert_array_equal(frames.images["wrist"][:, 0, 0, 0], np.array([107, 157, 157, 407, 457]) % 256)
+    # exported, the dropped frames leave a gap in time (LeRobot decodes each frame at its timestamp)
+    export_lerobot([tmp_path / "live"], tmp_path / "dataset", arm7, 10.0, "local/live", max_image_age=0.15)
+    episode = LeRobotSource(tmp_path / "dataset", arm7).episode(0)
+    np.testing.assert_allclose(episode.joint_states.times, [0.0, 0.1, 0.2, 0.6, 0.7], atol=1e-6)
+    assert np.abs(episode.images["camera/wrist/image_raw"][1][:, 0, 0, 0].astype(int) -
+                  np.array([107, 157, 157, 407, 457]) % 256).max() <= 2
 
 
 @pytest.fixture(scope="module")

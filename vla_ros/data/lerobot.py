@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -193,12 +194,14 @@ class VideoFile:
         self.stream.height, self.stream.width = size
         self.stream.pix_fmt = "yuv420p"
 
-    def write(self, frames: np.ndarray) -> None:
-        for rgb in frames:
+    def write(self, frames: np.ndarray, positions: np.ndarray) -> None:
+        """Frames at `positions` (increasing frame periods from the file's end); the file then ends after the last."""
+        start = self.frames
+        for rgb, position in zip(frames, positions):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = self.frames
-            self.frames += 1
+            frame.pts = start + int(position)
             self._mux(self.stream.encode(frame))
+        self.frames = start + int(positions[-1]) + 1
 
     def _mux(self, packets) -> None:
         self.bytes += sum(packet.size for packet in packets)
@@ -216,8 +219,6 @@ class LeRobotWriter:
                  image_size: tuple[int, int] | None = None):
         if vcodec not in VIDEO_CODECS:
             raise LeRobotError(f"video codec {vcodec!r} is not one of {', '.join(VIDEO_CODECS)}")
-        if root.exists() and any(root.iterdir()):
-            raise LeRobotError(f"{root} exists and is not empty: give a new directory to --out")
         self.root, self.embodiment, self.fps, self.repo_id, self.vcodec = root, embodiment, fps, repo_id, vcodec
         self.names = list(EmbodimentIO(embodiment).names)
         self.cameras = {name: image_size or (camera.height, camera.width)
@@ -231,19 +232,18 @@ class LeRobotWriter:
         self.video_files = dict.fromkeys(self.cameras, 0)
 
     def add(self, frames: Frames, columns: dict[str, object]) -> None:
-        """One episode's frames, with its `vla_ros/...` episode columns."""
-        if not len(frames):
-            raise LeRobotError(f"episode {columns.get('vla_ros/source')}: no frames left to export "
-                               f"(dropped: {frames.dropped})")
+        """One episode's frames (at least one), with its `vla_ros/...` episode columns."""
         index = len(self.episodes)
         count = len(frames)
+        # frame periods from the episode's first frame: a dropped frame leaves a gap in time, not a shift
+        positions = np.round((frames.times - frames.times[0]) * self.fps).astype(np.int64)
         task_index = np.array([self.tasks.setdefault(t, len(self.tasks)) for t in frames.tasks], dtype=np.int64)
         table = pa.table({
             STATE: pa.FixedSizeListArray.from_arrays(pa.array(frames.states.astype(np.float32).ravel()),
                                                      len(self.names)),
             ACTION: pa.FixedSizeListArray.from_arrays(pa.array(frames.actions.astype(np.float32).ravel()),
                                                       len(self.names)),
-            "timestamp": pa.array(np.arange(count, dtype=np.float32) / np.float32(self.fps)),
+            "timestamp": pa.array(positions.astype(np.float32) / np.float32(self.fps)),
             "frame_index": pa.array(np.arange(count, dtype=np.int64)),
             "episode_index": pa.array(np.full(count, index, dtype=np.int64)),
             "index": pa.array(np.arange(self.frames, self.frames + count, dtype=np.int64)),
@@ -269,11 +269,11 @@ class LeRobotWriter:
                                                      file_index=number % CHUNKS_SIZE)
                 video = self.videos[name] = VideoFile(path, self.fps, size, self.vcodec)
             start = video.frames
-            video.write(np.stack([resize(image, *size) for image in frames.images[name]]))
+            video.write(np.stack([resize(image, *size) for image in frames.images[name]]), positions)
             row.update({f"videos/{key}/chunk_index": self.video_files[name] // CHUNKS_SIZE,
                         f"videos/{key}/file_index": self.video_files[name] % CHUNKS_SIZE,
                         f"videos/{key}/from_timestamp": start / self.fps,
-                        f"videos/{key}/to_timestamp": (start + count) / self.fps})
+                        f"videos/{key}/to_timestamp": video.frames / self.fps})
         stats = {STATE: feature_stats(frames.states), ACTION: feature_stats(frames.actions),
                  **{IMAGES + name: image_stats(np.stack([resize(image, *size) for image in frames.images[name]]))
                     for name, size in self.cameras.items()},
@@ -297,6 +297,11 @@ class LeRobotWriter:
         pq.write_table(table.cast(schema), path)
         self.rows, self.data_bytes = [], 0
         self.data_file += 1
+
+    def abort(self) -> None:
+        """Close the video files without finishing the dataset."""
+        for video in self.videos.values():
+            video.container.close()
 
     def finish(self) -> None:
         """Write the data, videos and meta files; the dataset is complete after this."""
@@ -367,34 +372,66 @@ class Exported:
 def export_lerobot(bags: list[Path], out: Path, embodiment: Embodiment, fps: float, repo_id: str,
                    max_image_age: float, vcodec: str = "libsvtav1", image_size: tuple[int, int] | None = None,
                    on_episode: Callable[[Exported], None] = lambda exported: None) -> list[Exported]:
-    """Write `bags` (episodes of `embodiment`) as a LeRobotDataset at `out`, images resized to `image_size`."""
+    """Write `bags` (episodes of `embodiment`) as a LeRobotDataset at `out`, images resized to `image_size`.
+
+    The dataset is written beside `out` and moved there when complete: a failed export leaves nothing.
+    An episode with no frame left (all dropped) is reported with 0 frames and left out.
+    """
     if not fps > 0:
         raise LeRobotError(f"fps {fps} is not positive")
-    writer = LeRobotWriter(out, embodiment, fps, repo_id, vcodec, image_size)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LeRobotError(f"{out} exists and is not an empty directory: give a new one to --out")
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    writer = LeRobotWriter(staging, embodiment, fps, repo_id, vcodec, image_size)
     done = []
-    for bag in bags:
-        info = read_info(bag)
-        recorded = info.get("embodiment")
-        if recorded is not None and recorded != embodiment.name:
-            raise LeRobotError(f"{bag}: recorded on {recorded!r}, the dataset is {embodiment.name!r}: "
-                               f"export each embodiment's episodes to their own dataset")
-        episode = read_episode(bag)
-        frames = sample_frames(episode, embodiment, fps, max_image_age)
-        first = frames.times[0] if len(frames) else 0.0
-        outcome = episode.outcome
+    try:
+        for bag in bags:
+            done.append(_export_episode(writer, bag, embodiment, fps, max_image_age))
+            on_episode(done[-1])
+        if not writer.episodes:
+            raise LeRobotError(f"no frames to export: every frame was dropped ({_dropped(done)})")
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rmdir()
+    staging.rename(out)
+    return done
+
+
+def _export_episode(writer: LeRobotWriter, bag: Path, embodiment: Embodiment, fps: float,
+                    max_image_age: float) -> Exported:
+    info = read_info(bag)
+    recorded = info.get("embodiment")
+    if recorded is not None and recorded != embodiment.name:
+        raise LeRobotError(f"{bag}: recorded on {recorded!r}, the dataset is {embodiment.name!r}: "
+                           f"export each embodiment's episodes to their own dataset")
+    episode = read_episode(bag)
+    frames = sample_frames(episode, embodiment, fps, max_image_age)
+    outcome = episode.outcome
+    success = None if outcome is None else bool(outcome.get("success", False))
+    if len(frames):
         writer.add(frames, {
             "vla_ros/source": bag.name,
-            "vla_ros/success": None if outcome is None else bool(outcome.get("success", False)),
+            "vla_ros/success": success,
             "vla_ros/outcome": json.dumps(outcome),
-            "vla_ros/corrections": json.dumps([[round(t - first, 6), text] for t, text in episode.corrections]),
+            "vla_ros/corrections": json.dumps([[round(t - frames.times[0], 6), text]
+                                               for t, text in episode.corrections]),
             "vla_ros/seed": int(info["seed"]) if info.get("seed", "").lstrip("-").isdigit() else None,
             "vla_ros/dropped_frames": sum(frames.dropped.values()),
         })
-        done.append(Exported(bag.name, len(frames), frames.dropped,
-                             None if outcome is None else bool(outcome.get("success", False))))
-        on_episode(done[-1])
-    writer.finish()
-    return done
+    return Exported(bag.name, len(frames), frames.dropped, success)
+
+
+def _dropped(done: list[Exported]) -> str:
+    totals: dict[str, int] = {}
+    for exported in done:
+        for reason, count in exported.dropped.items():
+            totals[reason] = totals.get(reason, 0) + count
+    return ", ".join(f"{count} for {reason}" for reason, count in totals.items())
 
 
 def is_lerobot(path: Path) -> bool:
@@ -481,7 +518,7 @@ class LeRobotSource:
             start = row[f"videos/{key}/from_timestamp"]
             path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=row[f"videos/{key}/chunk_index"],
                                                  file_index=row[f"videos/{key}/file_index"])
-            images[self.embodiment.cameras[name].topic] = (times, decode_frames(path, start, len(times), self.fps))
+            images[self.embodiment.cameras[name].topic] = (times, decode_frames(path, start, times, self.fps))
         outcome = json.loads(row["vla_ros/outcome"]) if row.get("vla_ros/outcome") else None
         corrections = json.loads(row["vla_ros/corrections"]) if row.get("vla_ros/corrections") else []
         episode = Episode(
@@ -495,22 +532,24 @@ class LeRobotSource:
         return episode
 
 
-def decode_frames(path: Path, start: float, count: int, fps: float) -> np.ndarray:
-    """(count, H, W, 3) uint8: the frames of `path` from `start` [s] on (frame i at start + i / fps)."""
+def decode_frames(path: Path, start: float, times: np.ndarray, fps: float) -> np.ndarray:
+    """(len(times), H, W, 3) uint8: the frames of `path` at `start` + `times` [s] (on the 1/fps grid)."""
     first = int(round(start * fps))
-    frames = []
+    wanted = {first + int(round(t * fps)): i for i, t in enumerate(times)}
+    frames: list[np.ndarray | None] = [None] * len(times)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             container.seek(int(start / stream.time_base), stream=stream, backward=True)
             for frame in container.decode(stream):
                 number = int(round(float(frame.time) * fps))
-                if number >= first + count:
+                if number > max(wanted):
                     break
-                if number >= first:
-                    frames.append(frame.to_ndarray(format="rgb24"))
+                if number in wanted:
+                    frames[wanted[number]] = frame.to_ndarray(format="rgb24")
     except (OSError, av.FFmpegError) as error:
         raise LeRobotError(f"{path}: cannot decode: {error}") from None
-    if len(frames) != count:
-        raise LeRobotError(f"{path}: {len(frames)} frames from {start:.3f} s, the episode has {count}")
+    missing = [float(t) for t, frame in zip(times, frames) if frame is None]
+    if missing:
+        raise LeRobotError(f"{path}: no frames at {missing[:3]} s from {start:.3f} s")
     return np.stack(frames)
