@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vla_ros import __version__
 from vla_ros.data.bag import Episode, Series, read_episode, read_info
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.errors import VlaRosError
@@ -322,6 +323,35 @@ class LeRobotWriter:
             {feature: {key: value.tolist() for key, value in values.items()} for feature, values in merged.items()},
             indent=4))
         (meta / "info.json").write_text(json.dumps(self.info(), indent=4))
+        (self.root / "README.md").write_text(self.card())
+
+    def card(self) -> str:
+        """The dataset card: the hub reads its front matter; people read what the dataset is and how to use it."""
+        tasks = "\n".join(f"- {task}" for task in self.tasks)
+        return f"""---
+tags: [LeRobot, vla_ros, {self.embodiment.name}]
+task_categories: [robotics]
+configs:
+- config_name: default
+  data_files: data/*/*.parquet
+---
+
+# {self.repo_id}
+
+{len(self.episodes)} episodes ({self.frames} frames at {self.fps:g} fps) of the `{self.embodiment.name}` embodiment,
+recorded with vla_ros {__version__} and exported by `vla-ros export lerobot` (LeRobotDataset {CODEBASE_VERSION}).
+`observation.state` is the state and `action` the commanded target, both in the embodiment's layout (their
+names are in meta/info.json); each camera is a video `observation.images.<camera>`. The episodes table
+(meta/episodes/) keeps each episode's outcome label (`vla_ros/success`, `vla_ros/outcome`), its language
+corrections (`vla_ros/corrections`), its source bag and seed.
+
+Tasks:
+
+{tasks}
+
+Load it with `LeRobotDataset("{self.repo_id}", root=<this directory>)`; publish it with
+`huggingface-cli upload {self.repo_id} <this directory> --repo-type dataset`.
+"""
 
     def info(self) -> dict:
         vector = {"dtype": "float32", "shape": [len(self.names)], "names": self.names}
