@@ -10,6 +10,8 @@ from catkin_pkg.package import parse_package
 from harness import ros2_run
 
 REPO = Path(__file__).resolve().parents[1]
+# What a copy of the source tree leaves out: the venvs (.venv-lerobot is 9 GB), git, build and run outputs.
+NOT_SOURCE = shutil.ignore_patterns(".venv*", ".git", "*.egg-info", "build", "__pycache__", "bench_results")
 NODE_EXECUTABLES = ["policy_node", "controller_node", "sim_node", "recorder_node", "policy_server"]
 REQUIRED_EXEC_DEPENDS = {
     "rclpy", "sensor_msgs", "trajectory_msgs", "std_msgs", "geometry_msgs", "diagnostic_msgs",
@@ -72,7 +74,7 @@ def test_plain_pip_install_gives_the_same_layout(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    env={"PATH": "/usr/bin:/bin"})
     source = tmp_path / "src"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__"))
+    shutil.copytree(REPO, source, ignore=NOT_SOURCE)
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q",
          "--no-deps", str(source)],
@@ -89,8 +91,7 @@ def test_plain_pip_install_gives_the_same_layout(tmp_path):
 def test_colcon_build_then_ros2_run_starts_a_node(ros, tmp_path, symlink):
     """`colcon build` in a workspace installs the layout, and lib/vla_ros/<node> runs after sourcing."""
     workspace = tmp_path / "ws"
-    shutil.copytree(REPO, workspace / "src/vla_ros",
-                    ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__"))
+    shutil.copytree(REPO, workspace / "src/vla_ros", ignore=NOT_SOURCE)
     colcon = [str(Path(sys.executable).parent / "colcon"), "build"] + (["--symlink-install"] if symlink else [])
     subprocess.run(colcon, cwd=workspace, check=True, capture_output=True, timeout=300)
     check_layout(workspace / "install/vla_ros")
