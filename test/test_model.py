@@ -1,13 +1,12 @@
 """The built-in VLA: shapes and masks per embodiment, learning, checkpoints, the builtin backend."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from vla_ros.cli import main
 from vla_ros.data.bag import read_episode
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import episode_samples
@@ -236,7 +235,7 @@ def test_the_builtin_backend_answers_in_the_embodiment_layout_and_honours_the_pr
 
 
 @pytest.mark.slow
-def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_path):
+def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_path, capsys):
     data = tmp_path / "data"
     collector = Collector(load_embodiment("arm7"))
     try:
@@ -246,22 +245,20 @@ def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_pa
         collector.close()
 
     def train_cli(out, *extra):
-        return subprocess.run([sys.executable, "-m", "vla_ros.cli", "train", "--data", str(data), "--out", str(out),
-                               "--image-size", "32", "--batch-size", "4", "--validate-every", "2", *extra],
-                              capture_output=True, text=True, timeout=600)
+        """`vla-ros train` in this process (the language model loaded once): its exit code and stderr."""
+        code = main(["train", "--data", str(data), "--out", str(out), "--image-size", "32", "--batch-size", "4",
+                     "--validate-every", "2", *extra])
+        return code, capsys.readouterr().err
 
-    done = train_cli(tmp_path / "a", "--steps", "2")
-    assert done.returncode == 0, done.stderr
+    assert train_cli(tmp_path / "a", "--steps", "2")[0] == 0
     assert {"model.safetensors", "config.json", "loss.png"} <= {p.name for p in (tmp_path / "a").iterdir()}
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["training"]["episodes"] == 3 and config["training"]["step"] == 2
-    again = train_cli(tmp_path / "b", "--steps", "2")
-    assert again.returncode == 0, again.stderr
+    assert train_cli(tmp_path / "b", "--steps", "2")[0] == 0
     first, second = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("a", "b"))
     assert all(torch.equal(first[k], second[k]) for k in first)
-    resumed = train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))
-    assert resumed.returncode == 0, resumed.stderr
+    assert train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))[0] == 0
     state = json.loads((tmp_path / "a" / "train_state.json").read_text())
     assert state["step"] == 4 and [s for s, _ in state["history"]["validation"]] == [2, 4]
-    stale = train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))
-    assert stale.returncode == 2 and "at step 4 already" in stale.stderr
+    code, error = train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))
+    assert code == 2 and "at step 4 already" in error
