@@ -47,8 +47,8 @@ def main() -> int:
     parser.add_argument("--task", default="reach:red", help="the one task (default reach:red)")
     parser.add_argument("--demonstrations", type=int, default=100, help="expert episodes recorded (default 100)")
     parser.add_argument("--image-size", type=int, default=96, help="cameras resized to N x N (default 96)")
-    parser.add_argument("--steps", type=int, default=3000,
-                        help="ACT training steps (default 3000); a shorter earlier run in OUT is resumed")
+    parser.add_argument("--steps", type=int, default=5000,
+                        help="ACT training steps (default 5000); a shorter earlier run in OUT is resumed")
     parser.add_argument("--batch-size", type=int, default=8, help="ACT batch size (default 8)")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes (default 20)")
     parser.add_argument("--lerobot-python", type=Path,
