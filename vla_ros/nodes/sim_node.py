@@ -58,7 +58,6 @@ from vla_ros.stats import Window
 MAX_LAG_S = 0.2  # [s] a fall this far behind is a stall: diagnostics go WARN
 COMMAND_AGE_WINDOW = 1000  # physics steps in the command-age percentiles (2 s at 500 Hz)
 STATUS_RATE_HZ = 25.0  # sim/task_status, sim/objects and odom per sim second
-AHEAD_OF_WALL_S = 0.002  # [s] stamps may lead the wall clock this much (a 500 Hz period) before the sim waits
 
 
 @dataclass(frozen=True)
@@ -234,12 +233,6 @@ class SimNode(VlaNode):
                     self.stalls += late > MAX_LAG_S
                     if not self.use_sim_time:
                         self.clock_base += late
-            if not self.use_sim_time:
-                # Paced on the monotonic clock, stamped on the wall clock: when the wall clock is slewed
-                # or stepped back (a VM's time sync), wait for it rather than stamp the future.
-                ahead = self.clock_base + self.clock - time.time()
-                if ahead > AHEAD_OF_WALL_S:
-                    time.sleep(ahead)
 
     def _publish_state(self, tick: int) -> None:
         stamp = to_stamp(self.clock_base + self.clock)
