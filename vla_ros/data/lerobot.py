@@ -126,14 +126,15 @@ def sample_frames(episode: Episode, embodiment: Embodiment, fps: float, max_imag
     dropped["no instruction"] = int(np.sum(untold & keep))
     keep &= ~untold
     times = times[keep]
-    states = np.stack([io.state(q, v) for q, v in zip(
-        _at(episode.joint_states, times)[:, state_columns],
-        _at(episode.base_velocity, times) if io.base else [None] * len(times))]) if len(times) else \
-        np.zeros((0, io.size), np.float32)
-    actions = np.stack([io.state(q, v) for q, v in zip(
-        _at(episode.commands, times)[:, command_columns],
-        _at(episode.base_commands, times) if io.base else [None] * len(times))]) if len(times) else \
-        np.zeros((0, io.size), np.float32)
+
+    def layout(joints: Series, columns: np.ndarray, base: Series | None) -> np.ndarray:
+        """(F, D) vectors in the layout: the newest joint positions and base velocities at each frame."""
+        bases = _at(base, times) if io.base else [None] * len(times)
+        rows = [io.state(q, v) for q, v in zip(_at(joints, times)[:, columns], bases)]
+        return np.stack(rows) if rows else np.zeros((0, io.size), np.float32)
+
+    states = layout(episode.joint_states, state_columns, episode.base_velocity)
+    actions = layout(episode.commands, command_columns, episode.base_commands)
     images = {name: episode.images[topics[name]][1][index[keep]] for name, index in picks.items()}
     return Frames(times, states, actions, images, [t for t, k in zip(tasks, keep) if k], dropped)
 
