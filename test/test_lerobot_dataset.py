@@ -78,7 +78,10 @@ def test_frames_are_causal_and_a_stale_image_or_no_instruction_drops_the_frame(t
     assert frames.tasks == ["reach the red cube"] * 5
     np.testing.assert_array_equal(frames.images["wrist"][:, 0, 0, 0], np.array([107, 157, 157, 407, 457]) % 256)
     # exported, the dropped frames leave a gap in time (LeRobot decodes each frame at its timestamp)
+    scheduling = os.sched_getscheduler(0), os.sched_getparam(0)
     export_lerobot([tmp_path / "live"], tmp_path / "dataset", arm7, 10.0, "local/live", max_image_age=0.15)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == scheduling, \
+        "the exporting thread left real-time (SVT-AV1 makes it SCHED_FIFO 99 as root): its children inherit that"
     episode = LeRobotSource(tmp_path / "dataset", arm7).episode(0)
     np.testing.assert_allclose(episode.joint_states.times, [0.0, 0.1, 0.2, 0.6, 0.7], atol=1e-6)
     assert np.abs(episode.images["camera/wrist/image_raw"][1][:, 0, 0, 0].astype(int) -

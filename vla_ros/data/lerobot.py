@@ -202,15 +202,23 @@ class VideoFile:
         for rgb, position in zip(frames, positions):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = start + int(position)
-            self._mux(self.stream.encode(frame))
+            self._encode(frame)
         self.frames = start + int(positions[-1]) + 1
 
-    def _mux(self, packets) -> None:
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        # SVT-AV1 run as root switches the thread that opens an encoder to SCHED_FIFO priority 99,
+        # and every process this one starts would inherit that: the calling thread gets its own back.
+        policy, priority = os.sched_getscheduler(0), os.sched_getparam(0)
+        try:
+            packets = self.stream.encode(frame)
+        finally:
+            if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, priority):
+                os.sched_setscheduler(0, policy, priority)
         self.bytes += sum(packet.size for packet in packets)
         self.container.mux(packets)
 
     def close(self) -> None:
-        self._mux(self.stream.encode())
+        self._encode(None)
         self.container.close()
 
 
