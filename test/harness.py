@@ -128,6 +128,8 @@ class RosHarness:
         self.node = rclpy.create_node(f"test_harness_{self.token[:8]}", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self.statuses: dict[str, dict] = {}  # every node's newest status on /diagnostics, for failure reports
+        self.node.create_subscription(DiagnosticArray, TOPIC, self._on_diagnostics, 50)
 
     def __enter__(self) -> RosHarness:
         return self
@@ -137,6 +139,9 @@ class RosHarness:
 
     def start(self, argv: Sequence[str], name: str | None = None, env: dict[str, str] | None = None) -> NodeProcess:
         """Start `argv` with the harness token in its environment (plus `env` overrides)."""
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            raise AssertionError("the test process runs with a real-time scheduling policy, which every child would "
+                                 "inherit: something it ran switched its main thread (see os.sched_getscheduler)")
         name = name or Path(argv[0]).name
         log_path = self.log_dir / f"{len(self.processes):02d}-{name}.log"
         child_env = {**os.environ, **(env or {}), TOKEN_VAR: self.token}
@@ -156,8 +161,14 @@ class RosHarness:
         """The node statuses on /diagnostics from now on."""
         return Diagnostics(self)
 
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        self.statuses.update((status.name, status_values(status)) for status in msg.status)
+
     def describe_processes(self) -> str:
-        return "\n".join(p.describe() for p in self.processes) or "  (no processes started)"
+        """Every child's output, then every node's newest status."""
+        described = "\n".join(p.describe() for p in self.processes) or "  (no processes started)"
+        statuses = "\n".join(f"  {name}: {values}" for name, values in sorted(self.statuses.items()))
+        return f"{described}\nnewest statuses on {TOPIC}:\n{statuses or '  (none)'}"
 
     def spin_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Spin the test node until `condition()` holds; on timeout fail with every child's output."""
