@@ -1,5 +1,6 @@
 """The control core: chunk validation, the timeline's strategies, the limiter, the control laws, the controller."""
 import dataclasses
+import time
 
 import mujoco
 import numpy as np
@@ -20,6 +21,7 @@ from vla_ros.control.controller import (
 )
 from vla_ros.control.limits import MotionLimiter
 from vla_ros.control.pd import CommandLaw, desired_acceleration, group_command, wrap_to_pi
+from vla_ros.control.rate import PreciseRate
 from vla_ros.control.timeline import Timeline
 from vla_ros.embodiment import load_embodiment
 from vla_ros.sim.episode import step
@@ -611,3 +613,19 @@ def test_base_velocities_beyond_the_limits_are_clamped():
     controller.submit_base(BaseChunk(0.0, [0.1, 5.0], [[50.0, -50.0, 50.0]] * 2), 0.0)
     limit = MOBILE.base.max_velocity
     assert np.allclose(controller.base.target(1.0), [limit[0], -limit[1], limit[2]])
+
+
+def test_a_rate_counts_its_periods_from_start_not_from_when_it_was_made():
+    """A loop that begins late sleeps whole periods from its start.
+
+    Bursting through the periods before it instead would put sim_node's stamps that far ahead of
+    the wall clock, and the controller refuses chunks stamped in its future.
+    """
+    rate = PreciseRate(1000.0, max_lag=500)
+    time.sleep(0.1)
+    rate.start()
+    begun = time.monotonic()
+    for _ in range(20):
+        rate.sleep()
+    assert time.monotonic() - begun >= 20 * rate.period_s
+    assert rate.overruns == 0

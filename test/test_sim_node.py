@@ -17,6 +17,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from harness import console_script, node_argv
+from vla_ros.control.controller import FUTURE_TOLERANCE_S
 from vla_ros.embodiment import load_embodiment
 from vla_ros.ros.image import from_image_msg
 from vla_ros.ros.qos import LATCHED
@@ -48,10 +49,16 @@ def test_publishes_joint_states_every_control_period_and_images_of_the_scene(ros
     embodiment = load_embodiment(name)
     ros.start_node("sim_node", embodiment=name)
     ros.wait_for("joint_states", JointState, timeout_s=60)
-    stamps = []
-    ros.node.create_subscription(JointState, "joint_states", lambda m: stamps.append(to_seconds(m.header.stamp)), 100)
+    stamps, leads = [], []
+
+    def on_state(msg):
+        stamps.append(to_seconds(msg.header.stamp))
+        leads.append(stamps[-1] - time.time())
+
+    ros.node.create_subscription(JointState, "joint_states", on_state, 100)
     ros.spin_until(lambda: len(stamps) > 200, 30, "200 joint_states")
     period = 1.0 / embodiment.control_rate_hz
+    assert max(leads) <= FUTURE_TOLERANCE_S, "a stamp ahead of the wall clock: the controller refuses its chunks"
     steps = np.diff(stamps) / period
     assert np.median(steps) == pytest.approx(1.0, abs=1e-3), "one message per control period"
     assert np.all(steps > 0.5) and np.allclose(steps, np.round(steps), atol=1e-3), "stamps on the period's grid, rising"

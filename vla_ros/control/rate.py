@@ -3,7 +3,9 @@
 `PreciseRate` sleeps to absolute deadlines on the monotonic clock (a period never drifts by
 the loop's own work) with the thread's timer slack cut to 1 us: Linux otherwise lets a sleep
 end up to 50 us late to batch wake-ups. A loop that falls more than `max_lag` periods behind
-skips ahead and counts an overrun instead of bursting to catch up.
+skips ahead and counts an overrun instead of bursting to catch up. The deadlines start at
+`start()` (or the first `sleep()`), not when the rate is made: a loop that begins late does
+not burst through the periods before it began.
 """
 from __future__ import annotations
 
@@ -49,10 +51,16 @@ class PreciseRate:
         self.period_s = 1.0 / rate_hz
         self.max_lag = max_lag
         self.overruns = 0
+        self.deadline: float | None = None
+
+    def start(self) -> None:
+        """Count the periods from now."""
         self.deadline = time.monotonic()
 
     def sleep(self) -> float:
         """Sleep until the next deadline; returns how late [s] the wake-up was (>= 0)."""
+        if self.deadline is None:
+            self.start()
         self.deadline += self.period_s
         now = time.monotonic()
         if now < self.deadline:

@@ -199,6 +199,8 @@ class SimNode(VlaNode):
         # Sim time starts now: stamps track the wall clock from here (a sim behind real time shows
         # as stale stamps, which it is), or start at 0 with use_sim_time.
         self.clock_base = 0.0 if self.use_sim_time else time.time() - self.clock
+        if self.rate is not None:
+            self.rate.start()  # with the clock: periods before now (the camera worker starting) are not owed
         tick = 0
         while not self.stopping.is_set():
             with self.lock:
