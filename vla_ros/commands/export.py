@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from vla_ros.data.bag import find_bags, read_info
-    from vla_ros.data.lerobot import export_lerobot
+    from vla_ros.data.lerobot import dropped_totals, export_lerobot
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError
     from vla_ros.terminal import console as make_console
@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(exported.source, str(exported.frames), str(exported.dropped["stale image"]),
                       str(exported.dropped["no instruction"]), "?" if exported.success is None else
                       ("yes" if exported.success else "no"))
-    table.add_row("total", str(sum(e.frames for e in done)),
-                  str(sum(e.dropped["stale image"] for e in done)),
-                  str(sum(e.dropped["no instruction"] for e in done)),
+    dropped = dropped_totals(done)
+    table.add_row("total", str(sum(e.frames for e in done)), str(dropped["stale image"]),
+                  str(dropped["no instruction"]),
                   f"{sum(bool(e.success) for e in done)}/{len(done)}", style="bold")
     console.print(table)
     if failed and not args.include_failures:

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from vla_ros import __version__
 from vla_ros.data.bag import Episode, Series, read_episode, read_info
 from vla_ros.embodiment import Embodiment, EmbodimentIO
+from vla_ros.embodiment.config import lerobot_feature_names
 from vla_ros.errors import VlaRosError
 from vla_ros.media import resize
 
@@ -429,7 +430,8 @@ def export_lerobot(bags: list[Path], out: Path, embodiment: Embodiment, fps: flo
             done.append(_export_episode(writer, bag, embodiment, fps, max_image_age))
             on_episode(done[-1])
         if not writer.episodes:
-            raise LeRobotError(f"no frames to export: every frame was dropped ({_dropped(done)})")
+            totals = ", ".join(f"{count} for {reason}" for reason, count in dropped_totals(done).items())
+            raise LeRobotError(f"no frames to export: every frame was dropped ({totals})")
         writer.finish()
     except BaseException:
         writer.abort()
@@ -465,12 +467,13 @@ def _export_episode(writer: LeRobotWriter, bag: Path, embodiment: Embodiment, fp
     return Exported(bag.name, len(frames), frames.dropped, success)
 
 
-def _dropped(done: list[Exported]) -> str:
+def dropped_totals(done: list[Exported]) -> dict[str, int]:
+    """Frames dropped over all `done` episodes, per reason."""
     totals: dict[str, int] = {}
     for exported in done:
         for reason, count in exported.dropped.items():
             totals[reason] = totals.get(reason, 0) + count
-    return ", ".join(f"{count} for {reason}" for reason, count in totals.items())
+    return totals
 
 
 def is_lerobot(path: Path) -> bool:
@@ -499,9 +502,8 @@ class LeRobotSource:
         for key in (STATE, ACTION):
             if key not in features:
                 raise LeRobotError(f"{self.root}: the dataset has no {key!r} feature")
-            names = list(features[key].get("names") or [])
-            names = names if not isinstance(names, dict) else [n for group in names.values() for n in group]
-            wanted = [mapping.names.get(n, n) for n in io.names]
+            names = lerobot_feature_names(self.info, key) or []
+            wanted = mapping.dataset_names(io.names)
             absent = [n for n in wanted if n not in names]
             if absent:
                 raise LeRobotError(

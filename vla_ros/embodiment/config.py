@@ -212,6 +212,18 @@ class LeRobotConfig:
     names: dict[str, str] = field(default_factory=dict)
     cameras: dict[str, str] = field(default_factory=dict)
 
+    def dataset_names(self, layout: list[str]) -> list[str]:
+        """The dataset's names for the layout's slots, in layout order."""
+        return [self.names.get(name, name) for name in layout]
+
+
+def lerobot_feature_names(info: dict, key: str) -> list[str] | None:
+    """A LeRobot info.json's names of feature `key`'s entries (a list, or LeRobot v2's {"motors": [...]})."""
+    names = info.get("features", {}).get(key, {}).get("names")
+    if isinstance(names, dict):
+        names = [name for group in names.values() for name in group]
+    return [str(name) for name in names] if isinstance(names, list) else None
+
 
 @dataclass(frozen=True)
 class EmbodimentConfig:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vla_ros.embodiment import Embodiment, EmbodimentIO
+from vla_ros.embodiment.config import lerobot_feature_names
 from vla_ros.errors import did_you_mean
 from vla_ros.media import resize
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
@@ -58,26 +59,18 @@ def dataset_info(path: Path, home: Path) -> dict:
         return {}
 
 
-def feature_names(info: dict, key: str) -> list[str] | None:
-    """The dataset's names of feature `key`'s entries (a list, or LeRobot v2's {"motors": [...]})."""
-    names = info.get("features", {}).get(key, {}).get("names")
-    if isinstance(names, dict):
-        names = [name for group in names.values() for name in group]
-    return [str(name) for name in names] if isinstance(names, list) else None
-
-
 def wire(embodiment: Embodiment, path: Path, config, cameras: dict[str, str] | None, state_names: list[str] | None,
          info: dict) -> Wiring:
     """How `embodiment` fills a LeRobot policy `config`'s inputs; PolicyError naming every feature that does not fit."""
     io = EmbodimentIO(embodiment)
-    wanted = [embodiment.config.lerobot.names.get(name, name) for name in io.names]
+    wanted = embodiment.config.lerobot.dataset_names(io.names)
     problems: list[str] = []
 
     def columns(key: str, shape: tuple[int, ...]) -> np.ndarray | None:
         if tuple(shape) != (io.size,):
             problems.append(f"{key} has shape {tuple(shape)}; the {embodiment.name} layout has {io.size} values")
             return None
-        names = state_names if state_names is not None else feature_names(info, key)
+        names = state_names if state_names is not None else lerobot_feature_names(info, key)
         if names is None:
             return np.arange(io.size)
         absent = [name for name in wanted if name not in names]
