@@ -43,7 +43,14 @@ def observe(world: World) -> Observation:
     """The expert's privileged view: joints, and cube centres in the robot's root frame."""
     to_root = np.linalg.inv(world.root_pose())
     cubes = {c: (to_root @ np.append(world.cube_pose(c)[0], 1.0))[:3] for c in world.colours}
-    return Observation(float(world.data.time), world.joint_vector(), cubes)
+    yaws = {}
+    for colour in world.colours:
+        rotation = np.zeros(9)
+        mujoco.mju_quat2Mat(rotation, world.cube_pose(colour)[1])
+        in_root = to_root[:3, :3] @ rotation.reshape(3, 3)
+        yaws[colour] = float(np.arctan2(in_root[1, 0], in_root[0, 0]))
+    places = {"tray": (to_root @ np.append(world.tray, 1.0))[:3]} if world.tray is not None else {}
+    return Observation(float(world.data.time), world.joint_vector(), cubes, yaws, places)
 
 
 def start_episode(world: World, hardware: SimHardware, task_spec: str, seed: int) -> Task:

@@ -17,8 +17,8 @@ import pinocchio as pin
 from vla_ros.control.pd import CommandLaw
 from vla_ros.embodiment import Embodiment, JointGroup
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
-from vla_ros.sim.tasks import PUSH_DISTANCE, SIDES
-from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE, rotation_z, work_heading
+from vla_ros.sim.tasks import LIFT_HEIGHT, PUSH_DISTANCE, SIDES
+from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE, TRAY_FLOOR, rotation_z, work_heading
 
 TOOL_SPEED = 0.3  # [m/s] moving through free space
 PUSH_SPEED = 0.12  # [m/s] with a cube against the tool
@@ -26,6 +26,10 @@ WAYPOINT_TOLERANCE = 0.012  # [m]
 IK_LAG, IK_TURN_LAG = 0.02, 0.15  # [m], [rad]: how far the joint targets may trail the tool path
 STALL_S = 0.3  # [s] without improvement: as close as the arm gets
 PUSH_OPENING = 0.3  # of the gripper's range: a fingertip gap narrower than a cube
+GRASP_SPEED = 0.15  # [m/s] down onto a cube and up with it
+CLOSE_S = 0.6  # [s] the fingers are given to close (or open) before the tool moves on
+CARRY_HEIGHT = 0.12  # [m] a carried cube goes this far above where it lay and where it goes
+RELEASE_DROP = 0.008  # [m] a placed cube is let go this far above where it comes to rest
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Observation:
     time: float
     q: np.ndarray
     cubes: dict[str, np.ndarray]
+    yaws: dict[str, float] = field(default_factory=dict)  # [rad] each cube's turn about the vertical, root frame
+    places: dict[str, np.ndarray] = field(default_factory=dict)  # receptacle -> its floor's centre, root frame
 
 
 @dataclass
@@ -62,10 +68,9 @@ class Expert(ABC):
 
     def _start(self, observation: Observation) -> None:
         q = observation.q
+        self.scene = observation
         self.waypoints = self.plan(observation.cubes[self.values["colour"]])
-        first = self.waypoints[0][0]
-        self.arm = min(self.arms, key=lambda a: np.linalg.norm(ArmIK.for_group(self.embodiment, a).pose(q)[:3,
-                                                                                                           3] - first))
+        self.arm = self.choose_arm(q)
         self.ik = ArmIK.for_group(self.embodiment, self.arm)
         self.q_cmd = q.copy()
         pose = self.ik.pose(q)
@@ -75,8 +80,15 @@ class Expert(ABC):
         self.held = {g.name: q[self.kinematics.index(g.joints)].copy() for g in self.embodiment.commanded_groups}
         self.prepare(q)
         self._turn, self._arrival, self._lag = _Settling(), _Settling(), _Settling()
+        self._dwelt = 0.0
+        self.grip = "open"  # what a grasping expert's gripper does: "open" or "closed"
         self._last_time = observation.time
         self._started = True
+
+    def choose_arm(self, q: np.ndarray) -> JointGroup:
+        """The arm whose tool is nearest the first waypoint."""
+        first = self.waypoints[0][0]
+        return min(self.arms, key=lambda a: np.linalg.norm(ArmIK.for_group(self.embodiment, a).pose(q)[:3, 3] - first))
 
     def prepare(self, q: np.ndarray) -> None:
         """Adjust the plan to the chosen arm (its tool rotation, its gripper) before moving."""
@@ -88,6 +100,14 @@ class Expert(ABC):
         """
         self.values = values
         self._replan = True
+
+    def _dwell(self, dt: float) -> bool:
+        """At the current waypoint: take up its grip, then whether its dwell time has passed."""
+        if len(self.waypoints[0]) == 2:
+            return True
+        _, _, self.grip, dwell = self.waypoints[0]
+        self._dwelt += dt
+        return self._dwelt >= dwell
 
     def _turn_error(self, achieved: np.ndarray) -> float:
         """[rad] between the commanded tool orientation and the wanted one (rotation or axis)."""
@@ -106,6 +126,7 @@ class Expert(ABC):
         if not self._started:
             self._start(observation)
         if self._replan:
+            self.scene = observation
             self.waypoints = self.plan(observation.cubes[self.values["colour"]])
             self._arrival = _Settling()
             self._replan = False
@@ -117,14 +138,15 @@ class Expert(ABC):
         # once it stops improving.
         achieved = self.ik.pose(self.q_cmd)
         turned = self._turn.settled(self._turn_error(achieved), IK_TURN_LAG, dt)
-        goal, speed = self.waypoints[0]
+        goal, speed = self.waypoints[0][:2]
         gap = float(np.linalg.norm(achieved[:3, 3] - goal))
         arrived = gap < WAYPOINT_TOLERANCE or (
             np.linalg.norm(self.tool - goal) < 1e-6 and self._arrival.settled(gap, WAYPOINT_TOLERANCE, dt))
-        if len(self.waypoints) > 1 and turned and arrived:
+        if turned and arrived and self._dwell(dt) and len(self.waypoints) > 1:
             self.waypoints.pop(0)
             self._arrival = _Settling()
-            goal, speed = self.waypoints[0]
+            self._dwelt = 0.0
+            goal, speed = self.waypoints[0][:2]
         if turned and self._lag.settled(float(np.linalg.norm(achieved[:3, 3] - self.tool)), IK_LAG, dt):
             step = goal - self.tool
             distance = np.linalg.norm(step)
@@ -213,6 +235,74 @@ class PushExpert(Expert):
         return (closed + PUSH_OPENING * (opened - closed)).astype(float)
 
 
+class PickExpert(Expert):
+    """Over the cube with the fingers across two of its faces, down, close, and up LIFT_HEIGHT."""
+
+    def choose_arm(self, q: np.ndarray) -> JointGroup:
+        """The arm that gets its tool, pointing down, nearest to the waypoint it gets worst to.
+
+        A humanoid's hand on the side of the cube may not reach where the cube goes.
+        """
+
+        def worst(arm: JointGroup) -> float:
+            ik = ArmIK.for_group(self.embodiment, arm)
+            return max(ik.solve(q, point, TOOL_DOWN, tolerance=0.005)[1] for point, *_ in self.waypoints)
+
+        return min(self.arms, key=worst) if len(self.arms) > 1 else self.arms[0]
+
+    def prepare(self, q: np.ndarray) -> None:
+        self.gripper = self.embodiment.end_effector(self.arm)
+        if self.gripper is None:
+            return
+        finger = self.embodiment.description.joints[self.gripper.joints[0]]
+        axis = self.kinematics.frame_pose(q, finger.child)[:3, :3] @ finger.axis
+        # A sliding finger closes along its axis; a hinged one swings across its hinge and the tool axis.
+        closing = self.rotation.T @ (axis if finger.type == "prismatic" else np.cross(axis, self.rotation[:, 2]))
+        faces = rotation_z(self.scene.yaws.get(self.values["colour"], 0.0))[:2, :2]
+        angles = np.linspace(-np.pi, np.pi, 361)
+        misalignment = [min(abs((self.rotation @ rotation_z(a) @ closing)[:2] @ face) for face in faces.T)
+                        + 1e-3 * abs(a) for a in angles]
+        self.orientation = self.rotation @ rotation_z(angles[int(np.argmin(misalignment))])
+
+    @staticmethod
+    def grasp(cube: np.ndarray) -> list[tuple]:
+        """Open over the cube, down to its centre, close."""
+        return [(cube + np.array([0.0, 0.0, APPROACH_HEIGHT]), TOOL_SPEED, "open", 0.0),
+                (cube, GRASP_SPEED, "closed", CLOSE_S)]
+
+    def plan(self, cube: np.ndarray) -> list[tuple]:
+        return [*self.grasp(cube), (cube + np.array([0.0, 0.0, LIFT_HEIGHT + 0.03]), GRASP_SPEED, "closed", 0.0)]
+
+    def place(self, cube: np.ndarray, goal: np.ndarray) -> list[tuple]:
+        """Picked at `cube`, carried over `goal` (where its centre should end up), let go there, and up."""
+        up = np.array([0.0, 0.0, CARRY_HEIGHT])
+        release = goal + np.array([0.0, 0.0, RELEASE_DROP])
+        return [*self.grasp(cube), (cube + up, GRASP_SPEED, "closed", 0.0),
+                (release + up, TOOL_SPEED, "closed", 0.0), (release, GRASP_SPEED, "open", CLOSE_S),
+                (release + up, GRASP_SPEED, "open", 0.0)]
+
+    def gripper_target(self, group: JointGroup) -> np.ndarray:
+        if group is not self.gripper:
+            return self.held[group.name]
+        opened, closed = group.grip_range()
+        return (closed if self.grip == "closed" else opened).astype(float)
+
+
+class PickPlaceExpert(PickExpert):
+    """Pick the cube, carry it over the receptacle, let go a little above its floor."""
+
+    def plan(self, cube: np.ndarray) -> list[tuple]:
+        floor = self.scene.places[self.values["receptacle"]]
+        return self.place(cube, floor + np.array([0.0, 0.0, TRAY_FLOOR + CUBE_SIZE / 2]))
+
+
+class StackExpert(PickExpert):
+    """Pick the cube, carry it over the other one, let go a little above its top face."""
+
+    def plan(self, cube: np.ndarray) -> list[tuple]:
+        return self.place(cube, self.scene.cubes[self.values["base"]] + np.array([0.0, 0.0, CUBE_SIZE]))
+
+
 def _pointing_down(rotation: np.ndarray) -> np.ndarray:
     """`rotation` turned the shortest way so that its z axis points along TOOL_DOWN."""
     axis = np.cross(rotation[:, 2], TOOL_DOWN)
@@ -222,7 +312,8 @@ def _pointing_down(rotation: np.ndarray) -> np.ndarray:
     return pin.exp3(axis / np.linalg.norm(axis) * angle) @ rotation
 
 
-EXPERTS: dict[str, type[Expert]] = {"reach": ReachExpert, "push": PushExpert}
+EXPERTS: dict[str, type[Expert]] = {"reach": ReachExpert, "push": PushExpert, "pick": PickExpert,
+                                   "pick_place": PickPlaceExpert, "stack": StackExpert}
 
 
 @functools.lru_cache(maxsize=8)

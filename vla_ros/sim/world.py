@@ -27,6 +27,9 @@ COLOURS = {
     "yellow": (0.95, 0.80, 0.10, 1.0),
 }
 CUBE_SIZE = 0.04  # [m] edge
+TRAY_SIZE, TRAY_WALL, TRAY_FLOOR = 0.14, 0.03, 0.008  # [m] outer edge, wall height, floor thickness
+TRAY_RGBA = (0.88, 0.88, 0.84, 1.0)
+TRAY_CLEARANCE = 0.14  # [m] from the tray's centre to any cube's
 CUBE_MASS = 0.1  # [kg]
 CUBE_SPACING = 0.12  # [m] minimum distance between cube centres
 # [m] the tool stops this far above a cube's top face (4 cm of the 5 cm success radius left sideways)
@@ -159,6 +162,10 @@ class World:
         spec = self._robot_spec(self.layout.robot_pos)
         spec.option.timestep = timestep
         spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        # Grasps: elliptic friction cones with a high impedance ratio keep a squeezed cube from
+        # creeping out of the fingers (MuJoCo's advice for manipulation).
+        spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+        spec.option.impratio = 10.0
         spec.visual.global_.offwidth = 1280
         spec.visual.global_.offheight = 960
         # Rendering on a CPU (Mesa llvmpipe) competes with physics and the policy for 2 cores:
@@ -204,6 +211,14 @@ class World:
             cube.explicitinertial = True
             cube.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_SIZE / 2] * 3, rgba=COLOURS[colour],
                           contype=OBJECT_BITS, conaffinity=OBJECT_BITS, friction=[0.8, 0.005, 0.0001])
+        tray = world.add_body(name="tray", pos=[0, 0, -1], mocap=True)
+        half, wall = TRAY_SIZE / 2, 0.005
+        tray.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[half, half, TRAY_FLOOR / 2], pos=[0, 0, TRAY_FLOOR / 2],
+                      rgba=TRAY_RGBA, contype=ENV_CONTYPE, conaffinity=OBJECT_BITS, friction=[0.8, 0.005, 0.0001])
+        for x, y, sx, sy in ((half - wall, 0, wall, half), (wall - half, 0, wall, half),
+                             (0, half - wall, half, wall), (0, wall - half, half, wall)):
+            tray.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[sx, sy, TRAY_WALL / 2], pos=[x, y, TRAY_WALL / 2],
+                          rgba=TRAY_RGBA, contype=ENV_CONTYPE, conaffinity=OBJECT_BITS)
         for camera in self.embodiment.cameras.values():
             mount = spec.body(body_name(camera.frame))
             # The link looks along +x with +z up; a MuJoCo camera looks along -z with +y up.
@@ -266,6 +281,8 @@ class World:
                          if self.planar_base else np.array([], dtype=int))
         self.cube_qpos = {c: int(model.jnt_qposadr[model.joint(f"{c}_cube").id]) for c in self.colours}
         self.cube_body = {c: model.body(f"{c}_cube").id for c in self.colours}
+        self.tray_mocap = int(model.body_mocapid[model.body("tray").id])
+        self.tray: np.ndarray | None = None  # [m] the tray floor's centre in the world; None: no room for it
         self.ee_body = {arm.name: model.body(body_name(arm.ee_frame)).id for arm in self.arms}
         self.robot_geoms = {g for g in range(model.ngeom) if model.geom_contype[g] == ROBOT_CONTYPE}
         self.cameras = {name: model.camera(f"camera/{name}").id for name in self.embodiment.cameras}
@@ -302,7 +319,30 @@ class World:
         self.unreached = []
         for colour in self.colours:
             placed.append(self._place_cube(colour, rng, placed))
+        self._place_tray(np.random.default_rng([self.seed, 7]), placed)
         mujoco.mj_forward(self.model, self.data)
+
+    def _place_tray(self, rng: np.random.Generator, cubes: list[np.ndarray]) -> None:
+        """The tray on a free place the most arms reach over, drawn from `rng`; None when none is free.
+
+        Where every arm reaches over it, whichever hand holds a cube can put it there.
+        """
+        free = [(place, arms) for place, arms in self._tray_places
+                if all(np.linalg.norm(place[:2] - p[:2]) >= TRAY_CLEARANCE for p in cubes)]
+        best = max((arms for _, arms in free), default=0)
+        candidates = [place for place, arms in free if arms == best and arms > 0]
+        self.tray = candidates[int(rng.integers(len(candidates)))] if candidates else None
+        self.data.mocap_pos[self.tray_mocap] = self.tray if self.tray is not None else [0.0, 0.0, -1.0]
+
+    @cached_property
+    def _tray_places(self) -> list[tuple[np.ndarray, int]]:
+        """Places for the tray on a 4 cm grid over the cubes' region (world), with how many arms reach over each."""
+        lift = np.array([0.0, 0.0, TRAY_FLOOR + CUBE_SIZE + APPROACH_HEIGHT])
+        low, high = self.layout.sample_low, self.layout.sample_high
+        grid = [np.linspace(lo, hi, max(2, int((hi - lo) / 0.04) + 1)) for lo, hi in zip(low, high)]
+        places = [np.append(self.layout.to_world(np.array([x, y])), self.layout.table_top)
+                  for x in grid[0] for y in grid[1]]
+        return [(place, sum(self.reaches(arm, place + lift) for arm in self.arms)) for place in places]
 
     @cached_property
     def table_in_reach(self) -> bool:
@@ -365,22 +405,28 @@ class World:
                 return True
         return False
 
+    def touching_robot(self, colour: str) -> bool:
+        """Whether the robot touches the cube now (holds it, or pushes it)."""
+        return self._touches_robot(colour)
+
     def reach_target(self, cube_position: np.ndarray) -> np.ndarray:
         """Where the tool goes to reach a cube: above its top face, in the world frame."""
         return cube_position + np.array([0.0, 0.0, CUBE_SIZE / 2 + REACH_CLEARANCE])
 
     def reaching_arm(self, cube_position: np.ndarray) -> JointGroup | None:
         """The arm whose tool reaches above the cube pointing down (nearest arm first)."""
-        q = self.joint_vector()
-        world_to_root = np.linalg.inv(self.root_pose())
-        target = (world_to_root @ np.append(self.reach_target(cube_position), 1.0))[:3]
+        target = self.reach_target(cube_position)
         for arm in sorted(self.arms, key=lambda a: np.linalg.norm(self.ee_position(a.name) - cube_position)):
-            ik = self.ik[arm.name]
-            home = self._home_vector(q)
-            _, residual = ik.solve(home, target, TOOL_DOWN, tolerance=0.005)
-            if residual < 0.005:
+            if self.reaches(arm, target):
                 return arm
         return None
+
+    def reaches(self, arm: JointGroup, tool: np.ndarray) -> bool:
+        """Whether `arm`, from home, gets its tool to `tool` (world frame) pointing down."""
+        target = (np.linalg.inv(self.root_pose()) @ np.append(tool, 1.0))[:3]
+        _, residual = self.ik[arm.name].solve(self._home_vector(self.joint_vector()), target, TOOL_DOWN,
+                                              tolerance=0.005)
+        return residual < 0.005
 
     def pose_arm(self, arm: JointGroup, tool: np.ndarray) -> bool:
         """Put `arm` at rest with its tool at `tool` (world frame) pointing down, solved from home.
@@ -453,6 +499,11 @@ class World:
         """(position, quaternion w-x-y-z) of a cube in the world."""
         adr = self.cube_qpos[colour]
         return self.data.qpos[adr:adr + 3].copy(), self.data.qpos[adr + 3:adr + 7].copy()
+
+    def cube_velocity(self, colour: str) -> np.ndarray:
+        """(3,) [m/s] a cube's linear velocity in the world."""
+        adr = int(self.model.jnt_dofadr[self.model.joint(f"{colour}_cube").id])
+        return self.data.qvel[adr:adr + 3].copy()
 
     def state(self) -> np.ndarray:
         """Full physics state (time, qpos, qvel, act, ctrl): equal states mean equal worlds."""
