@@ -27,6 +27,7 @@ IK_LAG, IK_TURN_LAG = 0.02, 0.15  # [m], [rad]: how far the joint targets may tr
 STALL_S = 0.3  # [s] without improvement: as close as the arm gets
 PUSH_OPENING = 0.3  # of the gripper's range: a fingertip gap narrower than a cube
 GRASP_SPEED = 0.15  # [m/s] down onto a cube and up with it
+CARRY_SPEED = 0.15  # [m/s] with a cube in the fingers
 CLOSE_S = 0.6  # [s] the fingers are given to close (or open) before the tool moves on
 CARRY_HEIGHT = 0.12  # [m] a carried cube goes this far above where it lay and where it goes
 RELEASE_DROP = 0.008  # [m] a placed cube is let go this far above where it comes to rest
@@ -278,7 +279,7 @@ class PickExpert(Expert):
         up = np.array([0.0, 0.0, CARRY_HEIGHT])
         release = goal + np.array([0.0, 0.0, RELEASE_DROP])
         return [*self.grasp(cube), (cube + up, GRASP_SPEED, "closed", 0.0),
-                (release + up, TOOL_SPEED, "closed", 0.0), (release, GRASP_SPEED, "open", CLOSE_S),
+                (release + up, CARRY_SPEED, "closed", 0.0), (release, GRASP_SPEED, "open", CLOSE_S),
                 (release + up, GRASP_SPEED, "open", 0.0)]
 
     def gripper_target(self, group: JointGroup) -> np.ndarray:
