@@ -1,6 +1,6 @@
 """The scripted expert as a ROS 2 node: solves the sim's current task through the robot's topics.
 
-Reads joint_states, the cubes on sim/objects and the task on sim/task_status (privileged: only a
+Reads joint_states, the cubes and the tray on sim/objects and the task on sim/task_status (privileged: only a
 simulator has those), and commands each group on its <group>_controller/commands topic in the
 group's mode (torques from the controller's law for effort groups), plus cmd_vel for a base.
 Each joint state is answered as it arrives (the subscription keeps only the newest, so a late
@@ -40,7 +40,9 @@ class ExpertNode(VlaNode):
         self.expert: Expert | None = None
         self.status: SimStatus | None = None
         self.episode_start = np.inf  # [s] states and cubes older than this belong to an earlier episode
-        self.cubes: dict[str, np.ndarray] = {}
+        self.cubes: dict[str, np.ndarray] = {}  # cube centres, root frame
+        self.yaws: dict[str, float] = {}  # [rad] cubes' turns about the vertical, root frame
+        self.places: dict[str, np.ndarray] = {}  # receptacles' floor centres, root frame
         self.order: np.ndarray | None = None
         self.commands_sent = 0
         self.bad_status = ""
@@ -72,8 +74,10 @@ class ExpertNode(VlaNode):
     def _on_objects(self, msg: MarkerArray) -> None:
         if not msg.markers or to_seconds(msg.markers[0].header.stamp) < self.episode_start:
             return
-        self.cubes = {m.text.removesuffix("_cube"): np.array([m.pose.position.x, m.pose.position.y, m.pose.position.z])
-                      for m in msg.markers}
+        cubes = [m for m in msg.markers if m.ns == "cubes"]
+        self.cubes = {m.text.removesuffix("_cube"): _position(m) for m in cubes}
+        self.yaws = {m.text.removesuffix("_cube"): _yaw(m) for m in cubes}
+        self.places = {m.text: _position(m) for m in msg.markers if m.ns == "receptacles"}
 
     def _on_joint_states(self, msg: JointState) -> None:
         if self.expert is not None and self.cubes and to_seconds(msg.header.stamp) >= self.episode_start:
@@ -85,7 +89,7 @@ class ExpertNode(VlaNode):
             self.order = np.array([names.index(n) for n in self.kinematics.joint_names])
         q = np.asarray(msg.position)[self.order]
         qd = np.asarray(msg.velocity)[self.order]
-        targets = expert.act(Observation(to_seconds(msg.header.stamp), q, self.cubes))
+        targets = expert.act(Observation(to_seconds(msg.header.stamp), q, self.cubes, self.yaws, self.places))
         for group, values in commands_from_targets(self.embodiment, q, qd, targets).items():
             self.commands[group].publish(Float64MultiArray(data=values.tolist()))
         if self.cmd_vel is not None:
@@ -102,6 +106,16 @@ class ExpertNode(VlaNode):
         if not self.has_arm:
             return Report(OK, f"no arm to solve {self.status.task} with: the robot holds its start pose", values)
         return Report(OK, f"solving {self.status.task} (seed {self.status.seed})", values)
+
+
+def _position(marker) -> np.ndarray:
+    return np.array([marker.pose.position.x, marker.pose.position.y, marker.pose.position.z])
+
+
+def _yaw(marker) -> float:
+    """[rad] a marker's turn about its frame's z axis."""
+    o = marker.pose.orientation
+    return float(np.arctan2(2.0 * (o.w * o.z + o.x * o.y), 1.0 - 2.0 * (o.y * o.y + o.z * o.z)))
 
 
 def main(args=None):

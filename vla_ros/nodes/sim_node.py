@@ -52,7 +52,7 @@ from vla_ros.ros.time import to_stamp
 from vla_ros.sim.episode import phrasing_rng, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
 from vla_ros.sim.tasks import PHRASINGS
-from vla_ros.sim.world import COLOURS, CUBE_SIZE, World
+from vla_ros.sim.world import COLOURS, CUBE_SIZE, TRAY_RGBA, TRAY_SIZE, TRAY_WALL, World
 from vla_ros.stats import Window
 
 MAX_LAG_S = 0.2  # [s] a fall this far behind is a stall: diagnostics go WARN
@@ -267,6 +267,18 @@ class SimNode(VlaNode):
             marker.pose.orientation.y, marker.pose.orientation.z = float(y), float(z)
             marker.scale.x = marker.scale.y = marker.scale.z = CUBE_SIZE
             markers.markers.append(marker)
+        if self.world.tray is not None:  # the tray's floor centre, turned with the root as the world is
+            w, x, y, z = mat2quat(to_root[:3, :3])
+            tray = Marker(header=Header(stamp=stamp, frame_id=self.world.embodiment.description.root),
+                          ns="receptacles", id=0, type=Marker.CUBE, action=Marker.ADD, text="tray",
+                          color=ColorRGBA(r=TRAY_RGBA[0], g=TRAY_RGBA[1], b=TRAY_RGBA[2], a=1.0))
+            tray.pose.position.x, tray.pose.position.y, tray.pose.position.z = (
+                to_root @ np.append(self.world.tray, 1.0))[:3].tolist()
+            tray.pose.orientation.w, tray.pose.orientation.x = float(w), float(x)
+            tray.pose.orientation.y, tray.pose.orientation.z = float(y), float(z)
+            tray.scale.x = tray.scale.y = TRAY_SIZE
+            tray.scale.z = TRAY_WALL
+            markers.markers.append(tray)
         self.objects_pub.publish(markers)
 
     def _publish_status(self, stamp) -> None:
