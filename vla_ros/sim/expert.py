@@ -94,6 +94,13 @@ class Expert(ABC):
     def prepare(self, q: np.ndarray) -> None:
         """Adjust the plan to the chosen arm (its tool rotation, its gripper) before moving."""
 
+    def closing(self, q: np.ndarray) -> np.ndarray:
+        """(3,) the direction the gripper's (or hand's) fingers close along, in the tool's frame."""
+        finger = self.embodiment.description.joints[self.gripper.joints[0]]
+        axis = self.kinematics.frame_pose(q, finger.child)[:3, :3] @ finger.axis
+        # A sliding finger closes along its axis; a hinged one swings across its hinge and the tool axis.
+        return self.rotation.T @ (axis if finger.type == "prismatic" else np.cross(axis, self.rotation[:, 2]))
+
     def retarget(self, values: dict[str, str]) -> None:
         """A change of mind: from the next act(), plan afresh for the cube `values` names.
 
@@ -195,9 +202,9 @@ class ReachExpert(Expert):
 class PushExpert(Expert):
     """Beside the cube, down to its centre height, through, then up.
 
-    A gripper pushes with two fingertips: turned about the tool axis so its fingers sit side by
-    side across the pushed face, opened to a gap narrower than the cube, which then cannot slip
-    off the way it does from a single closed-finger paddle. A hand pushes with its open fingers.
+    A gripper or hand pushes with two fingertips: turned about the tool axis so its fingers sit
+    side by side across the pushed face, opened to a gap narrower than the cube, which then cannot
+    slip off the way it does from a single closed-finger paddle.
     """
 
     def __init__(self, embodiment: Embodiment, values: dict[str, str]):
@@ -209,13 +216,10 @@ class PushExpert(Expert):
         return self.work_turn @ SIDES[self.values["side"]]
 
     def prepare(self, q: np.ndarray) -> None:
-        end_effector = self.embodiment.end_effector(self.arm)
-        self.gripper = end_effector if end_effector is not None and end_effector.kind == "gripper" else None
+        self.gripper = self.embodiment.end_effector(self.arm)
         if self.gripper is None:
             return
-        finger = self.embodiment.description.joints[self.gripper.joints[0]]
-        closing = self.kinematics.frame_pose(q, finger.child)[:3, :3] @ finger.axis
-        local = self.rotation.T @ closing
+        local = self.closing(q)
         direction = self._direction()
         angles = np.linspace(-np.pi, np.pi, 145)
         misalignment = [abs((self.rotation @ rotation_z(a) @ local)[:2] @ direction) + 1e-3 * abs(a) for a in angles]
@@ -229,7 +233,7 @@ class PushExpert(Expert):
         return [(behind + lift, TOOL_SPEED), (behind, TOOL_SPEED), (through, PUSH_SPEED), (through + lift, TOOL_SPEED)]
 
     def gripper_target(self, group: JointGroup) -> np.ndarray:
-        """The pushing gripper 30% open from its closed limit (the one farther from home)."""
+        """The pushing gripper or hand 30% open from its closed limit (the one farther from home)."""
         if group is not self.gripper:
             return self.held[group.name]
         opened, closed = group.grip_range()
@@ -255,10 +259,7 @@ class PickExpert(Expert):
         self.gripper = self.embodiment.end_effector(self.arm)
         if self.gripper is None:
             return
-        finger = self.embodiment.description.joints[self.gripper.joints[0]]
-        axis = self.kinematics.frame_pose(q, finger.child)[:3, :3] @ finger.axis
-        # A sliding finger closes along its axis; a hinged one swings across its hinge and the tool axis.
-        closing = self.rotation.T @ (axis if finger.type == "prismatic" else np.cross(axis, self.rotation[:, 2]))
+        closing = self.closing(q)
         faces = rotation_z(self.scene.yaws.get(self.values["colour"], 0.0))[:2, :2]
         angles = np.linspace(-np.pi, np.pi, 361)
         misalignment = [min(abs((self.rotation @ rotation_z(a) @ closing)[:2] @ face) for face in faces.T)
