@@ -284,11 +284,6 @@ class Diagnostics:
         self._read()
         return {name for name, _ in self.seen}
 
-    def last_messages(self) -> dict[str, str]:
-        """Each node's last status message so far (for failure reports)."""
-        self._read()
-        return {name: values["message"] for name, values in self.seen}
-
 
 def free_port() -> int:
     """A TCP port nothing listens on right now (for a server a test restarts on the same port)."""

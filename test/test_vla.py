@@ -44,16 +44,9 @@ def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros
     start, cubes = tool_and_cubes(embodiment, states, objects)
     assert np.linalg.norm(cubes["red"][:2] - cubes["blue"][:2]) > 0.15
 
-    def until(condition, what: str) -> None:
-        """Spin until `condition`; a timeout also says what the nodes last reported."""
-        try:
-            ros.spin_until(condition, 10, what)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\nthe nodes' last statuses: {diagnostics.last_messages()}") from None
-
-    until(lambda: False if not states else np.linalg.norm(
+    ros.spin_until(lambda: False if not states else np.linalg.norm(
         tool_and_cubes(embodiment, states, objects)[0] - cubes["red"]) < 0.5 * np.linalg.norm(start - cubes["red"]),
-        "the tool halfway to the red cube")
+        10, "the tool halfway to the red cube")
     swap, _ = tool_and_cubes(embodiment, states, objects)
     publisher = ros.node.create_publisher(String, "vla/instruction", LATCHED)
     publisher.publish(String(data="now reach the blue cube instead"))
@@ -62,7 +55,7 @@ def test_the_shipped_model_goes_for_the_colour_it_is_told_and_changes_course(ros
         tool, cubes_now = tool_and_cubes(embodiment, states, objects)
         return np.linalg.norm(tool - cubes_now["blue"]) < 0.06
 
-    until(at_blue, "the tool at the blue cube after the instruction changed")
+    ros.spin_until(at_blue, 10, "the tool at the blue cube after the instruction changed")
     end, cubes = tool_and_cubes(embodiment, states, objects)
     assert np.linalg.norm(end - cubes["red"]) > np.linalg.norm(swap - cubes["red"]) + 0.05
 
