@@ -2,10 +2,10 @@
 
 Rendering (Mesa on the CPU) and building 150 KB image messages in the simulator's own process
 would take the GIL and CPU from its 500 Hz physics thread, and the robot's joint_states would
-arrive late. So sim_node sends each state snapshot (stamp, qpos, the cameras due) down a pipe to
-this process, which owns the GL context and a node of its own, `<sim_node>_cameras`, that
-publishes the images and reports frames per camera and render times on /diagnostics. A newer
-snapshot replaces one not yet rendered: frames are skipped, never the physics.
+arrive late. So sim_node sends each state snapshot (stamp, qpos, mocap positions, the cameras due)
+down a pipe to this process, which owns the GL context and a node of its own,
+`<sim_node>_cameras`, that publishes the images and reports frames per camera and render times on
+/diagnostics. A newer snapshot replaces one not yet rendered: frames are skipped, never the physics.
 """
 from __future__ import annotations
 
@@ -81,8 +81,9 @@ class CameraNode(VlaNode):
             except (EOFError, OSError):
                 self.context.try_shutdown()  # sim_node closed the pipe: this process is done
                 return
-            stamp, qpos, due = snapshot
+            stamp, qpos, mocap_pos, due = snapshot
             self.data.qpos[:] = qpos
+            self.data.mocap_pos[:] = mocap_pos  # the tray and the distractor are placed per episode
             mujoco.mj_forward(self.world.model, self.data)
             for name in due:
                 spec = specs[name]

@@ -221,7 +221,8 @@ class SimNode(VlaNode):
                 due = [n for n, t in self.next_camera.items() if self.clock + 1e-9 >= t]
                 for name in due:
                     self.next_camera[name] += 1.0 / self.world.embodiment.cameras[name].rate_hz
-                snapshot = (self.clock_base + self.clock, self.world.data.qpos.copy(), due)
+                snapshot = (self.clock_base + self.clock, self.world.data.qpos.copy(),
+                            self.world.data.mocap_pos.copy(), due)
             if due and self.camera_pipe is not None:
                 self.camera_pipe.send(snapshot)
             tick += 1
