@@ -16,12 +16,14 @@ Gazebo's does when its real-time factor drops. Catching up steps under the comma
 current when it fell behind (a torque fits only the state it was computed from), so a small
 `max_catch_up_s` keeps commands fresh at the cost of sim time. With wall-clock stamps the time
 given up is a gap in the stamps, so they match the wall clock again (left behind, every frame
-would look stale to policy_node from then on). Diagnostics report the time given up, the falls
+would look stale to policy_node from then on); gaps come in whole control periods, so stamps stay
+on the period's grid, less than one period behind. Diagnostics report the time given up, the falls
 past MAX_LAG_S (WARN), and how old the commands the physics applied were.
 Malformed commands are refused with a throttled warning.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -199,6 +201,7 @@ class SimNode(VlaNode):
         # Sim time starts now: stamps track the wall clock from here (a sim behind real time shows
         # as stale stamps, which it is), or start at 0 with use_sim_time.
         self.clock_base = 0.0 if self.use_sim_time else time.time() - self.clock
+        start_base, given_up_before = self.clock_base, self.given_up_s
         if self.rate is not None:
             self.rate.start()  # with the clock: periods before now (the camera worker starting) are not owed
         tick = 0
@@ -234,8 +237,9 @@ class SimNode(VlaNode):
                 with self.lock:
                     self.given_up_s += late
                     self.stalls += late > MAX_LAG_S
-                    if not self.use_sim_time:
-                        self.clock_base += late
+                    if not self.use_sim_time:  # in whole periods: stamps stay on the control period's grid
+                        periods = math.floor((self.given_up_s - given_up_before) / self.control_dt)
+                        self.clock_base = start_base + periods * self.control_dt
 
     def _publish_state(self, tick: int) -> None:
         stamp = to_stamp(self.clock_base + self.clock)
