@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import mujoco
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -25,7 +26,7 @@ from vla_ros.ros.services import call_repeatable
 from vla_ros.ros.task_status import from_status_msg
 from vla_ros.ros.time import to_seconds
 from vla_ros.sim.tasks import Reach
-from vla_ros.sim.world import COLOURS
+from vla_ros.sim.world import COLOURS, PARKED, World
 
 SHIPPED = ["arm7", "mobile_manipulator", "humanoid_upper"]
 
@@ -39,12 +40,31 @@ def colour_pixels(rgb: np.ndarray, colour: str) -> int:
     return int(((np.abs(normalised - target / target.max()).max(axis=1) < 0.25) & (brightness[:, 0] > 0.15)).sum())
 
 
+def tray_mask(name: str, camera: str, seed: int = 0) -> np.ndarray:
+    """(H, W) bool: where the tray is in the camera's view of the seeded scene (rendered in-process)."""
+    world = World(load_embodiment(name))
+    world.reset(seed)
+    spec = world.embodiment.cameras[camera]
+    renderer = mujoco.Renderer(world.model, spec.height, spec.width)
+    try:
+        views = []
+        for place in (world.tray, PARKED):
+            world.data.mocap_pos[world.tray_mocap] = place
+            mujoco.mj_forward(world.model, world.data)
+            renderer.update_scene(world.data, camera=world.cameras[camera])
+            views.append(renderer.render().astype(int))
+    finally:
+        renderer.close()
+    return np.abs(views[0] - views[1]).max(axis=2) > 40
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_publishes_joint_states_every_control_period_and_images_of_the_scene(ros, name):
     """joint_states come one per control period on the sim clock; cameras show robot and cubes.
 
     A subscriber under load may miss some, never see one off the grid. How closely the sim keeps
-    pace with the wall clock is the machine's: `vla-ros bench sim`.
+    pace with the wall clock is the machine's: `vla-ros bench sim`. The tray (a mocap body, not in
+    the joint positions the camera process is sent) is where the seed put it.
     """
     embodiment = load_embodiment(name)
     ros.start_node("sim_node", embodiment=name)
@@ -66,16 +86,22 @@ def test_publishes_joint_states_every_control_period_and_images_of_the_scene(ros
     assert set(first.name) == {j.name for j in embodiment.description.movable_joints}
     assert len(first.position) == len(first.velocity) == len(first.effort) == len(first.name)
     seen = {c: 0 for c in ("red", "green", "blue")}
-    robot = 0
+    robot, trays = 0, 0
     for camera in embodiment.cameras.values():
         msg = ros.wait_for(camera.topic, Image, qos=qos_profile_sensor_data, timeout_s=30)
         rgb = from_image_msg(msg)
         assert rgb.shape == (camera.height, camera.width, 3) and msg.header.frame_id == camera.frame
         assert rgb.std() > 10, f"{camera.name} shows a flat image"
+        tray = tray_mask(name, camera.name)
+        if tray.sum() > 50:
+            pale = (rgb.min(axis=2) > 120) & (np.ptp(rgb, axis=2) < 40)
+            assert pale[tray].mean() > 0.5, f"{camera.name}: no tray where the seed put it"  # 0 without it
+            trays += 1
         robot += int(((rgb.min(axis=2) > 150) & (np.ptp(rgb, axis=2) < 25)).sum())  # white and grey links
         for colour in seen:
             seen[colour] += colour_pixels(rgb, colour)
     assert robot > 200, "no robot in any camera"
+    assert trays > 0, "no camera sees the tray"
     assert all(count >= 10 for count in seen.values()), seen
 
 
