@@ -112,18 +112,19 @@ class Rollout:
         return bool(self.reports)
 
     def episode(self, task: str, seed: int, seconds: float, frames: int = 0, instruction: str | None = None,
-                on_status: Callable[[SimStatus], None] | None = None) -> EpisodeReport:
+                on_status: Callable[[SimStatus], None] | None = None, perturb: str = "none") -> EpisodeReport:
         """Run one episode of `task` from `seed` for up to `seconds` of sim time.
 
         `frames` frames of the camera are kept, spread over it; `instruction` replaces the sim's
-        wording.
+        wording; `perturb` names the episode's perturbation (vla_ros.sim.perturb).
         """
         def watch(status: SimStatus) -> None:
             self.graph.check()  # an episode without its policy node says nothing about the policy
             if on_status is not None:
                 on_status(status)
 
-        outcome = self.client.run_episode(task, seed, seconds, FRAME_EVERY_S if frames else 0.0, instruction, watch)
+        outcome = self.client.run_episode(task, seed, seconds, FRAME_EVERY_S if frames else 0.0, instruction, watch,
+                                          perturb)
         self.graph.check()
         reports = list(self.reports)
         self.reports.clear()

@@ -3,7 +3,8 @@
 Publishes what a robot does (joint_states, camera/<name>/image_raw, clock, odom for a mobile
 base) and takes what a robot takes (<group>_controller/commands, cmd_vel), plus what only a
 simulator has: the task (vla/instruction, sim/task_status), the cubes (sim/objects, in the robot's
-root frame) and ~/reset (std_srvs/Trigger) with the `task`, `seed` and `phrasing` parameters.
+root frame) and ~/reset (std_srvs/Trigger) with the `task`, `seed`, `phrasing` and `perturb`
+parameters.
 
 Physics runs on its own thread, paced to real time times `real_time_factor` (0: as fast as
 possible); cameras render in a child process from snapshots of the state. Stamps are the sim
@@ -53,6 +54,7 @@ from vla_ros.ros.task_status import SimStatus, to_status_msg
 from vla_ros.ros.time import to_stamp
 from vla_ros.sim.episode import phrasing_rng, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
+from vla_ros.sim.perturb import PERTURBATIONS, perturb
 from vla_ros.sim.tasks import PHRASINGS
 from vla_ros.sim.world import COLOURS, CUBE_SIZE, TRAY_RGBA, TRAY_SIZE, TRAY_WALL, World
 from vla_ros.stats import Window
@@ -70,6 +72,9 @@ class SimParams(RobotParams):
     seed: int = param(0, "scene seed of the next ~/reset", low=0, high=2**31 - 1, dynamic=True)
     phrasing: str = param("canonical", "how the next ~/reset words the instruction (a split's phrasing is drawn "
                           "from the seed)", choices=PHRASINGS, dynamic=True)
+    perturb: str = param("none", "perturbation of the next ~/reset's episode: none, distractor (a can in the "
+                         "tool's path), nudge (the cube jumps as the tool nears), lure (another cube beside it)",
+                         choices=tuple(PERTURBATIONS), dynamic=True)
     real_time_factor: float = param(1.0, "sim seconds per wall second; 0: as fast as possible", low=0.0, high=100.0)
     command_timeout_s: float = param(0.25, "brakes go on for a group without commands this long [s]",
                                      low=0.001, high=10.0)
@@ -182,6 +187,7 @@ class SimNode(VlaNode):
         """Called with the lock held (or before the threads start)."""
         params = self.params
         self.task = start_episode(self.world, self.hardware, params.task, params.seed)
+        self.perturbation = perturb(params.perturb, self.world, self.task, params.seed)
         self.instruction = self.task.instruction if params.phrasing == "canonical" else \
             self.task.phrase(params.phrasing, phrasing_rng(params.seed))
         self.episode += 1
@@ -190,6 +196,8 @@ class SimNode(VlaNode):
         self.next_camera = {name: self.clock for name in self.world.embodiment.cameras}
         self.instruction_pub.publish(String(data=self.instruction))
         self.get_logger().info(f"episode: task {self.task.spec}, seed {params.seed}: {self.instruction!r}")
+        if params.perturb != "none":
+            self.get_logger().info(f"perturbation {params.perturb}: {self.perturbation.done or 'found no fair place'}")
         if self.world.unreached:
             homes = ", ".join(f"groups.{arm.name}.home" for arm in self.world.arms)
             self.get_logger().warning(
@@ -210,6 +218,7 @@ class SimNode(VlaNode):
                 self._take_commands()
                 self.command_ages.add(self.hardware.oldest_command_age(float(self.world.data.time)))
                 step(self.world, self.hardware, self.substeps, self.control_dt)
+                self.perturbation.update()
                 self.clock += self.control_dt
                 self.status = self.task.update(self.control_dt)
                 try:

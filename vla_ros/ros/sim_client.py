@@ -137,15 +137,16 @@ class SimClient:
             raise SimUnavailable(f"timed out after {timeout_s:.0f} s waiting for an answer from {client.srv_name}")
         return response
 
-    def start_episode(self, task: str, seed: int) -> str:
-        """Set the sim's task and seed, reset it (and the controller), and return the instruction."""
+    def start_episode(self, task: str, seed: int, perturb: str = "none") -> str:
+        """Set the sim's task, seed and perturbation, reset it (and the controller), and return the instruction."""
         request = SetParameters.Request(parameters=[
             Parameter(name="task", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=task)),
             Parameter(name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed)),
+            Parameter(name="perturb", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=perturb)),
         ])
         refused = [r.reason for r in self._call(self.set_parameters, request).results if not r.successful]
         if refused:
-            raise VlaRosError(f"the sim refused task={task!r} seed={seed}: {'; '.join(refused)}")
+            raise VlaRosError(f"the sim refused task={task!r} seed={seed} perturb={perturb!r}: {'; '.join(refused)}")
         previous = None if self.status is None else self.status.episode
         response = self._call(self.reset_service, Trigger.Request())
         if not response.success:
@@ -158,14 +159,14 @@ class SimClient:
 
     def run_episode(self, task: str, seed: int, seconds: float, frame_every_s: float = 0.0,
                     instruction: str | None = None,
-                    on_status: Callable[[SimStatus], None] | None = None) -> EpisodeOutcome:
+                    on_status: Callable[[SimStatus], None] | None = None, perturb: str = "none") -> EpisodeOutcome:
         """Start an episode and watch it until success or `seconds` of sim time.
 
         `instruction` replaces the sim's wording of the task, `on_status` sees each task status, and
         a camera frame is kept every `frame_every_s` of sim time (0: none; `take_frames` hands them
-        out).
+        out); `perturb` names the episode's perturbation (vla_ros.sim.perturb).
         """
-        given = self.start_episode(task, seed)
+        given = self.start_episode(task, seed, perturb)
         if instruction is not None and instruction != given:
             self.instruction_pub.publish(String(data=instruction))
         instruction = instruction or given

@@ -13,6 +13,7 @@ import numpy as np
 
 from vla_ros.sim.expert import EXPERTS, Observation, Targets, commands_from_targets
 from vla_ros.sim.hardware import SimHardware
+from vla_ros.sim.perturb import Perturbation, perturb
 from vla_ros.sim.tasks import Task, TaskStatus, make_task
 from vla_ros.sim.world import World
 
@@ -67,22 +68,25 @@ def step(world: World, hardware: SimHardware, substeps: int, control_dt: float) 
 
 def run_expert_episode(world: World, hardware: SimHardware, task_spec: str, seed: int, max_seconds: float,
                        on_step: Callable[[World, Targets, TaskStatus], None] | None = None,
-                       linger_s: float = 0.0) -> EpisodeResult:
-    """One seeded episode with the task's scripted expert in the loop (see `run_expert`)."""
-    return run_expert(world, hardware, start_episode(world, hardware, task_spec, seed), max_seconds, on_step, linger_s)
+                       linger_s: float = 0.0, perturbation: str = "none") -> EpisodeResult:
+    """One seeded episode with the task's scripted expert in the loop (see `run_expert`), perturbed by name."""
+    task = start_episode(world, hardware, task_spec, seed)
+    return run_expert(world, hardware, task, max_seconds, on_step, linger_s,
+                      perturbation=perturb(perturbation, world, task, seed))
 
 
 def run_expert(world: World, hardware: SimHardware, task: Task, max_seconds: float,
                on_step: Callable[[World, Targets, TaskStatus], None] | None = None,
-               linger_s: float = 0.0, switch: Callable[[float, TaskStatus],
-                                                       Task | None] | None = None) -> EpisodeResult:
+               linger_s: float = 0.0, switch: Callable[[float, TaskStatus], Task | None] | None = None,
+               perturbation: Perturbation | None = None) -> EpisodeResult:
     """Run a started episode (`start_episode`) with the task's scripted expert in the loop.
 
     `on_step` sees the world after each control period and the targets commanded during it. The
     episode ends at success (plus `linger_s` of the expert holding still there: demonstrations
     should show what to do once the goal is reached) or at `max_seconds` of sim time. `switch`,
     asked after each period before success, may hand over a new task: the expert turns to it
-    where it is (a change of mind), and the episode is judged by it.
+    where it is (a change of mind), and the episode is judged by it. `perturbation` (started on
+    this episode) is updated after each period.
     """
     expert = EXPERTS[task.name](world.embodiment, task.values)
     control_dt = 1.0 / world.embodiment.control_rate_hz
@@ -98,6 +102,8 @@ def run_expert(world: World, hardware: SimHardware, task: Task, max_seconds: flo
         if hardware.base is not None:
             hardware.command_base(targets.base, now)
         step(world, hardware, substeps, control_dt)
+        if perturbation is not None:
+            perturbation.update()
         status = task.update(control_dt)
         changed = switch(float(world.data.time), status) if switch is not None and succeeded_at is None else None
         if changed is not None:

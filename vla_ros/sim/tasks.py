@@ -284,6 +284,12 @@ class Stack(Manipulation):
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Reach, Push, Pick, PickPlace, Stack)}
 RECEPTACLES = ("tray",)
+FAILURE_REASONS = ("missed grasp", "dropped", "wrong object", "wrong place")  # Manipulation's, first in its detail
+
+
+def failure_reason(detail: str) -> str:
+    """Why an episode whose last status said `detail` failed: one of FAILURE_REASONS, else "timeout"."""
+    return next((reason for reason in FAILURE_REASONS if detail.startswith(f"{reason}:")), "timeout")
 
 
 def make_task(spec: str, world: World, rng: np.random.Generator) -> Task:

@@ -30,6 +30,9 @@ CUBE_SIZE = 0.04  # [m] edge
 TRAY_SIZE, TRAY_WALL, TRAY_FLOOR = 0.14, 0.03, 0.008  # [m] outer edge, wall height, floor thickness
 TRAY_RGBA = (0.88, 0.88, 0.84, 1.0)
 TRAY_CLEARANCE = 0.14  # [m] from the tray's centre to any cube's
+DISTRACTOR_RADIUS, DISTRACTOR_HEIGHT = 0.03, 0.07  # [m] a grey can (the eval's "distractor" perturbation)
+DISTRACTOR_RGBA = (0.55, 0.55, 0.58, 1.0)
+PARKED = (0.0, 0.0, -1.0)  # where a fixed object of the scene waits, below the floor, while it is not used
 CUBE_MASS = 0.1  # [kg]
 CUBE_SPACING = 0.12  # [m] minimum distance between cube centres
 # [m] the tool stops this far above a cube's top face (4 cm of the 5 cm success radius left sideways)
@@ -211,7 +214,7 @@ class World:
             cube.explicitinertial = True
             cube.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_SIZE / 2] * 3, rgba=COLOURS[colour],
                           contype=OBJECT_BITS, conaffinity=OBJECT_BITS, friction=[0.8, 0.005, 0.0001])
-        tray = world.add_body(name="tray", pos=[0, 0, -1], mocap=True)
+        tray = world.add_body(name="tray", pos=PARKED, mocap=True)
         half, wall = TRAY_SIZE / 2, 0.005
         tray.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[half, half, TRAY_FLOOR / 2], pos=[0, 0, TRAY_FLOOR / 2],
                       rgba=TRAY_RGBA, contype=ENV_CONTYPE, conaffinity=OBJECT_BITS, friction=[0.8, 0.005, 0.0001])
@@ -219,6 +222,10 @@ class World:
                              (0, half - wall, half, wall), (0, wall - half, half, wall)):
             tray.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[sx, sy, TRAY_WALL / 2], pos=[x, y, TRAY_WALL / 2],
                           rgba=TRAY_RGBA, contype=ENV_CONTYPE, conaffinity=OBJECT_BITS)
+        can = world.add_body(name="distractor", pos=PARKED, mocap=True)
+        can.add_geom(type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[DISTRACTOR_RADIUS, DISTRACTOR_HEIGHT / 2, 0],
+                     pos=[0, 0, DISTRACTOR_HEIGHT / 2], rgba=DISTRACTOR_RGBA, contype=ENV_CONTYPE,
+                     conaffinity=OBJECT_BITS)
         for camera in self.embodiment.cameras.values():
             mount = spec.body(body_name(camera.frame))
             # The link looks along +x with +z up; a MuJoCo camera looks along -z with +y up.
@@ -283,6 +290,8 @@ class World:
         self.cube_body = {c: model.body(f"{c}_cube").id for c in self.colours}
         self.tray_mocap = int(model.body_mocapid[model.body("tray").id])
         self.tray: np.ndarray | None = None  # [m] the tray floor's centre in the world; None: no room for it
+        self.distractor_mocap = int(model.body_mocapid[model.body("distractor").id])
+        self.distractor: np.ndarray | None = None  # [m] the can's base centre on the table; None: not in the scene
         self.ee_body = {arm.name: model.body(body_name(arm.ee_frame)).id for arm in self.arms}
         self.robot_geoms = {g for g in range(model.ngeom) if model.geom_contype[g] == ROBOT_CONTYPE}
         self.cameras = {name: model.camera(f"camera/{name}").id for name in self.embodiment.cameras}
@@ -320,6 +329,7 @@ class World:
         for colour in self.colours:
             placed.append(self._place_cube(colour, rng, placed))
         self._place_tray(np.random.default_rng([self.seed, 7]), placed)
+        self.place_distractor(None)
         mujoco.mj_forward(self.model, self.data)
 
     def _place_tray(self, rng: np.random.Generator, cubes: list[np.ndarray]) -> None:
@@ -332,7 +342,7 @@ class World:
         best = max((arms for _, arms in free), default=0)
         candidates = [place for place, arms in free if arms == best and arms > 0]
         self.tray = candidates[int(rng.integers(len(candidates)))] if candidates else None
-        self.data.mocap_pos[self.tray_mocap] = self.tray if self.tray is not None else [0.0, 0.0, -1.0]
+        self.data.mocap_pos[self.tray_mocap] = self.tray if self.tray is not None else PARKED
 
     @cached_property
     def _tray_places(self) -> list[tuple[np.ndarray, int]]:
@@ -395,6 +405,41 @@ class World:
                 continue
             return position
         return None
+
+    def place_distractor(self, position: np.ndarray | None) -> None:
+        """Stand the can on the table at `position` (world, its base centre), or park it (None)."""
+        self.distractor = None if position is None else np.asarray(position, dtype=float)
+        self.data.mocap_pos[self.distractor_mocap] = PARKED if position is None else position
+        mujoco.mj_forward(self.model, self.data)
+
+    def in_cube_region(self, xy: np.ndarray) -> bool:
+        """Whether a world point's xy lies over the cubes' region of the table."""
+        work = self.layout.turn[:2, :2].T @ xy[:2]
+        return bool(np.all(work >= self.layout.sample_low) and np.all(work <= self.layout.sample_high))
+
+    def move_cube(self, colour: str, position: np.ndarray, clearance: float) -> bool:
+        """Put a cube, at rest, at `position` (world) on the table if that is a fair place for it.
+
+        Fair: over the cubes' region, `clearance` from every other cube's centre, off the tray and
+        the can, not touching the robot, reached by an arm. False, and the cube where it was, otherwise.
+        """
+        others = [self.cube_pose(c)[0] for c in self.colours if c != colour]
+        objects = [(p, room) for p, room in ((self.tray, TRAY_SIZE / 2 + CUBE_SIZE),
+                                             (self.distractor, DISTRACTOR_RADIUS + CUBE_SIZE)) if p is not None]
+        if (not self.in_cube_region(position) or any(np.linalg.norm(position[:2] - p[:2]) < clearance for p in others)
+                or any(np.linalg.norm(position[:2] - p[:2]) < room for p, room in objects)):
+            return False
+        adr = self.cube_qpos[colour]
+        dof = int(self.model.jnt_dofadr[self.model.joint(f"{colour}_cube").id])
+        saved = self.data.qpos[adr:adr + 7].copy()
+        self.data.qpos[adr:adr + 3] = position
+        self.data.qvel[dof:dof + 6] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        if self._touches_robot(colour) or self.reaching_arm(position) is None:
+            self.data.qpos[adr:adr + 7] = saved
+            mujoco.mj_forward(self.model, self.data)
+            return False
+        return True
 
     def _touches_robot(self, colour: str) -> bool:
         body = self.cube_body[colour]
