@@ -5,7 +5,8 @@ Seeded episodes announce their instruction in the held-out phrasings by default 
 demonstration used), so the success rate measures whether the policy understood the words, not
 whether it memorised strings. Reports success per episode and per instruction, the overall rate
 with its 95% Wilson interval and the policy node's inference latency; optionally JSON and a
-contact sheet of what a camera saw.
+contact sheet of what a camera saw. With `--perturb`, the same seeds run once per perturbation
+(vla_ros.sim.perturb) and a table compares them, with why the failed episodes failed.
 """
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def register(verbs) -> None:
                         help="a backend parameter (repeatable), e.g. --policy-param path=chunks.npz")
     parser.add_argument("--use-sim-time", action="store_true",
                         help="every node follows the sim's /clock (default: the wall clock, as vla-ros up)")
+    parser.add_argument("--perturb", action="append", metavar="NAME",
+                        help="run the episodes perturbed: none, distractor, nudge or lure; repeat to compare several "
+                             "on the same seeds (default none)")
     parser.add_argument("--camera", help="camera for --sheet (default: the embodiment's first)")
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--sheet", type=Path, help="write a PNG contact sheet of the first episodes")
@@ -64,6 +68,14 @@ class EvalEpisode:
     inference_p95_ms: float | None
     chunks_per_s: float | None
     errors: int  # backend errors the policy node counted during the episode
+    perturb: str = "none"
+
+    @property
+    def reason(self) -> str | None:
+        """Why it failed (vla_ros.sim.tasks.failure_reason); None for a success."""
+        from vla_ros.sim.tasks import failure_reason
+
+        return None if self.success else failure_reason(self.detail)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,22 @@ class EvalReport:
 
         return wilson_interval(self.successes, len(self.episodes))
 
+    def perturbed(self) -> dict[str, list[EvalEpisode]]:
+        """The episodes by perturbation, in the order they ran."""
+        groups: dict[str, list[EvalEpisode]] = {}
+        for episode in self.episodes:
+            groups.setdefault(episode.perturb, []).append(episode)
+        return groups
+
+    @staticmethod
+    def failures(episodes: list[EvalEpisode]) -> dict[str, int]:
+        """How many of `episodes` failed for each reason."""
+        counts: dict[str, int] = {}
+        for episode in episodes:
+            if episode.reason is not None:
+                counts[episode.reason] = counts.get(episode.reason, 0) + 1
+        return counts
+
     @property
     def per_instruction(self) -> dict[str, tuple[int, int]]:
         """Successes and episodes per instruction ({instruction: (successes, episodes)}), first seen first."""
@@ -111,7 +139,8 @@ class EvalReport:
         return {
             "policy": self.policy, "checkpoint": self.checkpoint, "embodiment": self.embodiment, "task": self.task,
             "phrasing": self.phrasing, "seed": self.seed, "seconds": self.seconds,
-            "episodes": [asdict(e) for e in self.episodes],
+            "episodes": [{**asdict(e), "reason": e.reason} for e in self.episodes],
+            "perturbations": {name: _summary(episodes) for name, episodes in self.perturbed().items()},
             "per_instruction": {text: {"successes": s, "episodes": n} for text, (s, n) in self.per_instruction.items()},
             "successes": self.successes, "success_rate": self.success_rate, "ci95": list(self.ci95),
             "inference_p50_ms": self.inference_p50_ms, "inference_p95_ms": self.inference_p95_ms,
@@ -119,9 +148,17 @@ class EvalReport:
         }
 
 
+def _summary(episodes: list[EvalEpisode]) -> dict:
+    from vla_ros.stats import wilson_interval
+
+    successes = sum(e.success for e in episodes)
+    return {"successes": successes, "episodes": len(episodes), "success_rate": successes / max(len(episodes), 1),
+            "ci95": list(wilson_interval(successes, len(episodes))), "failures": EvalReport.failures(episodes)}
+
+
 def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str, seconds: float, policy: str,
              checkpoint: str | None, policy_params: Mapping[str, object], camera: str | None, console,
-             use_sim_time: bool = False) -> EvalReport:
+             use_sim_time: bool = False, perturbations: tuple[str, ...] = ("none",)) -> EvalReport:
     """Run seeded episodes (seeds seed, seed + 1, ...) of `task` with `policy` in charge of the sim robot.
 
     Args:
@@ -137,6 +174,7 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
         camera: camera whose frames make `EvalReport.sheet`; None: no sheet.
         console: a rich Console; a line per episode is printed as it finishes.
         use_sim_time: every node follows the sim's /clock instead of the wall clock.
+        perturbations: the seeds run once under each (vla_ros.sim.perturb; "none": as drawn).
 
     Raises:
         VlaRosError: bad arguments, a node that died, a graph that did not come up.
@@ -146,6 +184,7 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
     from vla_ros.errors import VlaRosError, did_you_mean
     from vla_ros.policy.registry import MODULES, backend_class
     from vla_ros.rollout import Rollout, contact_sheet, median
+    from vla_ros.sim.perturb import PERTURBATIONS
     from vla_ros.sim.tasks import PHRASINGS, TASKS
 
     robot = load_embodiment(embodiment)
@@ -158,6 +197,12 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
         raise VlaRosError(f"need at least one episode of some seconds, got episodes={episodes} seconds={seconds}")
     if policy not in MODULES:  # says what is wrong; known backends load in the node (builtin imports torch)
         backend_class(policy)
+    for name in perturbations:
+        if name not in PERTURBATIONS:
+            raise VlaRosError(f"no perturbation {name!r}{did_you_mean(name, PERTURBATIONS)}; perturbations: "
+                              f"{', '.join(PERTURBATIONS)}")
+    if task_name == "push" and "nudge" in perturbations:
+        raise VlaRosError("a nudge moves the cube a push is judged by: push takes no --perturb nudge")
     if camera is not None and camera not in robot.cameras:
         raise VlaRosError(f"no camera {camera!r}; cameras: {', '.join(robot.cameras) or 'none'}")
 
@@ -172,20 +217,22 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
         else:
             console.print(f"[yellow]policy_node is not healthy: {ready['message']}; evaluating anyway[/]")
         errors = int(ready["errors"])
-        for index in range(episodes):
-            frames = SHEET_FRAMES if camera is not None and index < SHEET_EPISODES else 0
-            report = rollout.episode(task, seed + index, seconds, frames)
+        runs = [(perturb, index) for perturb in perturbations for index in range(episodes)]
+        for number, (perturb, index) in enumerate(runs):
+            frames = SHEET_FRAMES if camera is not None and number < SHEET_EPISODES else 0
+            report = rollout.episode(task, seed + index, seconds, frames, perturb=perturb)
             outcome = report.outcome
             episode = EvalEpisode(
                 outcome.seed, outcome.task, outcome.instruction, outcome.target, outcome.success, outcome.seconds,
                 outcome.progress, outcome.detail, report.median("inference_p50_ms"),
-                report.median("inference_p95_ms"), report.median("chunks_per_s"), report.errors(errors))
+                report.median("inference_p95_ms"), report.median("chunks_per_s"), report.errors(errors), perturb)
             errors += episode.errors
             results.append(episode)
             reports += report.reports
             if frames:
                 shown.append(report)
-            console.print(f"episode {index + 1}/{episodes} seed {episode.seed} {episode.task} "
+            shaken = "" if perturb == "none" else f" [{perturb}]"
+            console.print(f"episode {number + 1}/{len(runs)} seed {episode.seed}{shaken} {episode.task} "
                           f"{episode.instruction!r}: {'[green]success[/]' if episode.success else '[red]failure[/]'} "
                           f"after {episode.seconds:.2f} s ({episode.detail}); inference p50 "
                           f"{_ms(episode.inference_p50_ms)}, {episode.errors} errors")
@@ -193,6 +240,25 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
                       median([float(r["inference_p50_ms"]) for r in reports]),
                       median([float(r["inference_p95_ms"]) for r in reports]),
                       rollout.log_dir, use_sim_time, contact_sheet(shown, SHEET_FRAMES))
+
+
+def outcome_table(report: EvalReport):
+    """A rich Table: per perturbation, the success rate with its interval and the failures by reason."""
+    from rich.table import Table
+
+    from vla_ros.sim.tasks import FAILURE_REASONS
+
+    groups = report.perturbed()
+    reasons = [r for r in (*FAILURE_REASONS, "timeout") if any(EvalReport.failures(g).get(r) for g in groups.values())]
+    table = Table(title=f"{report.embodiment} {report.task}: outcomes and failure reasons")
+    for column in ("perturbation", "successes", "episodes", "rate", "95% interval", *reasons):
+        table.add_column(column, justify="left" if column == "perturbation" else "right")
+    for name, episodes in groups.items():
+        summary = _summary(episodes)
+        low, high = summary["ci95"]
+        table.add_row(name, str(summary["successes"]), str(summary["episodes"]), f"{summary['success_rate']:.0%}",
+                      f"{low:.0%}-{high:.0%}", *(str(summary["failures"].get(r, 0)) for r in reasons))
+    return table
 
 
 def _ms(value: float | None) -> str:
@@ -211,13 +277,14 @@ def run(args: argparse.Namespace) -> int:
     camera = (args.camera or next(iter(load_embodiment(args.embodiment).cameras), None)) if args.sheet else None
     console = make_console()
     report = evaluate(args.embodiment, args.task, args.episodes, args.seed, args.phrasing, args.seconds, args.policy,
-                      args.checkpoint, params, camera, console, args.use_sim_time)
+                      args.checkpoint, params, camera, console, args.use_sim_time, tuple(args.perturb or ("none",)))
     table = Table(title=f"{report.embodiment} {report.task}, {report.phrasing} phrasings, policy {report.policy}")
     for column in ("instruction", "successes", "episodes", "rate"):
         table.add_column(column, justify="left" if column == "instruction" else "right")
     for instruction, (successes, episodes) in report.per_instruction.items():
         table.add_row(instruction, str(successes), str(episodes), f"{successes / episodes:.0%}")
     console.print(table)
+    console.print(outcome_table(report))
     low, high = report.ci95
     console.print(f"success {report.successes}/{len(report.episodes)} = {report.success_rate:.0%} "
                   f"(95% Wilson interval {low:.0%}-{high:.0%}); inference p50 {_ms(report.inference_p50_ms)}, "
