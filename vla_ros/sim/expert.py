@@ -23,6 +23,7 @@ from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE, TRAY_
 TOOL_SPEED = 0.3  # [m/s] moving through free space
 PUSH_SPEED = 0.12  # [m/s] with a cube against the tool
 WAYPOINT_TOLERANCE = 0.012  # [m]
+GRIP_TOLERANCE = 0.004  # [m] the measured tool from a waypoint where the fingers close or open
 IK_LAG, IK_TURN_LAG = 0.02, 0.15  # [m], [rad]: how far the joint targets may trail the tool path
 STALL_S = 0.3  # [s] without improvement: as close as the arm gets
 PUSH_OPENING = 0.3  # of the gripper's range: a fingertip gap narrower than a cube
@@ -80,7 +81,7 @@ class Expert(ABC):
         self.orientation = TOOL_DOWN  # the tool axis only, unless prepare() says more
         self.held = {g.name: q[self.kinematics.index(g.joints)].copy() for g in self.embodiment.commanded_groups}
         self.prepare(q)
-        self._turn, self._arrival, self._lag = _Settling(), _Settling(), _Settling()
+        self._turn, self._arrival, self._lag, self._reached = _Settling(), _Settling(), _Settling(), _Settling()
         self._dwelt = 0.0
         self.grip = "open"  # what a grasping expert's gripper does: "open" or "closed"
         self._last_time = observation.time
@@ -109,11 +110,19 @@ class Expert(ABC):
         self.values = values
         self._replan = True
 
-    def _dwell(self, dt: float) -> bool:
-        """At the current waypoint: take up its grip, then whether its dwell time has passed."""
+    def _dwell(self, measured: np.ndarray, dt: float) -> bool:
+        """At the current waypoint: take up its grip, then whether its dwell time has passed.
+
+        The grip changes once the tool is there as measured (`measured`, root frame), not only as
+        commanded: an arm that trails its targets would close its fingers above the cube.
+        """
         if len(self.waypoints[0]) == 2:
             return True
-        _, _, self.grip, dwell = self.waypoints[0]
+        goal, _, grip, dwell = self.waypoints[0]
+        if grip != self.grip and not self._reached.settled(float(np.linalg.norm(measured - goal)), GRIP_TOLERANCE,
+                                                           dt):
+            return False
+        self.grip = grip
         self._dwelt += dt
         return self._dwelt >= dwell
 
@@ -136,7 +145,7 @@ class Expert(ABC):
         if self._replan:
             self.scene = observation
             self.waypoints = self.plan(observation.cubes[self.values["colour"]])
-            self._arrival = _Settling()
+            self._arrival, self._reached = _Settling(), _Settling()
             self._replan = False
         dt = max(observation.time - self._last_time, 0.0)
         self._last_time = observation.time
@@ -150,9 +159,9 @@ class Expert(ABC):
         gap = float(np.linalg.norm(achieved[:3, 3] - goal))
         arrived = gap < WAYPOINT_TOLERANCE or (
             np.linalg.norm(self.tool - goal) < 1e-6 and self._arrival.settled(gap, WAYPOINT_TOLERANCE, dt))
-        if turned and arrived and self._dwell(dt) and len(self.waypoints) > 1:
+        if turned and arrived and self._dwell(self.ik.pose(observation.q)[:3, 3], dt) and len(self.waypoints) > 1:
             self.waypoints.pop(0)
-            self._arrival = _Settling()
+            self._arrival, self._reached = _Settling(), _Settling()
             self._dwelt = 0.0
             goal, speed = self.waypoints[0][:2]
         if turned and self._lag.settled(float(np.linalg.norm(achieved[:3, 3] - self.tool)), IK_LAG, dt):
