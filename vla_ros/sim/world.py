@@ -35,6 +35,7 @@ DISTRACTOR_RGBA = (0.55, 0.55, 0.58, 1.0)
 PARKED = (0.0, 0.0, -1.0)  # where a fixed object of the scene waits, below the floor, while it is not used
 CUBE_MASS = 0.1  # [kg]
 CUBE_SPACING = 0.12  # [m] minimum distance between cube centres
+SCENE_TRIES = 10  # cube placements drawn until the tray serves every cube
 # [m] the tool stops this far above a cube's top face (4 cm of the 5 cm success radius left sideways)
 REACH_CLEARANCE = 0.01
 TABLE_HEIGHT = 0.75  # [m] when the robot is mounted on the table
@@ -324,35 +325,43 @@ class World:
         for group in self.embodiment.delegated_groups:
             for joint in group.joints:
                 self.data.ctrl[self.model.actuator(f"balance_stack/{joint}").id] = self.data.qpos[self.qpos_adr[joint]]
-        placed: list[np.ndarray] = []
-        self.unreached = []
-        for colour in self.colours:
-            placed.append(self._place_cube(colour, rng, placed))
-        self._place_tray(np.random.default_rng([self.seed, 7]), placed)
+        for attempt in range(SCENE_TRIES):  # a scene whose tray serves every cube (two-armed robots may miss)
+            placed: list[np.ndarray] = []
+            self.unreached = []
+            draw = rng if attempt == 0 else np.random.default_rng([self.seed, 9, attempt])
+            for colour in self.colours:
+                placed.append(self._place_cube(colour, draw, placed))
+            if self._place_tray(np.random.default_rng([self.seed, 7]), placed) or self.unreached:
+                break
         self.place_distractor(None)
         mujoco.mj_forward(self.model, self.data)
 
-    def _place_tray(self, rng: np.random.Generator, cubes: list[np.ndarray]) -> None:
-        """The tray on a free place the most arms reach over, drawn from `rng`; None when none is free.
+    def _place_tray(self, rng: np.random.Generator, cubes: list[np.ndarray]) -> bool:
+        """The tray on a free place, drawn from `rng` among the best; None when none is free.
 
-        Where every arm reaches over it, whichever hand holds a cube can put it there.
+        Best: the most cubes an arm reaching over the tray also picks up (a cube only the other
+        hand reaches would have to change hands), then the most arms reaching over it. Returns
+        whether it serves every cube (or there is no room for it at all).
         """
+        grasps = [{arm.name for arm in self.arms if self.reaches(arm, cube)} for cube in cubes]
         free = [(place, arms) for place, arms in self._tray_places
                 if all(np.linalg.norm(place[:2] - p[:2]) >= TRAY_CLEARANCE for p in cubes)]
-        best = max((arms for _, arms in free), default=0)
-        candidates = [place for place, arms in free if arms == best and arms > 0]
+        scores = [(sum(bool(arms & grasp) for grasp in grasps), len(arms)) for _, arms in free]
+        best = max(scores, default=(0, 0))
+        candidates = [place for (place, arms), score in zip(free, scores) if score == best and arms]
         self.tray = candidates[int(rng.integers(len(candidates)))] if candidates else None
         self.data.mocap_pos[self.tray_mocap] = self.tray if self.tray is not None else PARKED
+        return self.tray is None or best[0] == len(cubes)
 
     @cached_property
-    def _tray_places(self) -> list[tuple[np.ndarray, int]]:
-        """Places for the tray on a 4 cm grid over the cubes' region (world), with how many arms reach over each."""
+    def _tray_places(self) -> list[tuple[np.ndarray, set[str]]]:
+        """Places for the tray on a 4 cm grid over the cubes' region (world), with the arms that reach over each."""
         lift = np.array([0.0, 0.0, TRAY_FLOOR + CUBE_SIZE + APPROACH_HEIGHT])
         low, high = self.layout.sample_low, self.layout.sample_high
         grid = [np.linspace(lo, hi, max(2, int((hi - lo) / 0.04) + 1)) for lo, hi in zip(low, high)]
         places = [np.append(self.layout.to_world(np.array([x, y])), self.layout.table_top)
                   for x in grid[0] for y in grid[1]]
-        return [(place, sum(self.reaches(arm, place + lift) for arm in self.arms)) for place in places]
+        return [(place, {arm.name for arm in self.arms if self.reaches(arm, place + lift)}) for place in places]
 
     @cached_property
     def table_in_reach(self) -> bool:
