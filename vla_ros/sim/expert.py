@@ -95,12 +95,18 @@ class Expert(ABC):
     def prepare(self, q: np.ndarray) -> None:
         """Adjust the plan to the chosen arm (its tool rotation, its gripper) before moving."""
 
-    def closing(self, q: np.ndarray) -> np.ndarray:
-        """(3,) the direction the gripper's (or hand's) fingers close along, in the tool's frame."""
-        finger = self.embodiment.description.joints[self.gripper.joints[0]]
+    def closing(self, q: np.ndarray, gripper: JointGroup | None = None,
+                rotation: np.ndarray | None = None) -> np.ndarray:
+        """(3,) the direction the gripper's (or hand's) fingers close along, in the tool's frame.
+
+        Of this expert's gripper and tool rotation, or of those given (an arm not yet chosen).
+        """
+        gripper = gripper or self.gripper
+        rotation = self.rotation if rotation is None else rotation
+        finger = self.embodiment.description.joints[gripper.joints[0]]
         axis = self.kinematics.frame_pose(q, finger.child)[:3, :3] @ finger.axis
         # A sliding finger closes along its axis; a hinged one swings across its hinge and the tool axis.
-        return self.rotation.T @ (axis if finger.type == "prismatic" else np.cross(axis, self.rotation[:, 2]))
+        return rotation.T @ (axis if finger.type == "prismatic" else np.cross(axis, rotation[:, 2]))
 
     def retarget(self, values: dict[str, str]) -> None:
         """A change of mind: from the next act(), plan afresh for the cube `values` names.
@@ -253,27 +259,45 @@ class PickExpert(Expert):
     """Over the cube with the fingers across two of its faces, down, close, and up LIFT_HEIGHT."""
 
     def choose_arm(self, q: np.ndarray) -> JointGroup:
-        """The arm that gets its tool, pointing down, nearest to the waypoint it gets worst to.
+        """The arm, and its grasp (`grasps`), that get the tool nearest to the waypoint it gets worst to.
 
-        A humanoid's hand on the side of the cube may not reach where the cube goes.
+        A humanoid's hand on the side of the cube may not reach where the cube goes, or reach it
+        only with the wrist turned another quarter.
         """
-
-        def worst(arm: JointGroup) -> float:
+        best = None
+        for arm in self.arms:
             ik = ArmIK.for_group(self.embodiment, arm)
-            return max(ik.solve(q, point, TOOL_DOWN, tolerance=0.005)[1] for point, *_ in self.waypoints)
+            for orientation in self.grasps(arm, q):
+                worst = max(ik.solve(q, point, orientation, tolerance=GRIP_TOLERANCE)[1]
+                            for point, *_ in self.waypoints)
+                if best is None or worst < best[0] - 1e-3:
+                    best = (worst, arm, orientation)
+                if worst < GRIP_TOLERANCE:
+                    break
+        _, arm, self._grasp = best
+        return arm
 
-        return min(self.arms, key=worst) if len(self.arms) > 1 else self.arms[0]
+    def grasps(self, arm: JointGroup, q: np.ndarray) -> list[np.ndarray]:
+        """Tool orientations of `arm` with the fingers across two faces of the cube, least turn first.
+
+        Four a quarter turn apart (rotations); the tool axis alone for an arm without a gripper.
+        """
+        gripper = self.embodiment.end_effector(arm)
+        if gripper is None:
+            return [TOOL_DOWN]
+        rotation = _pointing_down(ArmIK.for_group(self.embodiment, arm).pose(q)[:3, :3])
+        closing = self.closing(q, gripper, rotation)
+        faces = rotation_z(self.scene.yaws.get(self.values["colour"], 0.0))[:2, :2]
+        angles = np.linspace(-np.pi, np.pi, 361)
+        misalignment = [min(abs((rotation @ rotation_z(a) @ closing)[:2] @ face) for face in faces.T) for a in angles]
+        across = angles[int(np.argmin(misalignment))]
+        turns = sorted((np.arctan2(np.sin(across + k * np.pi / 2), np.cos(across + k * np.pi / 2)) for k in range(4)),
+                       key=abs)
+        return [rotation @ rotation_z(turn) for turn in turns]
 
     def prepare(self, q: np.ndarray) -> None:
         self.gripper = self.embodiment.end_effector(self.arm)
-        if self.gripper is None:
-            return
-        closing = self.closing(q)
-        faces = rotation_z(self.scene.yaws.get(self.values["colour"], 0.0))[:2, :2]
-        angles = np.linspace(-np.pi, np.pi, 361)
-        misalignment = [min(abs((self.rotation @ rotation_z(a) @ closing)[:2] @ face) for face in faces.T)
-                        + 1e-3 * abs(a) for a in angles]
-        self.orientation = self.rotation @ rotation_z(angles[int(np.argmin(misalignment))])
+        self.orientation = self._grasp
 
     @staticmethod
     def grasp(cube: np.ndarray) -> list[tuple]:
