@@ -1,5 +1,7 @@
 """`vla-ros demo`: the built-in VLA in charge of a simulated arm, one instruction after another.
 
+The default instructions reach, put a cube in the tray, pick one up and stack one on another.
+
 Brings up the graph of `vla-ros up arm7 --sim` (sim_node, controller_node, policy_node with the
 shipped checkpoint) as child processes, resets the scene for each episode, gives the instruction,
 shows the episode's progress live, and reports success per instruction. Writes into --out a
@@ -15,7 +17,8 @@ import re
 import tempfile
 from pathlib import Path
 
-DEFAULT_INSTRUCTIONS = ("reach the red cube", "now go to the blue block", "touch the green cube")
+DEFAULT_INSTRUCTIONS = ("reach the red cube", "put the blue cube in the tray", "pick up the green cube",
+                        "stack the red cube on the blue one")
 SHEET_FRAMES = 5  # per episode
 TRACKED_JOINTS = 3  # of the first commanded group, in the tracking plot
 
@@ -24,11 +27,12 @@ def register(verbs) -> None:
     parser = verbs.add_parser("demo", help="the built-in VLA drives the simulated arm through a few instructions")
     parser.add_argument("--embodiment", default="arm7", help="embodiment name or file (default arm7)")
     parser.add_argument("--instruction", action="append", default=[], metavar="TEXT",
-                        help="an instruction naming a cube colour (repeatable; default: "
+                        help="an instruction naming a cube colour, and the tray or a second cube to put it on "
+                             "(repeatable; default: "
                              + "; ".join(f"'{i}'" for i in DEFAULT_INSTRUCTIONS) + ")")
     parser.add_argument("--episodes", type=int, default=1, help="episodes (scenes) per instruction (default 1)")
     parser.add_argument("--seed", type=int, default=1100, help="scene seed of the first episode (default 1100)")
-    parser.add_argument("--seconds", type=float, default=8.0, help="sim time limit per episode (default 8)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="sim time limit per episode (default 15)")
     parser.add_argument("--policy", default="builtin", help="policy backend (default builtin)")
     parser.add_argument("--checkpoint", default="", help="checkpoint of the builtin backend (default: the shipped one)")
     parser.add_argument("--use-sim-time", action="store_true",
@@ -38,15 +42,33 @@ def register(verbs) -> None:
     parser.set_defaults(handler=run)
 
 
-def task_of(instruction: str, colours) -> str:
-    """The reach task an instruction names (by its one cube colour); VlaRosError otherwise."""
-    from vla_ros.errors import VlaRosError
+PICK_WORDS = r"\b(pick|lift|raise|grab|grasp|hold|take)\b"  # a one-cube instruction with these is a pick
+STACK_WORDS = r"\b(on|onto|stack|pile|top)\b"  # a two-cube one with these is a stack
 
-    named = [c for c in colours if re.search(rf"\b{c}\b", instruction.lower())]
-    if len(named) != 1:
-        raise VlaRosError(f"instruction {instruction!r} names {len(named) or 'no'} cube colours; the demo judges "
-                          f"an episode by the one cube it names ({', '.join(colours)})")
-    return f"reach:{named[0]}"
+
+def task_of(instruction: str, colours) -> str:
+    """The task an instruction names, to judge its episode by; VlaRosError when it names no cube.
+
+    A receptacle (the tray) and one cube: pick_place; two cubes and a word for stacking: stack,
+    the first named on the second; one cube: pick with a word for lifting it, else reach.
+    """
+    from vla_ros.errors import VlaRosError
+    from vla_ros.sim.tasks import RECEPTACLES
+
+    words = instruction.lower()
+    named = sorted((match.start(), c) for c in colours for match in re.finditer(rf"\b{c}\b", words))
+    cubes = [c for _, c in named]
+    receptacles = [r for r in RECEPTACLES if re.search(rf"\b{r}\b", words)]
+    if receptacles and len(cubes) == 1:
+        return f"pick_place:{cubes[0]}:{receptacles[0]}"
+    if len(cubes) == 2 and cubes[0] != cubes[1] and not receptacles and re.search(STACK_WORDS, words):
+        return f"stack:{cubes[0]}:{cubes[1]}"
+    if len(cubes) == 1:
+        return f"{'pick' if re.search(PICK_WORDS, words) else 'reach'}:{cubes[0]}"
+    raise VlaRosError(f"instruction {instruction!r} names {len(cubes) or 'no'} cube colours"
+                      f"{' and a ' + receptacles[0] if receptacles else ''}; the demo judges an episode by the cube "
+                      f"it names ({', '.join(colours)}), with a receptacle ({', '.join(RECEPTACLES)}) or a cube to "
+                      "put it on")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(instruction, str(sum(r["success"] for r in mine)), str(len(mine)))
     console.print(table)
     successes = sum(r["success"] for r in results)
-    console.print(f"{successes}/{len(results)} episodes reached the cube they were told to")
+    console.print(f"{successes}/{len(results)} episodes did what they were told")
     args.out.mkdir(parents=True, exist_ok=True)
     written = [args.out / "demo.json"]
     (args.out / "demo.json").write_text(json.dumps({"embodiment": robot.name, "policy": args.policy,
