@@ -9,7 +9,7 @@ import pytest
 from harness import console_script
 from vla_ros.commands.eval import SHEET_FRAMES
 from vla_ros.embodiment import load_embodiment
-from vla_ros.sim.tasks import Reach
+from vla_ros.sim.tasks import PickPlace
 from vla_ros.stats import wilson_interval
 
 
@@ -23,24 +23,30 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_eval_with_the_hold_policy_reports_failures_in_held_out_words(ros, tmp_path):
-    """The hold policy never reaches the cube: 0% over two seeded episodes in held-out phrasings.
+    """The hold policy never picks the cube up: 0% on one seed, as drawn and with a lure beside the cube.
 
-    Each instruction names its episode's target; the JSON has latencies and the sheet one row of
-    frames per episode.
+    Each instruction names its episode's target in held-out words; the outcome table counts the
+    missed grasps per perturbation; the JSON has latencies and the sheet one row of frames per
+    episode.
     """
     out, sheet = tmp_path / "eval.json", tmp_path / "eval.png"
-    run = ros.start([console_script("vla-ros"), "eval", "--policy", "hold", "--episodes", "2", "--seconds", "2",
-                     "--json", str(out), "--sheet", str(sheet), "--embodiment", "arm7"], name="vla-ros-eval")
+    run = ros.start([console_script("vla-ros"), "eval", "--policy", "hold", "--task", "pick_place", "--episodes", "1",
+                     "--seconds", "2", "--perturb", "none", "--perturb", "lure", "--json", str(out), "--sheet",
+                     str(sheet), "--embodiment", "arm7"], name="vla-ros-eval")
     assert run.popen.wait(timeout=300) == 0, run.output()
     report = json.loads(out.read_text())
     assert report["policy"] == "hold" and report["phrasing"] == "held_out"
     assert report["success_rate"] == 0.0 and report["ci95"][0] == 0.0 and report["ci95"][1] > 0.5
     episodes = report["episodes"]
-    assert len(episodes) == 2 and episodes[0]["seed"] != episodes[1]["seed"]
+    assert [(e["seed"], e["perturb"]) for e in episodes] == [(1000, "none"), (1000, "lure")]
     for episode in episodes:
         colour = episode["target"].removesuffix("_cube")
-        assert episode["instruction"] in {t.format(colour=colour) for t in Reach.phrasings["held_out"]}
-        assert not episode["success"] and episode["seconds"] >= 2.0
+        held_out = {t.format(colour=colour, receptacle="tray") for t in PickPlace.phrasings["held_out"]}
+        assert episode["instruction"] in held_out
+        assert not episode["success"] and episode["seconds"] >= 2.0 and episode["reason"] == "missed grasp"
+    for name in ("none", "lure"):
+        assert report["perturbations"][name]["failures"] == {"missed grasp": 1}
+    assert "outcomes and failure reasons" in run.output() and "missed grasp" in run.output()
     assert sum(n["episodes"] for n in report["per_instruction"].values()) == 2
     assert report["inference_p50_ms"] is not None and report["inference_p95_ms"] >= report["inference_p50_ms"]
     front = load_embodiment("arm7").cameras["front"]
@@ -62,9 +68,11 @@ def test_eval_on_sim_time_runs_every_node_on_the_sims_clock(ros, tmp_path):
     (["--task", "rech"], "no task 'rech' (did you mean 'reach'?)"),
     (["--policy", "hodl"], "no policy backend 'hodl' (did you mean 'hold'?)"),
     (["--phrasing", "paraphrased"], "phrasing 'paraphrased' is not one of canonical, train, held_out"),
+    (["--perturb", "wind"], "no perturbation 'wind'; perturbations: none, distractor, nudge, lure"),
+    (["--task", "push", "--perturb", "nudge"], "push takes no --perturb nudge"),
 ])
 def test_bad_arguments_exit_2_with_the_fix(args, message):
-    """A wrong task, policy or phrasing is named on stderr (exit 2) before any node starts."""
+    """A wrong task, policy, phrasing or perturbation is named on stderr (exit 2) before any node starts."""
     result = subprocess.run([console_script("vla-ros"), "eval", "--episodes", "1", *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
