@@ -151,8 +151,9 @@ def test_manipulation_experts_are_reliable(name, episodes):
         assert sum(r.success for r in results) >= needed, (task, [r for r in results if not r.success])
 
 
-def test_the_expert_still_places_with_a_lure_or_a_can_on_the_table(arm7):
+def test_the_expert_still_places_with_a_lure_a_can_or_a_nudge(arm7):
+    """A nudged cube gets a new plan before it is grasped; the lure and the can are left alone."""
     world, hardware = arm7
-    for perturbation in ("lure", "distractor"):
+    for perturbation in ("lure", "distractor", "nudge"):
         result = run_expert_episode(world, hardware, "pick_place:blue:tray", 1000, 15.0, perturbation=perturbation)
         assert result.success, (perturbation, result)

@@ -24,6 +24,7 @@ TOOL_SPEED = 0.3  # [m/s] moving through free space
 PUSH_SPEED = 0.12  # [m/s] with a cube against the tool
 WAYPOINT_TOLERANCE = 0.012  # [m]
 GRIP_TOLERANCE = 0.004  # [m] the measured tool from a waypoint where the fingers close or open
+REPLAN_DISTANCE = 0.01  # [m] a cube not yet grasped that moved this far gets a new plan
 IK_LAG, IK_TURN_LAG = 0.02, 0.15  # [m], [rad]: how far the joint targets may trail the tool path
 STALL_S = 0.3  # [s] without improvement: as close as the arm gets
 PUSH_OPENING = 0.3  # of the gripper's range: a fingertip gap narrower than a cube
@@ -256,7 +257,21 @@ class PushExpert(Expert):
 
 
 class PickExpert(Expert):
-    """Over the cube with the fingers across two of its faces, down, close, and up LIFT_HEIGHT."""
+    """Over the cube with the fingers across two of its faces, down, close, and up LIFT_HEIGHT.
+
+    Until the fingers first close, a cube that moved more than REPLAN_DISTANCE from where the plan
+    was made (knocked, or nudged by an evaluation) gets a new plan from where the tool is.
+    """
+
+    def act(self, observation: Observation) -> Targets:
+        cube = observation.cubes[self.values["colour"]]
+        if not self._started:
+            self._planned_at, self._grasped = cube, False
+        elif self.grip == "closed":
+            self._grasped = True
+        elif not self._grasped and not self._replan and np.linalg.norm(cube - self._planned_at) > REPLAN_DISTANCE:
+            self._planned_at, self._replan = cube, True
+        return super().act(observation)
 
     def choose_arm(self, q: np.ndarray) -> JointGroup:
         """The arm, and its grasp (`grasps`), that get the tool nearest to the waypoint it gets worst to.
