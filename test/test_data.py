@@ -13,7 +13,7 @@ from mcap.reader import make_reader
 
 from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
 from vla_ros.data.collect import Collector
-from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples, hindsight_goal
+from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples, hindsight_goals
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.sim.episode import observe
 from vla_ros.sim.tasks import REACH_RADIUS, Reach
@@ -93,7 +93,7 @@ def test_samples_pair_each_frame_with_the_targets_that_followed(recorded, arm7):
 
 
 def test_the_hindsight_goal_is_the_named_cube_from_the_bag_alone(arm7, tmp_path):
-    """The goal, from the bag's last commanded joints, lies at the cube the instruction named."""
+    """Every sample's goal, from the bag's last commanded joints, lies at the cube the instruction named."""
     collector = Collector(arm7)
     try:
         recorded = collector.record("reach:green", 11, tmp_path)
@@ -101,11 +101,31 @@ def test_the_hindsight_goal_is_the_named_cube_from_the_bag_alone(arm7, tmp_path)
     finally:
         collector.close()
     samples = episode_samples(read_episode(recorded.path), arm7, 8, 0.05, (32, 32))
-    assert recorded.result.success and samples.goal.shape == (3,)
-    distances = {colour: float(np.linalg.norm(samples.goal - cube)) for colour, cube in cubes.items()}
+    assert recorded.result.success and samples.goals.shape == (len(samples), 3)
+    assert np.ptp(samples.goals, axis=0).max() < 1e-6, "a reach has one keypose: its end"
+    distances = {colour: float(np.linalg.norm(samples.goals[0] - cube)) for colour, cube in cubes.items()}
     assert distances["green"] < REACH_RADIUS, distances
     assert min(distances["red"], distances["blue"]) > REACH_RADIUS, distances
-    np.testing.assert_allclose(hindsight_goal(samples.actions, arm7), samples.goal)
+    np.testing.assert_allclose(hindsight_goals(samples.actions, arm7), samples.goals)
+
+
+def test_pick_and_place_goals_are_the_grasp_then_the_release_then_the_end(arm7, tmp_path):
+    """Samples before the grasp aim at the cube, those carrying it at the tray, the last ones at the end."""
+    collector = Collector(arm7)
+    try:
+        recorded = collector.record("pick_place:red:tray", 5, tmp_path)
+        collector.world.reset(5)  # the scene as the episode began
+        scene = observe(collector.world)
+        cube = scene.cubes["red"]
+    finally:
+        collector.close()
+    samples = episode_samples(read_episode(recorded.path), arm7, 8, 0.05, (32, 32))
+    tray = scene.places["tray"]
+    assert recorded.result.success
+    first, middle = samples.goals[0], samples.goals[len(samples) // 2]
+    assert np.linalg.norm(first[:2] - cube[:2]) < 0.03, "before the grasp: where the cube was picked from"
+    assert np.linalg.norm(middle[:2] - tray[:2]) < 0.04, "carrying: where it is let go, over the tray"
+    assert len({tuple(g) for g in np.round(samples.goals, 4)}) == 3
 
 
 def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_after_it(arm7, tmp_path):
@@ -147,7 +167,7 @@ def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_af
     frames = episode.images[arm7.cameras["front"].topic][0]
     assert set(samples.instructions) == {second}
     assert len(samples) == int(np.sum(frames >= at - 1e-9)) < len(frames)
-    assert np.linalg.norm(samples.goal - cubes[colour]) < REACH_RADIUS
+    assert np.linalg.norm(samples.goals[0] - cubes[colour]) < REACH_RADIUS
 
 
 def test_a_near_miss_start_puts_the_arm_low_beside_the_cube_and_the_expert_goes_on_from_there(arm7, tmp_path):

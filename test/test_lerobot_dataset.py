@@ -178,7 +178,7 @@ def test_training_samples_from_the_export_are_those_from_the_bags(exported):
         assert from_export.instructions == from_bag.instructions
         np.testing.assert_array_equal(from_export.states, from_bag.states)
         np.testing.assert_allclose(from_export.actions, from_bag.actions, atol=1e-5)
-        np.testing.assert_allclose(from_export.goal, from_bag.goal, atol=1e-5)
+        np.testing.assert_allclose(from_export.goals, from_bag.goals, atol=1e-5)
         for camera in arm7.cameras:
             difference = np.abs(from_export.images[camera].astype(float) - from_bag.images[camera]).mean()
             assert difference < IMAGE_TOLERANCE

@@ -5,11 +5,13 @@ t (joint positions interpolated from joint_states, the base velocity from odom) 
 layout, the instruction in force at t, and the commanded targets at t + k dt, k = 1..H (held at
 the last one past the end): the same timing the policy node uses (ActionChunk.times).
 
-An episode's goal is where the end effector was commanded to at its end (hindsight: for a reach,
-the cube the instruction named), from the final commanded joints by forward kinematics in the
-robot's root frame. It needs nothing but the bag, so it works for any robot's recorded episodes.
-The goal belongs to the last instruction: frames taken under an earlier one (a change of mind, or
-a finished sub-task) have no goal known from the bag and are left out.
+A sample's goal is where the end effector was commanded to at the episode's next keypose: where
+the gripper next closes or opens (a grasp, a release), else at the end (hindsight: for a reach,
+the cube the instruction named; for a pick and place, first the cube, then the tray), from the
+commanded joints by forward kinematics in the robot's root frame. It needs nothing but the bag, so
+it works for any robot's recorded episodes. Goals belong to the last instruction: frames taken
+under an earlier one (a change of mind, or a finished sub-task) have no goal known from the bag
+and are left out.
 
 An episode comes from a bag or from a LeRobot v3.0 dataset (vla_ros.data.lerobot), each a
 `Recording`; both are sampled by the same code. Decoding is the slow part, so each episode's samples
@@ -39,8 +41,8 @@ CAMERA_SKEW_S = 0.02  # frames of different cameras closer than this count as on
 class EpisodeSamples:
     """N samples of one episode.
 
-    images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D); goal (3,) [m] or None
-    (hindsight_goal).
+    images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D); goals (N, 3) [m] or None
+    (hindsight_goals).
     """
 
     embodiment: str
@@ -50,7 +52,7 @@ class EpisodeSamples:
     instructions: list[str]
     success: bool
     task: str
-    goal: np.ndarray | None = None
+    goals: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -93,7 +95,7 @@ def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: 
     outcome = episode.outcome or {}
     return EpisodeSamples(embodiment.name, images, states.astype(np.float32), actions,
                           [episode.instruction_at(t) for t in times], bool(outcome.get("success", False)),
-                          str(outcome.get("task", episode.info.get("task", ""))), hindsight_goal(actions, embodiment))
+                          str(outcome.get("task", episode.info.get("task", ""))), hindsight_goals(actions, embodiment))
 
 
 def goal_frame(embodiment: Embodiment) -> str | None:
@@ -102,23 +104,38 @@ def goal_frame(embodiment: Embodiment) -> str | None:
 
 
 def sample_goals(samples: list[EpisodeSamples]) -> np.ndarray:
-    """(total N, 3) [m] each episode's goal, once per sample of it."""
-    return np.concatenate([np.repeat(s.goal[None], len(s), axis=0) for s in samples])
+    """(total N, 3) [m] every sample's goal."""
+    return np.concatenate([s.goals for s in samples])
 
 
-def hindsight_goal(actions: np.ndarray, embodiment: Embodiment) -> np.ndarray | None:
-    """(3,) [m] the goal frame's position at an episode's last commanded joints, in the root frame.
+def hindsight_goals(actions: np.ndarray, embodiment: Embodiment) -> np.ndarray | None:
+    """(N, 3) [m] each sample's goal: the goal frame's position at its next keypose, in the root frame.
 
-    `actions` is (N, H, D); None when the embodiment has no goal frame or the episode no samples.
+    The next keypose is where the commanded joints are when a gripper or hand is next commanded
+    more than halfway across its range from where the sample has it (a grasp, a release), else
+    the episode's last commanded joints. `actions` is (N, H, D); None when the embodiment has no
+    goal frame or the episode no samples.
     """
     frame = goal_frame(embodiment)
     if frame is None or not len(actions):
         return None
     io = EmbodimentIO(embodiment)
     kinematics = embodiment.kinematics
-    positions = np.zeros(len(kinematics.joint_names))
-    positions[kinematics.index(io.joints)] = io.split(actions[-1, -1:])[0][0]
-    return kinematics.frame_pose(positions, frame)[:3, 3].astype(np.float32)
+    commanded = io.split(actions[:, 0])[0]  # (N, joints) each sample's first target
+    final = io.split(actions[-1, -1:])[0][0]
+    grips = [g for g in embodiment.commanded_groups if g.kind in ("gripper", "hand")]
+    columns = [io.joints.index(j) for g in grips for j in g.joints]
+    spans = np.concatenate([g.upper - g.lower for g in grips]) if grips else np.zeros(0)
+    goals, poses = np.zeros((len(actions), 3), np.float32), {}
+    for i in range(len(actions)):
+        changed = np.any(np.abs(commanded[i + 1:, columns] - commanded[i, columns]) > 0.5 * spans, axis=1)
+        key = i + 1 + int(np.argmax(changed)) if changed.any() else -1
+        if key not in poses:
+            positions = np.zeros(len(kinematics.joint_names))
+            positions[kinematics.index(io.joints)] = final if key < 0 else commanded[key]
+            poses[key] = kinematics.frame_pose(positions, frame)[:3, 3]
+        goals[i] = poses[key]
+    return goals
 
 
 def _columns(names: tuple[str, ...], wanted: tuple[str, ...], path: Path, topic: str) -> np.ndarray:
@@ -200,7 +217,8 @@ def cached_samples(recording: Recording, embodiment: Embodiment, horizon: int, d
             return EpisodeSamples(str(data["embodiment"]),
                                   {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("image/")},
                                   data["states"], data["actions"], [str(s) for s in data["instructions"]],
-                                  bool(data["success"]), str(data["task"]), hindsight_goal(data["actions"], embodiment))
+                                  bool(data["success"]), str(data["task"]),
+                                  hindsight_goals(data["actions"], embodiment))
     samples = episode_samples(recording.read(), embodiment, horizon, dt, image_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")

@@ -36,7 +36,7 @@ class EmbodimentStats:
 
     Actions are learned as offsets from the current state on joint slots (absolute on base
     velocity slots), normalised per slot: (offset - mean) / std. Goals (the end effector's position
-    at the end of an episode, vla_ros.data.dataset.hindsight_goal) are normalised the same way;
+    at the next keypose of an episode, vla_ros.data.dataset.hindsight_goals) are normalised the same way;
     an embodiment without a goal frame has none.
     """
 
