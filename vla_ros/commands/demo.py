@@ -1,7 +1,5 @@
 """`vla-ros demo`: the built-in VLA in charge of a simulated arm, one instruction after another.
 
-The default instructions reach, put a cube in the tray, pick one up and stack one on another.
-
 Brings up the graph of `vla-ros up arm7 --sim` (sim_node, controller_node, policy_node with the
 shipped checkpoint) as child processes, resets the scene for each episode, gives the instruction,
 shows the episode's progress live, and reports success per instruction. Writes into --out a
@@ -17,8 +15,7 @@ import re
 import tempfile
 from pathlib import Path
 
-DEFAULT_INSTRUCTIONS = ("reach the red cube", "put the blue cube in the tray", "pick up the green cube",
-                        "stack the red cube on the blue one")
+DEFAULT_INSTRUCTIONS = ("reach the red cube", "now go to the blue block", "touch the green cube")
 SHEET_FRAMES = 5  # per episode
 TRACKED_JOINTS = 3  # of the first commanded group, in the tracking plot
 
@@ -32,7 +29,8 @@ def register(verbs) -> None:
                              + "; ".join(f"'{i}'" for i in DEFAULT_INSTRUCTIONS) + ")")
     parser.add_argument("--episodes", type=int, default=1, help="episodes (scenes) per instruction (default 1)")
     parser.add_argument("--seed", type=int, default=1100, help="scene seed of the first episode (default 1100)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="sim time limit per episode (default 15)")
+    parser.add_argument("--seconds", type=float, default=8.0,
+                        help="sim time limit per episode (default 8; give manipulation 15)")
     parser.add_argument("--policy", default="builtin", help="policy backend (default builtin)")
     parser.add_argument("--checkpoint", default="", help="checkpoint of the builtin backend (default: the shipped one)")
     parser.add_argument("--use-sim-time", action="store_true",
