@@ -1,12 +1,13 @@
 """`vla-ros eval`: the Wilson interval, a closed-loop run through sim, controller and policy nodes, bad arguments."""
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 import cv2
 import pytest
 
-from harness import console_script
+from harness import console_script, processes_with_token
 from vla_ros.commands.eval import SHEET_FRAMES
 from vla_ros.embodiment import load_embodiment
 from vla_ros.sim.tasks import PickPlace
@@ -51,6 +52,17 @@ def test_eval_with_the_hold_policy_reports_failures_in_held_out_words(ros, tmp_p
     assert report["inference_p50_ms"] is not None and report["inference_p95_ms"] >= report["inference_p50_ms"]
     front = load_embodiment("arm7").cameras["front"]
     assert cv2.imread(str(sheet)).shape == (2 * front.height, SHEET_FRAMES * front.width, 3)
+
+
+def test_sigterm_stops_the_evaluation_and_every_node_it_started(ros):
+    """`kill` of a running eval stops it as Ctrl-C does: exit 130 and none of its nodes left running."""
+    run = ros.start([console_script("vla-ros"), "eval", "--policy", "hold", "--episodes", "50", "--seconds", "2"],
+                    name="vla-ros-eval")
+    ros.spin_until(lambda: "episode 1/50" in run.output() or not run.running(), 120, "the first episode's line")
+    assert run.running(), run.output()
+    run.popen.send_signal(signal.SIGTERM)
+    assert run.popen.wait(timeout=60) == 130, run.output()
+    assert processes_with_token(ros.token) == [], "nodes outlived the evaluation"
 
 
 def test_eval_on_sim_time_runs_every_node_on_the_sims_clock(ros, tmp_path):

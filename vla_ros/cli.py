@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from vla_ros import __version__
@@ -23,8 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb; user mistakes (VlaRosError) print a message and exit 2, never a traceback."""
+    """Run one verb; user mistakes (VlaRosError) print a message and exit 2, never a traceback.
+
+    SIGTERM stops a verb as Ctrl-C does, so the nodes it started are stopped on the way out.
+    """
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.handler(args)
     except VlaRosError as error:
@@ -32,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

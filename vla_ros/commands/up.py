@@ -68,33 +68,25 @@ class Graph:
         """Start everything; block until Ctrl-C/SIGTERM (0) or a node's own exit (1)."""
         from vla_ros.process import ChildDied, ProcessGroup
 
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            with ProcessGroup(echo=self.say) as nodes:
-                try:
-                    for name, argv in self.commands:
-                        nodes.start(name, argv)
-                    self.say("up", f"started {', '.join(f'{n} (pid {c.pid})' for n, c in nodes.children.items())}; "
-                                   "Ctrl-C stops them all")
-                    while True:
-                        nodes.check()
-                        time.sleep(POLL_S)
-                except ChildDied as died:
-                    nodes.stop_all()
-                    self.say("up", f"{died.name} exited with status {died.returncode}{_signal_name(died.returncode)}: "
-                                   "stopped the other nodes (its last lines are above)")
-                    return 1
-                except KeyboardInterrupt:
-                    self.say("up", "stopping every node")
-                    codes = nodes.stop_all()
-                    self.say("up", "stopped (" + ", ".join(f"{n} {c}" for n, c in codes.items()) + ")")
-                    return 0
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+        with ProcessGroup(echo=self.say) as nodes:
+            try:
+                for name, argv in self.commands:
+                    nodes.start(name, argv)
+                self.say("up", f"started {', '.join(f'{n} (pid {c.pid})' for n, c in nodes.children.items())}; "
+                               "Ctrl-C stops them all")
+                while True:
+                    nodes.check()
+                    time.sleep(POLL_S)
+            except ChildDied as died:
+                nodes.stop_all()
+                self.say("up", f"{died.name} exited with status {died.returncode}{_signal_name(died.returncode)}: "
+                               "stopped the other nodes (its last lines are above)")
+                return 1
+            except KeyboardInterrupt:
+                self.say("up", "stopping every node")
+                codes = nodes.stop_all()
+                self.say("up", "stopped (" + ", ".join(f"{n} {c}" for n, c in codes.items()) + ")")
+                return 0
 
 
 def _signal_name(code: int) -> str:
