@@ -289,6 +289,7 @@ class World:
                          if self.planar_base else np.array([], dtype=int))
         self.cube_qpos = {c: int(model.jnt_qposadr[model.joint(f"{c}_cube").id]) for c in self.colours}
         self.cube_body = {c: model.body(f"{c}_cube").id for c in self.colours}
+        self.cube_dof = {c: int(model.jnt_dofadr[model.joint(f"{c}_cube").id]) for c in self.colours}
         self.tray_mocap = int(model.body_mocapid[model.body("tray").id])
         self.tray: np.ndarray | None = None  # [m] the tray floor's centre in the world; None: no room for it
         self.distractor_mocap = int(model.body_mocapid[model.body("distractor").id])
@@ -408,7 +409,7 @@ class World:
             self.data.qpos[adr:adr + 3] = position
             self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
             mujoco.mj_forward(self.model, self.data)
-            if self._touches_robot(colour) or not all(
+            if self.touching_robot(colour) or not all(
                 self.reaching_arm(position + self.layout.turn @ offset) is not None for offset in room
             ):
                 continue
@@ -439,18 +440,19 @@ class World:
                 or any(np.linalg.norm(position[:2] - p[:2]) < room for p, room in objects)):
             return False
         adr = self.cube_qpos[colour]
-        dof = int(self.model.jnt_dofadr[self.model.joint(f"{colour}_cube").id])
+        dof = self.cube_dof[colour]
         saved = self.data.qpos[adr:adr + 7].copy()
         self.data.qpos[adr:adr + 3] = position
         self.data.qvel[dof:dof + 6] = 0.0
         mujoco.mj_forward(self.model, self.data)
-        if self._touches_robot(colour) or self.reaching_arm(position) is None:
+        if self.touching_robot(colour) or self.reaching_arm(position) is None:
             self.data.qpos[adr:adr + 7] = saved
             mujoco.mj_forward(self.model, self.data)
             return False
         return True
 
-    def _touches_robot(self, colour: str) -> bool:
+    def touching_robot(self, colour: str) -> bool:
+        """Whether the robot touches the cube now (holds it, or pushes it)."""
         body = self.cube_body[colour]
         for contact in self.data.contact[: self.data.ncon]:
             geoms = (contact.geom1, contact.geom2)
@@ -458,10 +460,6 @@ class World:
             if body in bodies and any(g in self.robot_geoms for g in geoms):
                 return True
         return False
-
-    def touching_robot(self, colour: str) -> bool:
-        """Whether the robot touches the cube now (holds it, or pushes it)."""
-        return self._touches_robot(colour)
 
     def reach_target(self, cube_position: np.ndarray) -> np.ndarray:
         """Where the tool goes to reach a cube: above its top face, in the world frame."""
@@ -502,7 +500,7 @@ class World:
         if arm.mode == "position":
             self.data.ctrl[self.actuators[arm.name]] = solution[index]
         mujoco.mj_forward(self.model, self.data)
-        if any(self._touches_robot(colour) for colour in self.colours):
+        if any(self.touching_robot(colour) for colour in self.colours):
             self.data.qpos[:], self.data.ctrl[:] = saved
             mujoco.mj_forward(self.model, self.data)
             return False
@@ -556,7 +554,7 @@ class World:
 
     def cube_velocity(self, colour: str) -> np.ndarray:
         """(3,) [m/s] a cube's linear velocity in the world."""
-        adr = int(self.model.jnt_dofadr[self.model.joint(f"{colour}_cube").id])
+        adr = self.cube_dof[colour]
         return self.data.qvel[adr:adr + 3].copy()
 
     def state(self) -> np.ndarray:
