@@ -235,7 +235,7 @@ def test_the_builtin_backend_answers_in_the_embodiment_layout_and_honours_the_pr
 
 
 @pytest.mark.slow
-def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_path, capsys):
+def test_train_cli_writes_a_checkpoint_resumes_it_fine_tunes_it_and_is_seeded(episodes, tmp_path, capsys):
     data = tmp_path / "data"
     collector = Collector(load_embodiment("arm7"))
     try:
@@ -262,3 +262,11 @@ def test_train_cli_writes_a_checkpoint_resumes_it_and_is_seeded(episodes, tmp_pa
     assert state["step"] == 4 and [s for s, _ in state["history"]["validation"]] == [2, 4]
     code, error = train_cli(tmp_path / "a", "--steps", "4", "--resume", str(tmp_path / "a"))
     assert code == 2 and "at step 4 already" in error
+
+    assert train_cli(tmp_path / "c", "--steps", "2", "--image-size", "48", "--init", str(tmp_path / "a"))[0] == 0
+    tuned = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert tuned["training"]["step"] == 2 and tuned["training"]["init"] == str(tmp_path / "a")
+    assert tuned["architecture"] == config["architecture"] and tuned["embodiments"] == config["embodiments"]
+    base = load_file(str(tmp_path / "a" / "model.safetensors"))
+    third = load_file(str(tmp_path / "c" / "model.safetensors"))
+    assert any(not torch.equal(base[k], third[k]) for k in base)

@@ -26,7 +26,11 @@ def register(verbs) -> None:
                         help="cameras are resized to this square size (default 96)")
     parser.add_argument("--validation", type=float, default=0.1, help="fraction of episodes held out (default 0.1)")
     parser.add_argument("--validate-every", type=int, default=250, help="steps between validations and checkpoints")
-    parser.add_argument("--resume", type=Path, help="continue a checkpoint written by train (same data) up to --steps")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", type=Path, help="continue a checkpoint written by train (same data) up to --steps")
+    start.add_argument("--init", type=Path,
+                       help="fine-tune: start from a checkpoint's weights, statistics, chunk and architecture, with a "
+                            "fresh optimizer and step count (new data for the embodiments it knows)")
     parser.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
     parser.set_defaults(handler=run)
 
@@ -66,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                              validate_every=args.validate_every)
-    resumed = read_config(args.resume) if args.resume else None
-    horizon, dt = (resumed.horizon, resumed.dt) if resumed else (args.horizon, args.dt)
-    architecture = resumed.architecture if resumed else Architecture(image_size=(args.image_size, args.image_size))
+    base = args.resume or args.init
+    based = read_config(base) if base else None
+    horizon, dt = (based.horizon, based.dt) if based else (args.horizon, args.dt)
+    architecture = based.architecture if based else Architecture(image_size=(args.image_size, args.image_size))
 
     bags, skipped = [], 0
     for recording in find_recordings(args.data, args.embodiment):
@@ -100,16 +105,17 @@ def run(args: argparse.Namespace) -> int:
             samples["validation" if index in validation_bags else "train"].append(episode)
             progress.update(bar, advance=1)
 
-    if resumed:
-        model = load_checkpoint(args.resume)
+    if base:
+        model = load_checkpoint(base)
         missing = sorted(set(embodiments) - set(model.config.embodiments))
         if missing:
-            raise VlaRosError(f"--resume {args.resume}: the checkpoint has no statistics for {', '.join(missing)}")
+            option = "--resume" if args.resume else "--init"
+            raise VlaRosError(f"{option} {base}: the checkpoint has no statistics for {', '.join(missing)}")
     else:
         model = VLA(model_config(samples["train"], embodiments, horizon, dt, architecture))
     optimizer = make_optimizer(model, settings)
     start_step, history, elapsed_before = 0, None, 0.0
-    if resumed:
+    if args.resume:
         state = load_optimizer(args.resume, model, optimizer)
         start_step, history = int(state["step"]), history_from_json(state["history"])
         elapsed_before = float(state.get("seconds", 0.0))
@@ -123,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         "data": [str(p) for p in args.data], "episodes": len(bags), "failed_episodes_skipped": skipped,
         "validation_episodes": held, "training_samples": len(training), "validation_samples": len(validation),
         "tasks": sorted({s.task for split in samples.values() for s in split}), "instructions": instructions,
-        "embodiments": sorted(embodiments), "settings": asdict(settings),
+        "embodiments": sorted(embodiments), "settings": asdict(settings), "init": str(args.init) if args.init else None,
     }
     parameters = sum(p.numel() for p in model.parameters())
     console.print(f"{len(bags)} episodes ({held} for validation), {len(training)} training samples, "
