@@ -301,7 +301,7 @@ def test_vla_ros_sim_runs_the_expert_through_ros(tmp_path, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, task, episodes", [("arm7", "pick_place", 3), ("humanoid_upper", "pick_place", 2),
+@pytest.mark.parametrize("name, task, episodes", [("arm7", "pick_place", 2), ("humanoid_upper", "pick_place", 2),
                                                   ("mobile_manipulator", "stack", 2)])
 def test_manipulation_experts_through_ros(tmp_path, name, task, episodes):
     """`vla-ros sim --task` with a manipulation task: the expert node grasps and places over DDS.
