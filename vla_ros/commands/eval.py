@@ -79,6 +79,40 @@ class EvalEpisode:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """Some episodes' successes, the rate with its Wilson interval and the failures by reason."""
+
+    episodes: tuple[EvalEpisode, ...]
+
+    @property
+    def successes(self) -> int:
+        return sum(e.success for e in self.episodes)
+
+    @property
+    def rate(self) -> float:
+        return self.successes / max(len(self.episodes), 1)
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        from vla_ros.stats import wilson_interval
+
+        return wilson_interval(self.successes, len(self.episodes))
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """How many failed for each reason."""
+        counts: dict[str, int] = {}
+        for episode in self.episodes:
+            if episode.reason is not None:
+                counts[episode.reason] = counts.get(episode.reason, 0) + 1
+        return counts
+
+    def to_json(self) -> dict:
+        return {"successes": self.successes, "episodes": len(self.episodes), "success_rate": self.rate,
+                "ci95": list(self.ci95), "failures": self.failures}
+
+
+@dataclass(frozen=True)
 class EvalReport:
     """An evaluation: its settings, every episode, the success rate with its interval, the latencies."""
 
@@ -97,34 +131,27 @@ class EvalReport:
     sheet: np.ndarray | None = None  # (H, W, 3) uint8 RGB contact sheet of the first episodes, given a camera
 
     @property
+    def tally(self) -> Tally:
+        return Tally(tuple(self.episodes))
+
+    @property
     def successes(self) -> int:
-        return sum(e.success for e in self.episodes)
+        return self.tally.successes
 
     @property
     def success_rate(self) -> float:
-        return self.successes / max(len(self.episodes), 1)
+        return self.tally.rate
 
     @property
     def ci95(self) -> tuple[float, float]:
-        from vla_ros.stats import wilson_interval
+        return self.tally.ci95
 
-        return wilson_interval(self.successes, len(self.episodes))
-
-    def perturbed(self) -> dict[str, list[EvalEpisode]]:
+    def perturbed(self) -> dict[str, Tally]:
         """The episodes by perturbation, in the order they ran."""
         groups: dict[str, list[EvalEpisode]] = {}
         for episode in self.episodes:
             groups.setdefault(episode.perturb, []).append(episode)
-        return groups
-
-    @staticmethod
-    def failures(episodes: list[EvalEpisode]) -> dict[str, int]:
-        """How many of `episodes` failed for each reason."""
-        counts: dict[str, int] = {}
-        for episode in episodes:
-            if episode.reason is not None:
-                counts[episode.reason] = counts.get(episode.reason, 0) + 1
-        return counts
+        return {name: Tally(tuple(episodes)) for name, episodes in groups.items()}
 
     @property
     def per_instruction(self) -> dict[str, tuple[int, int]]:
@@ -140,20 +167,12 @@ class EvalReport:
             "policy": self.policy, "checkpoint": self.checkpoint, "embodiment": self.embodiment, "task": self.task,
             "phrasing": self.phrasing, "seed": self.seed, "seconds": self.seconds,
             "episodes": [{**asdict(e), "reason": e.reason} for e in self.episodes],
-            "perturbations": {name: _summary(episodes) for name, episodes in self.perturbed().items()},
+            "perturbations": {name: tally.to_json() for name, tally in self.perturbed().items()},
             "per_instruction": {text: {"successes": s, "episodes": n} for text, (s, n) in self.per_instruction.items()},
             "successes": self.successes, "success_rate": self.success_rate, "ci95": list(self.ci95),
             "inference_p50_ms": self.inference_p50_ms, "inference_p95_ms": self.inference_p95_ms,
             "log_dir": str(self.log_dir), "use_sim_time": self.use_sim_time,
         }
-
-
-def _summary(episodes: list[EvalEpisode]) -> dict:
-    from vla_ros.stats import wilson_interval
-
-    successes = sum(e.success for e in episodes)
-    return {"successes": successes, "episodes": len(episodes), "success_rate": successes / max(len(episodes), 1),
-            "ci95": list(wilson_interval(successes, len(episodes))), "failures": EvalReport.failures(episodes)}
 
 
 def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str, seconds: float, policy: str,
@@ -249,15 +268,14 @@ def outcome_table(report: EvalReport):
     from vla_ros.sim.tasks import FAILURE_REASONS
 
     groups = report.perturbed()
-    reasons = [r for r in (*FAILURE_REASONS, "timeout") if any(EvalReport.failures(g).get(r) for g in groups.values())]
+    reasons = [r for r in (*FAILURE_REASONS, "timeout") if any(g.failures.get(r) for g in groups.values())]
     table = Table(title=f"{report.embodiment} {report.task}: outcomes and failure reasons")
     for column in ("perturbation", "successes", "episodes", "rate", "95% interval", *reasons):
         table.add_column(column, justify="left" if column == "perturbation" else "right")
-    for name, episodes in groups.items():
-        summary = _summary(episodes)
-        low, high = summary["ci95"]
-        table.add_row(name, str(summary["successes"]), str(summary["episodes"]), f"{summary['success_rate']:.0%}",
-                      f"{low:.0%}-{high:.0%}", *(str(summary["failures"].get(r, 0)) for r in reasons))
+    for name, tally in groups.items():
+        low, high = tally.ci95
+        table.add_row(name, str(tally.successes), str(len(tally.episodes)), f"{tally.rate:.0%}",
+                      f"{low:.0%}-{high:.0%}", *(str(tally.failures.get(r, 0)) for r in reasons))
     return table
 
 
