@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from vla_ros.sim.tasks import Task, TaskError
-from vla_ros.sim.world import CUBE_SIZE, CUBE_SPACING, DISTRACTOR_RADIUS, TRAY_SIZE, World
+from vla_ros.sim.world import CUBE_SPACING, World
 
 PATH_FRACTIONS = (0.5, 0.4, 0.6, 0.3, 0.7)  # of the way from the tool to the cube where the can may stand
-CAN_CLEARANCE = DISTRACTOR_RADIUS + CUBE_SIZE  # [m] from the can's axis to any cube's centre
 NUDGE_RANGE = 0.10  # [m] from the nearest tool to the cube's centre when it jumps
 NUDGE_DISTANCE = (0.04, 0.07)  # [m]
 LURE_DISTANCE = (0.06, 0.075)  # [m] centre to centre: a 2-3.5 cm gap between the two cubes
@@ -66,15 +65,11 @@ class Distractor(Perturbation):
         if arm is None:
             return
         tool = world.ee_position(arm.name)
-        cubes = [world.cube_pose(c)[0] for c in world.colours]
         for fraction in PATH_FRACTIONS:
             place = tool + fraction * (cube - tool)
             place[2] = world.layout.table_top
-            if not world.in_cube_region(place) or any(np.linalg.norm(place[:2] - c[:2]) < CAN_CLEARANCE for c in cubes):
+            if not world.place_distractor(place):
                 continue
-            if world.tray is not None and np.linalg.norm(place[:2] - world.tray[:2]) < TRAY_SIZE / 2 + CAN_CLEARANCE:
-                continue
-            world.place_distractor(place)
             self.done = f"a can {np.linalg.norm(place[:2] - cube[:2]):.2f} m before the {self.task.target} cube"
             return
 

@@ -416,16 +416,29 @@ class World:
             return position
         return None
 
-    def place_distractor(self, position: np.ndarray | None) -> None:
-        """Stand the can on the table at `position` (world, its base centre), or park it (None)."""
+    def place_distractor(self, position: np.ndarray | None) -> bool:
+        """Stand the can on the table at `position` (world, its base centre) if that is a fair place, or park it (None).
+
+        Fair: over the cubes' region, clear of every cube and the tray. False, and the can where it
+        was, otherwise.
+        """
+        room = DISTRACTOR_RADIUS + CUBE_SIZE
+        if position is not None and not self.clear(position, [(self.cube_pose(c)[0], room) for c in self.colours]
+                                                   + [(self.tray, TRAY_SIZE / 2 + room)]):
+            return False
         self.distractor = None if position is None else np.asarray(position, dtype=float)
         self.data.mocap_pos[self.distractor_mocap] = PARKED if position is None else position
         mujoco.mj_forward(self.model, self.data)
+        return True
 
-    def in_cube_region(self, xy: np.ndarray) -> bool:
-        """Whether a world point's xy lies over the cubes' region of the table."""
-        work = self.layout.turn[:2, :2].T @ xy[:2]
-        return bool(np.all(work >= self.layout.sample_low) and np.all(work <= self.layout.sample_high))
+    def clear(self, position: np.ndarray, rooms: list[tuple[np.ndarray | None, float]]) -> bool:
+        """Whether a world point lies over the cubes' region, at least `room` (xy) from each (centre, room).
+
+        A centre of None (an object not in the scene) is no obstacle.
+        """
+        work = self.layout.turn[:2, :2].T @ position[:2]
+        return bool(np.all(work >= self.layout.sample_low) and np.all(work <= self.layout.sample_high)) and all(
+            centre is None or np.linalg.norm(position[:2] - centre[:2]) >= room for centre, room in rooms)
 
     def move_cube(self, colour: str, position: np.ndarray, clearance: float) -> bool:
         """Put a cube, at rest, at `position` (world) on the table if that is a fair place for it.
@@ -433,11 +446,9 @@ class World:
         Fair: over the cubes' region, `clearance` from every other cube's centre, off the tray and
         the can, not touching the robot, reached by an arm. False, and the cube where it was, otherwise.
         """
-        others = [self.cube_pose(c)[0] for c in self.colours if c != colour]
-        objects = [(p, room) for p, room in ((self.tray, TRAY_SIZE / 2 + CUBE_SIZE),
-                                             (self.distractor, DISTRACTOR_RADIUS + CUBE_SIZE)) if p is not None]
-        if (not self.in_cube_region(position) or any(np.linalg.norm(position[:2] - p[:2]) < clearance for p in others)
-                or any(np.linalg.norm(position[:2] - p[:2]) < room for p, room in objects)):
+        rooms = [(self.cube_pose(c)[0], clearance) for c in self.colours if c != colour]
+        if not self.clear(position, rooms + [(self.tray, TRAY_SIZE / 2 + CUBE_SIZE),
+                                             (self.distractor, DISTRACTOR_RADIUS + CUBE_SIZE)]):
             return False
         adr = self.cube_qpos[colour]
         dof = self.cube_dof[colour]
