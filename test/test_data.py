@@ -197,6 +197,18 @@ def test_a_near_miss_start_puts_the_arm_low_beside_the_cube_and_the_expert_goes_
     assert "near_miss" not in home.outcome and np.linalg.norm(_tool_at(home, arm7, 0) - reach) > 0.15
 
 
+def test_a_pick_can_start_beside_its_cube_too(arm7, tmp_path):
+    """Grasping tasks take near-miss starts: the expert goes up, over and down onto the cube from there."""
+    collector = Collector(arm7)
+    try:
+        recorded = collector.record("pick:blue", 501, tmp_path, max_seconds=15.0, near_miss_fraction=1.0)
+    finally:
+        collector.close()
+    episode = read_episode(recorded.path, cameras=False)
+    assert recorded.path.name == "arm7-pick-blue-near-s000501" and recorded.result.success
+    assert 0.04 <= np.linalg.norm(episode.outcome["near_miss"]["offset_m"][:2]) <= 0.12
+
+
 def _tool_at(episode, embodiment, index):
     """The arm's tool position (root frame) at the episode's index-th joint state."""
     io = EmbodimentIO(embodiment)

@@ -25,7 +25,7 @@ def register(verbs) -> None:
                              "cube partway there and the expert turns to it (reach; default 0)")
     parser.add_argument("--near-miss", type=float, default=0.0, metavar="FRACTION",
                         help="share of the episodes (0-1, drawn per seed) that start with the arm at rest low over "
-                             "the table 4-12 cm beside the named cube (reach; default 0)")
+                             "the table 4-12 cm beside the named cube (reach, pick, pick_place, stack; default 0)")
     parser.set_defaults(handler=run)
 
 

@@ -11,10 +11,10 @@ the expert turns to it. Training keeps the frames from the change on (dataset.ep
 they show turning away from a cube because the words said so, which no straight episode does.
 
 With a near-miss fraction, that share of the episodes start with the arm at rest low over the
-table a few centimetres beside the cube it is told to reach (where a policy that stops short ends
-up), and the expert goes on from there. Straight demonstrations only pass low over the table at
-their goal, so a model can learn "low over the table" as "arrived" and never look at where the
-cube is; these show that low and beside it means "not there yet".
+table a few centimetres beside the cube it is told to reach or pick up (where a policy that stops
+short ends up), and the expert goes on from there. Straight demonstrations only pass low over the
+table at their goal, so a model can learn "low over the table" as "arrived" and never look at
+where the cube is; these show that low and beside it means "not there yet".
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ from vla_ros.sim.hardware import SimHardware
 from vla_ros.sim.tasks import Task, TaskStatus, make_task
 from vla_ros.sim.world import World
 
-SWITCHABLE = ("reach",)  # tasks whose expert can turn to another cube mid-way or start beside one (a push moves it)
+SWITCHABLE = ("reach",)  # tasks whose expert can turn to another cube mid-way
+NEAR_MISS_TASKS = ("reach", "pick", "pick_place", "stack")  # tasks that can start beside their cube (a push cannot)
 SWITCH_PROGRESS = (0.25, 0.75)  # the share of the way to the first cube at which a switch comes
 NEAR_MISS_DISTANCE = (0.04, 0.12)  # [m] sideways from where the tool reaches the cube
 NEAR_MISS_HEIGHT = (0.0, 0.06)  # [m] above it
@@ -47,15 +48,15 @@ def switch_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 3])
 
 
-def _drawn(task: Task, fraction: float, rng: np.random.Generator, refusal: str) -> bool:
+def _drawn(task: Task, fraction: float, rng: np.random.Generator, tasks: tuple[str, ...], refusal: str) -> bool:
     """Whether this episode is one of the `fraction` drawn from `rng`.
 
-    A task that is not SWITCHABLE is refused (`refusal` says with what) unless the fraction is 0.
+    A task not among `tasks` is refused (`refusal` says with what) unless the fraction is 0.
     """
     if fraction <= 0.0:
         return False
-    if task.name not in SWITCHABLE:
-        raise VlaRosError(f"task {task.name!r} {refusal} (only {', '.join(SWITCHABLE)})")
+    if task.name not in tasks:
+        raise VlaRosError(f"task {task.name!r} {refusal} (only {', '.join(tasks)})")
     return bool(rng.random() < fraction)
 
 
@@ -69,7 +70,7 @@ class Switch:
     @staticmethod
     def draw(task: Task, seed: int, fraction: float) -> Switch | None:
         rng = switch_rng(seed)
-        if not _drawn(task, fraction, rng, "cannot switch cubes mid-episode"):
+        if not _drawn(task, fraction, rng, SWITCHABLE, "cannot switch cubes mid-episode"):
             return None
         others = [c for c in task.world.colours if c != task.target]
         return Switch(str(rng.choice(others)), float(rng.uniform(*SWITCH_PROGRESS)))
@@ -83,11 +84,11 @@ def near_miss_rng(seed: int) -> np.random.Generator:
 def start_near_miss(task: Task, seed: int, fraction: float) -> dict | None:
     """In `fraction` of the seeds, put the arm at rest beside the cube the task names.
 
-    The cube is the reach task's, drawn from the seed; returns what was done, or None (the arm stays
+    The cube is the one the task names, drawn from the seed; returns what was done, or None (the arm stays
     at home).
     """
     rng = near_miss_rng(seed)
-    if not _drawn(task, fraction, rng, "has no near-miss start"):
+    if not _drawn(task, fraction, rng, NEAR_MISS_TASKS, "has no near-miss start"):
         return None
     world = task.world
     cube = world.cube_pose(task.target)[0]
