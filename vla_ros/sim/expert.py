@@ -33,6 +33,15 @@ CARRY_SPEED = 0.15  # [m/s] with a cube in the fingers
 CLOSE_S = 0.6  # [s] the fingers are given to close (or open) before the tool moves on
 CARRY_HEIGHT = 0.12  # [m] a carried cube goes this far above where it lay and where it goes
 RELEASE_DROP = 0.008  # [m] a placed cube is let go this far above where it comes to rest
+BASE_SPEED = 0.2  # [m/s] a mobile base driving to bring the work into the arm's reach
+BASE_GAIN = 2.0  # [1/s] its speed per metre still to go
+BASE_TOLERANCE = 0.005  # [m] it stops this close to where it should stand
+BASE_STEPS = np.arange(0.02, 0.301, 0.02)  # [m] how far it may drive, tried shortest first
+BASE_APPROACH = 0.1  # [m] in all at most this far towards what it faces (+x: the table; it has no obstacle map)
+MAX_DRIVES = 3  # per episode: to the grasp, again for a cube knocked away, to where it goes
+SETTLE_S = 0.3  # [s] a carried cube is held still over where it goes before it is measured and lowered
+GRASP_WAYPOINTS = 3  # a pick's first waypoints: over the cube, at it (the fingers close), lifted
+FREE_TOLERANCE = 0.02  # [m] a waypoint in free space (not where the fingers close or open) may be missed by
 
 
 @dataclass
@@ -146,6 +155,9 @@ class Expert(ABC):
     def gripper_target(self, group: JointGroup) -> np.ndarray:
         return self.held[group.name]
 
+    def leave(self, waypoint: tuple, observation: Observation) -> None:
+        """The tool is done with `waypoint` and heads for the next."""
+
     def act(self, observation: Observation) -> Targets:
         if not self._started:
             self._start(observation)
@@ -167,7 +179,7 @@ class Expert(ABC):
         arrived = gap < WAYPOINT_TOLERANCE or (
             np.linalg.norm(self.tool - goal) < 1e-6 and self._arrival.settled(gap, WAYPOINT_TOLERANCE, dt))
         if turned and arrived and self._dwell(self.ik.pose(observation.q)[:3, 3], dt) and len(self.waypoints) > 1:
-            self.waypoints.pop(0)
+            self.leave(self.waypoints.pop(0), observation)
             self._arrival, self._reached = _Settling(), _Settling()
             self._dwelt = 0.0
             goal, speed = self.waypoints[0][:2]
@@ -182,15 +194,19 @@ class Expert(ABC):
         max_step = 0.5 * float(np.min(self.arm.velocity_limit)) * max(dt, 1e-3)
         self.q_cmd = self.ik.step(self.q_cmd, self.tool, self.orientation, max_step)
         velocity = (self.q_cmd[index] - previous) / dt if dt > 0 else np.zeros(len(index))
+        return Targets(self._joint_targets(velocity))
+
+    def _joint_targets(self, velocity: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The arm at its commanded joints moving at `velocity`, grippers as the task says, the rest held."""
         joints = {}
         for group in self.embodiment.commanded_groups:
             if group.name == self.arm.name:
-                joints[group.name] = (self.q_cmd[index].copy(), velocity)
+                joints[group.name] = (self.q_cmd[self.kinematics.index(self.arm.joints)].copy(), velocity)
             elif group.kind in ("gripper", "hand"):
                 joints[group.name] = (self.gripper_target(group), np.zeros(len(group.joints)))
             else:
                 joints[group.name] = (self.held[group.name], np.zeros(len(group.joints)))
-        return Targets(joints)
+        return joints
 
 
 class _Settling:
@@ -260,24 +276,96 @@ class PickExpert(Expert):
     """Over the cube with the fingers across two of its faces, down, close, and up LIFT_HEIGHT.
 
     Until the fingers first close, a cube that moved more than REPLAN_DISTANCE from where the plan
-    was made (knocked, or nudged by an evaluation) gets a new plan from where the tool is.
+    was made (knocked, or nudged by an evaluation) gets a new plan from where the tool is. A cube
+    held off the middle of the fingers is let go where it should be, not where the tool's centre
+    is. A mobile base drives (the arm held still) where its arm cannot get to the grasp, and again,
+    the cube in hand, where it cannot get to where the cube goes.
     """
 
     def act(self, observation: Observation) -> Targets:
         cube = observation.cubes[self.values["colour"]]
         if not self._started:
             self._planned_at, self._grasped = cube, False
+            self._stand, self._drives, self._approached = None, 0, 0.0
         elif self.grip == "closed":
             self._grasped = True
-        elif not self._grasped and not self._replan and np.linalg.norm(cube - self._planned_at) > REPLAN_DISTANCE:
-            self._planned_at, self._replan = cube, True
-        return super().act(observation)
+        elif not self._grasped and self._stand is None and np.linalg.norm(cube - self._planned_at) > REPLAN_DISTANCE:
+            self._planned_at = cube
+            self._start(observation)
+        if self._stand is None:
+            targets = super().act(observation)
+            if self._stand is None:
+                return targets
+        return self._drive(observation)
+
+    def destination(self, observation: Observation) -> np.ndarray:
+        """Where the cube is to end up (root frame): for a pick, where it lies."""
+        return self._planned_at
+
+    def _anchor(self, observation: Observation) -> np.ndarray:
+        """(2,) root-frame xy of what stays put while the base drives: the cube, once held where it goes."""
+        return (self.destination(observation) if self._grasped else observation.cubes[self.values["colour"]])[:2]
+
+    def _drive(self, observation: Observation) -> Targets:
+        """Towards where the base should stand; there, the plan moved with it (or made afresh) and on."""
+        anchor = self._anchor(observation)
+        to_go = anchor - self._stand
+        distance = float(np.linalg.norm(to_go))
+        dt = max(observation.time - self._last_time, 0.0)
+        if self._driving.settled(distance, BASE_TOLERANCE, dt):  # there, or blocked
+            self._stand = None
+            self._drives += 1
+            if self._grasped:
+                moved = np.append(anchor - self._anchor_at, 0.0)
+                self.waypoints = [(point + moved, *rest) for point, *rest in self.waypoints]
+                self._last_time = observation.time
+            else:
+                self._planned_at = observation.cubes[self.values["colour"]]
+                self._start(observation)
+            return super().act(observation)
+        self._last_time = observation.time
+        twist = np.append(to_go / distance * min(BASE_SPEED, BASE_GAIN * distance), 0.0)
+        return Targets(self._joint_targets(np.zeros(len(self.arm.joints))), base=twist)
+
+    def _plan_drive(self, observation: Observation, arm: JointGroup, waypoints: list[tuple],
+                    orientations: list[np.ndarray]) -> None:
+        """Where a mobile base should stand (`_stand`) for `arm` to get to `waypoints`, if it cannot from here."""
+        no_shift = np.zeros(3)
+        if (self.embodiment.base is None or self._drives >= MAX_DRIVES
+                or self._reaches(arm, observation.q, no_shift, waypoints, orientations)):
+            return
+        self._anchor_at = self._anchor(observation)
+        farthest = max((point for point, *_ in waypoints), key=lambda p: np.linalg.norm(p[:2]))
+        heading = np.arctan2(farthest[1], farthest[0])
+        turns = sorted(np.linspace(-np.pi, np.pi, 16, endpoint=False), key=abs)
+        for distance in BASE_STEPS:  # the shortest drive, first towards the waypoint farthest from the root
+            for turn in turns:
+                shift = distance * np.array([np.cos(heading + turn), np.sin(heading + turn), 0.0])
+                if (self._approached + shift[0] <= BASE_APPROACH
+                        and self._reaches(arm, observation.q, shift, waypoints, orientations)):
+                    self._stand, self._driving = self._anchor_at - shift[:2], _Settling()
+                    self._approached += max(shift[0], 0.0)
+                    return
+
+    def _reaches(self, arm: JointGroup, q: np.ndarray, shift: np.ndarray, waypoints: list[tuple],
+                 orientations: list[np.ndarray]) -> bool:
+        """Whether, the base moved by `shift`, one of `orientations` gets `arm`'s tool close enough to `waypoints`.
+
+        Within GRIP_TOLERANCE where the fingers close or open, FREE_TOLERANCE elsewhere.
+        """
+        ik = ArmIK.for_group(self.embodiment, arm)
+        for orientation in orientations:
+            if all(ik.solve(q, point - shift, orientation, tolerance=GRIP_TOLERANCE)[1]
+                   < (GRIP_TOLERANCE if rest[2] >= CLOSE_S else FREE_TOLERANCE) for point, *rest in waypoints):
+                return True
+        return False
 
     def choose_arm(self, q: np.ndarray) -> JointGroup:
         """The arm, and its grasp (`grasps`), that get the tool nearest to the waypoint it gets worst to.
 
         A humanoid's hand on the side of the cube may not reach where the cube goes, or reach it
-        only with the wrist turned another quarter.
+        only with the wrist turned another quarter. A mobile base whose arm cannot get to the
+        grasp will drive first (`_plan_drive`).
         """
         best = None
         for arm in self.arms:
@@ -290,6 +378,7 @@ class PickExpert(Expert):
                 if worst < GRIP_TOLERANCE:
                     break
         _, arm, self._grasp = best
+        self._plan_drive(self.scene, arm, self.waypoints[:GRASP_WAYPOINTS], self.grasps(arm, q))
         return arm
 
     def grasps(self, arm: JointGroup, q: np.ndarray) -> list[np.ndarray]:
@@ -314,6 +403,24 @@ class PickExpert(Expert):
         self.gripper = self.embodiment.end_effector(self.arm)
         self.orientation = self._grasp
 
+    def leave(self, waypoint: tuple, observation: Observation) -> None:
+        """Lifted, a mobile base drives if need be; still over where the cube goes, the path moves with it.
+
+        Once lifted, a mobile base whose arm cannot take the cube where it goes drives first. Held
+        still over where it goes, the rest of the path moves by how far the cube sits from the
+        tool's centre: a cube off the middle of the fingers (or one that slid when the arm stopped) is then let go
+        where it should be, not where the tool's centre is; measured once the arm has been still
+        for SETTLE_S, when the cube's reported position has caught up with it.
+        """
+        _, _, grip, dwell = waypoint
+        if grip != "closed" or dwell == CLOSE_S:  # not carrying, or the grasp itself
+            return
+        if dwell == SETTLE_S:
+            offset = observation.cubes[self.values["colour"]] - self.ik.pose(observation.q)[:3, 3]
+            self.waypoints = [(point - offset, *rest) for point, *rest in self.waypoints]
+        else:
+            self._plan_drive(observation, self.arm, self.waypoints, [self.orientation])
+
     @staticmethod
     def grasp(cube: np.ndarray) -> list[tuple]:
         """Open over the cube, down to its centre, close."""
@@ -328,7 +435,7 @@ class PickExpert(Expert):
         up = np.array([0.0, 0.0, CARRY_HEIGHT])
         release = goal + np.array([0.0, 0.0, RELEASE_DROP])
         return [*self.grasp(cube), (cube + up, GRASP_SPEED, "closed", 0.0),
-                (release + up, CARRY_SPEED, "closed", 0.0), (release, GRASP_SPEED, "open", CLOSE_S),
+                (release + up, CARRY_SPEED, "closed", SETTLE_S), (release, GRASP_SPEED, "open", CLOSE_S),
                 (release + up, GRASP_SPEED, "open", 0.0)]
 
     def gripper_target(self, group: JointGroup) -> np.ndarray:
@@ -341,6 +448,9 @@ class PickExpert(Expert):
 class PickPlaceExpert(PickExpert):
     """Pick the cube, carry it over the receptacle, let go a little above its floor."""
 
+    def destination(self, observation: Observation) -> np.ndarray:
+        return observation.places[self.values["receptacle"]]
+
     def plan(self, cube: np.ndarray) -> list[tuple]:
         floor = self.scene.places[self.values["receptacle"]]
         return self.place(cube, floor + np.array([0.0, 0.0, TRAY_FLOOR + CUBE_SIZE / 2]))
@@ -348,6 +458,9 @@ class PickPlaceExpert(PickExpert):
 
 class StackExpert(PickExpert):
     """Pick the cube, carry it over the other one, let go a little above its top face."""
+
+    def destination(self, observation: Observation) -> np.ndarray:
+        return observation.cubes[self.values["base"]]
 
     def plan(self, cube: np.ndarray) -> list[tuple]:
         return self.place(cube, self.scene.cubes[self.values["base"]] + np.array([0.0, 0.0, CUBE_SIZE]))
