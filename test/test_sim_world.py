@@ -228,9 +228,12 @@ def test_reach_success_needs_the_tool_held_at_the_cube():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, episodes", [("arm7", 10), ("mobile_manipulator", 10), ("humanoid_upper", 10)])
+@pytest.mark.parametrize("name, episodes", [("arm7", 10), ("mobile_manipulator", 10), ("humanoid_upper", 6)])
 def test_reach_expert_is_reliable(name, episodes):
-    """The scripted reach expert succeeds in at least 90% of seeded episodes (in-process; all of seeds 0-9)."""
+    """The scripted reach expert succeeds in at least 90% of seeded episodes (in-process; all of seeds 0-9).
+
+    Six on the humanoid, whose world steps slowest.
+    """
     world = World(load_embodiment(name))
     hardware = SimHardware(world)
     results = [run_expert_episode(world, hardware, "reach", seed, 8.0) for seed in range(episodes)]

@@ -73,6 +73,6 @@ def evaluate(ros, tmp_path, episodes: int) -> dict:
 
 def test_the_shipped_model_reaches_cubes_named_in_held_out_words(ros, tmp_path):
     """A short version of the acceptance evaluation (the full one is 40 episodes, README)."""
-    report = evaluate(ros, tmp_path, 10)
-    assert report["successes"] >= 8, json.dumps(report["episodes"], indent=1)
+    report = evaluate(ros, tmp_path, 6)
+    assert report["successes"] >= 5, json.dumps(report["episodes"], indent=1)
     assert all(e["errors"] == 0 and e["inference_p50_ms"] is not None for e in report["episodes"])
