@@ -23,12 +23,17 @@ from vla_ros.errors import VlaRosError
 from vla_ros.ros.diagnostics import TOPIC, node_name, status_values
 from vla_ros.ros.image import from_image_msg
 from vla_ros.ros.qos import LATCHED, RELIABLE, SENSOR_DATA
-from vla_ros.ros.services import call_repeatable
+from vla_ros.ros.services import RESEND_S, call_repeatable
 from vla_ros.ros.task_status import SimStatus, StatusError, from_status_msg
 from vla_ros.ros.time import to_seconds
 
 SPIN_S = 0.05
 ANSWER_TIMEOUT_S = 30.0
+# Drawing a scene can take seconds (the humanoid's: 3-8 s on 2 cores, each candidate place checked
+# by IK): a reset is sent again only after this long, or a slow one is done again and again, each
+# repeat queued behind the last and its answer no longer awaited.
+RESET_RESEND_S = 20.0
+RESET_TIMEOUT_S = 60.0
 
 
 class SimUnavailable(VlaRosError):
@@ -131,8 +136,9 @@ class SimClient:
         if self.camera_topic is not None:  # the camera process starts last: wait for it too
             self.spin_until(lambda: self.images_seen > 0, timeout_s, f"an image on {self.camera_topic}")
 
-    def _call(self, client, request, timeout_s: float = ANSWER_TIMEOUT_S):
-        response = call_repeatable(client, request, lambda: self.executor.spin_once(timeout_sec=SPIN_S), timeout_s)
+    def _call(self, client, request, timeout_s: float = ANSWER_TIMEOUT_S, resend_s: float = RESEND_S):
+        response = call_repeatable(client, request, lambda: self.executor.spin_once(timeout_sec=SPIN_S), timeout_s,
+                                   resend_s)
         if response is None:
             raise SimUnavailable(f"timed out after {timeout_s:.0f} s waiting for an answer from {client.srv_name}")
         return response
@@ -148,7 +154,7 @@ class SimClient:
         if refused:
             raise VlaRosError(f"the sim refused task={task!r} seed={seed} perturb={perturb!r}: {'; '.join(refused)}")
         previous = None if self.status is None else self.status.episode
-        response = self._call(self.reset_service, Trigger.Request())
+        response = self._call(self.reset_service, Trigger.Request(), RESET_TIMEOUT_S, RESET_RESEND_S)
         if not response.success:
             raise VlaRosError(f"the sim could not start task={task!r} seed={seed}: {response.message}")
         if self.controller_reset is not None:
