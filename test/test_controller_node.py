@@ -217,12 +217,13 @@ def test_a_chunk_stream_is_followed_and_splice_joins_chunks_without_a_velocity_j
 
     A synthetic policy (chunks every 0.2 s computed from 80 +- 20 ms old observations, each a little
     off) drives the sim arm: the targets the controller tracks (~/commanded) follow the policy's
-    reference motion. How closely the physical arm tracks, and how steady the loop is, depend on the
-    machine's load: `vla-ros bench controller` measures them.
+    reference motion. Its chunks last 2 s, so a loaded machine delaying one chunk does not run the
+    controller off the end of the last. How closely the physical arm tracks, and how steady the loop
+    is, depend on the machine's load: `vla-ros bench controller` measures them.
     """
     robot = Robot(ros)
-    source = ChunkSourceParams()
-    ros.start_node("chunk_source_node")
+    source = ChunkSourceParams(horizon=100)
+    ros.start_node("chunk_source_node", horizon=source.horizon)
     commanded = polled_subscription(ros.node, JointState, "controller_node/commanded", 5000)
     jumps = {}
     for strategy in ("splice", "replace"):
