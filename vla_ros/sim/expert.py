@@ -42,6 +42,7 @@ MAX_DRIVES = 3  # per episode: to the grasp, again for a cube knocked away, to w
 SETTLE_S = 0.3  # [s] a carried cube is held still over where it goes before it is measured and lowered
 GRASP_WAYPOINTS = 3  # a pick's first waypoints: over the cube, at it (the fingers close), lifted
 FREE_TOLERANCE = 0.02  # [m] a waypoint in free space (not where the fingers close or open) may be missed by
+MAX_DT = 0.05  # [s] a longer gap between observations (a slow plan, a late state) counts as this: no jump after
 
 
 @dataclass
@@ -166,7 +167,7 @@ class Expert(ABC):
             self.waypoints = self.plan(observation.cubes[self.values["colour"]])
             self._arrival, self._reached = _Settling(), _Settling()
             self._replan = False
-        dt = max(observation.time - self._last_time, 0.0)
+        dt = self._elapsed(observation)
         self._last_time = observation.time
         # Advance along the path only as fast as the joint targets follow it (a large wrist turn,
         # say); take the next waypoint once they have put the tool at this one. Where the arm
@@ -195,6 +196,10 @@ class Expert(ABC):
         self.q_cmd = self.ik.step(self.q_cmd, self.tool, self.orientation, max_step)
         velocity = (self.q_cmd[index] - previous) / dt if dt > 0 else np.zeros(len(index))
         return Targets(self._joint_targets(velocity))
+
+    def _elapsed(self, observation: Observation) -> float:
+        """[s] since the last observation acted on, at most MAX_DT."""
+        return float(np.clip(observation.time - self._last_time, 0.0, MAX_DT))
 
     def _joint_targets(self, velocity: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The arm at its commanded joints moving at `velocity`, grippers as the task says, the rest held."""
@@ -311,7 +316,7 @@ class PickExpert(Expert):
         anchor = self._anchor(observation)
         to_go = anchor - self._stand
         distance = float(np.linalg.norm(to_go))
-        dt = max(observation.time - self._last_time, 0.0)
+        dt = self._elapsed(observation)
         if self._driving.settled(distance, BASE_TOLERANCE, dt):  # there, or blocked
             self._stand = None
             self._drives += 1
