@@ -32,6 +32,7 @@ GRASP_SPEED = 0.15  # [m/s] down onto a cube and up with it
 CARRY_SPEED = 0.15  # [m/s] with a cube in the fingers
 CLOSE_S = 0.6  # [s] the fingers are given to close (or open) before the tool moves on
 CARRY_HEIGHT = 0.12  # [m] a carried cube goes this far above where it lay and where it goes
+LOW_CARRY_HEIGHT = 0.05  # [m] over where it goes, where no stand of a mobile base reaches CARRY_HEIGHT
 RELEASE_DROP = 0.008  # [m] a placed cube is let go this far above where it comes to rest
 BASE_SPEED = 0.2  # [m/s] a mobile base driving to bring the work into the arm's reach
 BASE_GAIN = 2.0  # [1/s] its speed per metre still to go
@@ -333,12 +334,16 @@ class PickExpert(Expert):
         return Targets(self._joint_targets(np.zeros(len(self.arm.joints))), base=twist)
 
     def _plan_drive(self, observation: Observation, arm: JointGroup, waypoints: list[tuple],
-                    orientations: list[np.ndarray]) -> None:
-        """Where a mobile base should stand (`_stand`) for `arm` to get to `waypoints`, if it cannot from here."""
+                    orientations: list[np.ndarray]) -> bool:
+        """Where a mobile base should stand (`_stand`) for `arm` to get to `waypoints`, if it cannot from here.
+
+        False when it cannot from here and no stand within BASE_STEPS and BASE_APPROACH gets it
+        there; True otherwise, also where the base may not drive (none, or no drives left).
+        """
         no_shift = np.zeros(3)
         if (self.embodiment.base is None or self._drives >= MAX_DRIVES
                 or self._reaches(arm, observation.q, no_shift, waypoints, orientations)):
-            return
+            return True
         self._anchor_at = self._anchor(observation)
         farthest = max((point for point, *_ in waypoints), key=lambda p: np.linalg.norm(p[:2]))
         heading = np.arctan2(farthest[1], farthest[0])
@@ -350,7 +355,8 @@ class PickExpert(Expert):
                         and self._reaches(arm, observation.q, shift, waypoints, orientations)):
                     self._stand, self._driving = self._anchor_at - shift[:2], _Settling()
                     self._approached += max(shift[0], 0.0)
-                    return
+                    return True
+        return False
 
     def _reaches(self, arm: JointGroup, q: np.ndarray, shift: np.ndarray, waypoints: list[tuple],
                  orientations: list[np.ndarray]) -> bool:
@@ -411,7 +417,8 @@ class PickExpert(Expert):
     def leave(self, waypoint: tuple, observation: Observation) -> None:
         """Lifted, a mobile base drives if need be; still over where the cube goes, the path moves with it.
 
-        Once lifted, a mobile base whose arm cannot take the cube where it goes drives first. Held
+        Once lifted, a mobile base whose arm cannot take the cube where it goes drives first (and
+        carries it LOW_CARRY_HEIGHT over where it goes if no stand reaches CARRY_HEIGHT there). Held
         still over where it goes, the rest of the path moves by how far the cube sits from the
         tool's centre: a cube off the middle of the fingers (or one that slid when the arm stopped) is then let go
         where it should be, not where the tool's centre is; measured once the arm has been still
@@ -424,7 +431,10 @@ class PickExpert(Expert):
             offset = observation.cubes[self.values["colour"]] - self.ik.pose(observation.q)[:3, 3]
             self.waypoints = [(point - offset, *rest) for point, *rest in self.waypoints]
         else:
-            self._plan_drive(observation, self.arm, self.waypoints, [self.orientation])
+            for lowered in (self.waypoints, _lowered(self.waypoints, CARRY_HEIGHT - LOW_CARRY_HEIGHT)):
+                if self._plan_drive(observation, self.arm, lowered, [self.orientation]):
+                    self.waypoints = lowered
+                    return
 
     @staticmethod
     def grasp(cube: np.ndarray) -> list[tuple]:
@@ -469,6 +479,12 @@ class StackExpert(PickExpert):
 
     def plan(self, cube: np.ndarray) -> list[tuple]:
         return self.place(cube, self.scene.cubes[self.values["base"]] + np.array([0.0, 0.0, CUBE_SIZE]))
+
+
+def _lowered(waypoints: list[tuple], by: float) -> list[tuple]:
+    """`waypoints` with those higher than `by` over the lowest brought down by `by` [m]."""
+    floor = min(point[2] for point, *_ in waypoints)
+    return [(point - np.array([0.0, 0.0, by]) if point[2] > floor + by else point, *rest) for point, *rest in waypoints]
 
 
 def _pointing_down(rotation: np.ndarray) -> np.ndarray:
