@@ -68,6 +68,7 @@ class RecorderNode(VlaNode):
         self.written: list[Path] = []
         self.messages = 0  # written in the current episode
         self.frames = dict.fromkeys(self.embodiment.cameras, 0)  # per camera, in the current episode
+        self.commands = 0  # the controller's targets, in the current episode
         self.problem = ""  # the last write that failed
 
         self.create_subscription(String, "vla/instruction", self._on_instruction, LATCHED)
@@ -97,6 +98,7 @@ class RecorderNode(VlaNode):
             return
         self.started, self.instruction, self.corrections, self.messages = now, instruction, [], 0
         self.frames = dict.fromkeys(self.frames, 0)
+        self.commands = 0
         self.problem = ""
         self.writer.instruction(now, instruction)
         self.get_logger().info(f"episode {len(self.written) + 1}: {instruction!r} -> {self.writer.path}")
@@ -164,6 +166,7 @@ class RecorderNode(VlaNode):
     def _on_commanded(self, msg: JointState) -> None:
         stamp = to_seconds(msg.header.stamp)
         self._record(lambda w: w.commands(stamp, msg.name, msg.position, msg.velocity), stamp)
+        self.commands += self.writer is not None
 
     def _on_image(self, camera: str, msg: Image) -> None:
         stamp = to_seconds(msg.header.stamp)
@@ -188,7 +191,7 @@ class RecorderNode(VlaNode):
         values = {"episodes_written": len(self.written), "recording": str(self.writer is not None).lower(),
                   "current_bag": str(self.writer.path) if self.writer else "",
                   "last_bag": str(self.written[-1]) if self.written else "", "messages": self.messages,
-                  "out_dir": str(self.out_dir), "last_problem": self.problem,
+                  "out_dir": str(self.out_dir), "last_problem": self.problem, "commands": self.commands,
                   **{f"frames_{camera}": count for camera, count in self.frames.items()}}
         if self.problem:
             return Report(ERROR, f"recording failed: {self.problem}", values)
