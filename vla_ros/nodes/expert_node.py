@@ -51,7 +51,7 @@ class ExpertNode(VlaNode):
         self.order: np.ndarray | None = None
         self.commands_sent = 0
         self.bad_status = ""
-        self.planned: tuple[Expert, Targets] | None = None  # the newest targets, and the expert that set them
+        self._planned: tuple[Expert, Targets] | None = None  # the newest targets, and the expert that set them
         self._pending: tuple[Expert, Observation] | None = None  # the newest state, for the planner
         self._state_arrived = threading.Condition()
         self.commands = {g.name: self.create_publisher(Float64MultiArray, g.command_topic, RELIABLE)
@@ -100,8 +100,8 @@ class ExpertNode(VlaNode):
         with self._state_arrived:
             self._pending = expert, Observation(to_seconds(msg.header.stamp), q, self.cubes, self.yaws, self.places)
             self._state_arrived.notify()
-        if self.planned is not None and self.planned[0] is expert:
-            self._command(q, qd, self.planned[1])
+        if self._planned is not None and self._planned[0] is expert:
+            self._command(q, qd, self._planned[1])
 
     def _plan(self) -> None:
         """The planner thread: the expert's targets for the newest state, as fast as it gives them."""
@@ -111,7 +111,7 @@ class ExpertNode(VlaNode):
                 pending, self._pending = self._pending, None
             if pending is not None:
                 expert, observation = pending
-                self.planned = expert, expert.act(observation)
+                self._planned = expert, expert.act(observation)
 
     def _command(self, q: np.ndarray, qd: np.ndarray, targets: Targets) -> None:
         for group, values in commands_from_targets(self.embodiment, q, qd, targets).items():
