@@ -13,7 +13,8 @@ from mcap.reader import make_reader
 
 from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
 from vla_ros.data.collect import Collector
-from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples, hindsight_goals
+from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples
+from vla_ros.data.goals import goal_in_root, hindsight_goals
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.sim.episode import observe
 from vla_ros.sim.tasks import REACH_RADIUS, Reach
@@ -126,6 +127,12 @@ def test_pick_and_place_goals_are_the_grasp_then_the_release_then_the_end(arm7, 
     assert np.linalg.norm(first[:2] - cube[:2]) < 0.03, "before the grasp: where the cube was picked from"
     assert np.linalg.norm(middle[:2] - tray[:2]) < 0.04, "carrying: where it is let go, over the tray"
     assert len({tuple(g) for g in np.round(samples.goals, 4)}) == 3
+    # Seen from the tool: the same goals, and near zero where the fingers close on the cube.
+    for goal, seen, state in zip(samples.goals, samples.tool_goals, samples.states):
+        np.testing.assert_allclose(goal_in_root(seen, state, arm7), goal, atol=1e-5)
+    grasp = int(np.argmax(samples.states[:, -1] < samples.states[0, -1] - 0.01))  # the fingers close
+    assert np.linalg.norm(samples.tool_goals[grasp - 1]) < 0.02, samples.tool_goals[grasp - 1]
+    assert np.linalg.norm(samples.tool_goals[0]) > 0.1, "at home the cube is far from the tool"
 
 
 def test_a_change_of_mind_turns_the_expert_and_training_keeps_only_the_frames_after_it(arm7, tmp_path):

@@ -8,7 +8,9 @@ the last one past the end): the same timing the policy node uses (ActionChunk.ti
 A sample's goal is where the end effector was commanded to at the episode's next keypose: where
 the gripper next closes or opens (a grasp, a release), else at the end (hindsight: for a reach,
 the cube the instruction named; for a pick and place, first the cube, then the tray), from the
-commanded joints by forward kinematics in the robot's root frame. It needs nothing but the bag, so
+commanded joints by forward kinematics in the robot's root frame, and also seen from the end
+effector where the sample's state has it (`tool_goals`: what the wrist camera shows, and 0 where
+the gripper is to close). It needs nothing but the bag, so
 it works for any robot's recorded episodes. Goals belong to the last instruction: frames taken
 under an earlier one (a change of mind, or a finished sub-task) have no goal known from the bag
 and are left out.
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_ros.data.bag import BagError, Episode, find_bags, read_episode, read_info
+from vla_ros.data.goals import goals_in_tool, hindsight_goals
 from vla_ros.data.lerobot import LeRobotError, LeRobotSource, is_lerobot
 from vla_ros.embodiment import Embodiment, EmbodimentError, EmbodimentIO, load_embodiment
 from vla_ros.media import resize
@@ -42,7 +45,7 @@ class EpisodeSamples:
     """N samples of one episode.
 
     images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D); goals (N, 3) [m] or None
-    (hindsight_goals).
+    (hindsight_goals) in the root frame, tool_goals the same in the end effector's frame at each state.
     """
 
     embodiment: str
@@ -53,6 +56,7 @@ class EpisodeSamples:
     success: bool
     task: str
     goals: np.ndarray | None = None
+    tool_goals: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -93,49 +97,22 @@ def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: 
         base = _interp(episode.base_commands, None, row) if io.base else None
         actions[i] = np.stack([io.state(joints[k], base[k] if base is not None else None) for k in range(horizon)])
     outcome = episode.outcome or {}
-    return EpisodeSamples(embodiment.name, images, states.astype(np.float32), actions,
-                          [episode.instruction_at(t) for t in times], bool(outcome.get("success", False)),
-                          str(outcome.get("task", episode.info.get("task", ""))), hindsight_goals(actions, embodiment))
+    return with_goals(EpisodeSamples(embodiment.name, images, states.astype(np.float32), actions,
+                                     [episode.instruction_at(t) for t in times], bool(outcome.get("success", False)),
+                                     str(outcome.get("task", episode.info.get("task", "")))), embodiment)
 
 
-def goal_frame(embodiment: Embodiment) -> str | None:
-    """The frame goals are positions of: the end effector of the first arm that names one (or None)."""
-    return next((g.ee_frame for g in embodiment.commanded_groups if g.kind == "arm" and g.ee_frame), None)
+def with_goals(samples: EpisodeSamples, embodiment: Embodiment) -> EpisodeSamples:
+    """`samples` with their hindsight goals in the root frame and in the end effector's frame."""
+    samples.goals = hindsight_goals(samples.actions, embodiment)
+    if samples.goals is not None:
+        samples.tool_goals = goals_in_tool(samples.goals, samples.states, embodiment)
+    return samples
 
 
-def sample_goals(samples: list[EpisodeSamples]) -> np.ndarray:
-    """(total N, 3) [m] every sample's goal."""
-    return np.concatenate([s.goals for s in samples])
-
-
-def hindsight_goals(actions: np.ndarray, embodiment: Embodiment) -> np.ndarray | None:
-    """(N, 3) [m] each sample's goal: the goal frame's position at its next keypose, in the root frame.
-
-    The next keypose is where the commanded joints are when a gripper or hand is next commanded
-    more than halfway across its range from where the sample has it (a grasp, a release), else
-    the episode's last commanded joints. `actions` is (N, H, D); None when the embodiment has no
-    goal frame or the episode no samples.
-    """
-    frame = goal_frame(embodiment)
-    if frame is None or not len(actions):
-        return None
-    io = EmbodimentIO(embodiment)
-    kinematics = embodiment.kinematics
-    commanded = io.split(actions[:, 0])[0]  # (N, joints) each sample's first target
-    final = io.split(actions[-1, -1:])[0][0]
-    grips = [g for g in embodiment.commanded_groups if g.kind in ("gripper", "hand")]
-    columns = [io.joints.index(j) for g in grips for j in g.joints]
-    spans = np.concatenate([g.upper - g.lower for g in grips]) if grips else np.zeros(0)
-    goals, poses = np.zeros((len(actions), 3), np.float32), {}
-    for i in range(len(actions)):
-        changed = np.any(np.abs(commanded[i + 1:, columns] - commanded[i, columns]) > 0.5 * spans, axis=1)
-        key = i + 1 + int(np.argmax(changed)) if changed.any() else -1
-        if key not in poses:
-            positions = np.zeros(len(kinematics.joint_names))
-            positions[kinematics.index(io.joints)] = final if key < 0 else commanded[key]
-            poses[key] = kinematics.frame_pose(positions, frame)[:3, 3]
-        goals[i] = poses[key]
-    return goals
+def sample_goals(samples: list[EpisodeSamples], in_tool: bool = False) -> np.ndarray:
+    """(total N, 3) [m] every sample's goal, in the end effector's frame at its state when `in_tool`."""
+    return np.concatenate([s.tool_goals if in_tool else s.goals for s in samples])
 
 
 def _columns(names: tuple[str, ...], wanted: tuple[str, ...], path: Path, topic: str) -> np.ndarray:
@@ -214,11 +191,10 @@ def cached_samples(recording: Recording, embodiment: Embodiment, horizon: int, d
     path = cache_dir / f"{recording.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
-            return EpisodeSamples(str(data["embodiment"]),
-                                  {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("image/")},
-                                  data["states"], data["actions"], [str(s) for s in data["instructions"]],
-                                  bool(data["success"]), str(data["task"]),
-                                  hindsight_goals(data["actions"], embodiment))
+            return with_goals(EpisodeSamples(
+                str(data["embodiment"]), {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("image/")},
+                data["states"], data["actions"], [str(s) for s in data["instructions"]], bool(data["success"]),
+                str(data["task"])), embodiment)
     samples = episode_samples(recording.read(), embodiment, horizon, dt, image_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")

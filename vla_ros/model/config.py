@@ -37,7 +37,8 @@ class EmbodimentStats:
     Actions are learned as offsets from the current state on joint slots (absolute on base
     velocity slots), normalised per slot: (offset - mean) / std. Goals (the end effector's position
     at the next keypose of an episode, vla_ros.data.dataset.hindsight_goals) are normalised the same way;
-    an embodiment without a goal frame has none.
+    an embodiment without a goal frame has none. A goal is in the root frame, or with `goal_in_tool`
+    in the goal frame where the state puts it (what the wrist camera sees; 0 where the gripper acts).
     """
 
     names: list[str]  # the embodiment layout (slot names in order)
@@ -51,17 +52,19 @@ class EmbodimentStats:
     goal_frame: str | None = None
     goal_mean: list[float] | None = None  # [m]
     goal_std: list[float] | None = None
+    goal_in_tool: bool = False
 
     @classmethod
     def from_data(cls, names, mask, cameras, relative, states: np.ndarray, actions: np.ndarray,
-                  goal_frame: str | None = None, goals: np.ndarray | None = None) -> EmbodimentStats:
+                  goal_frame: str | None = None, goals: np.ndarray | None = None,
+                  goal_in_tool: bool = False) -> EmbodimentStats:
         """Statistics of states (N, D), actions (N, H, D) in the embodiment layout and goals (N, 3) [m]."""
         offsets = actions - np.where(relative, states, 0.0)[:, None, :]
         flat = offsets.reshape(-1, offsets.shape[-1])
         goal = {}
         if goal_frame is not None and goals is not None:
             goal = dict(goal_frame=goal_frame, goal_mean=goals.mean(0).tolist(),
-                        goal_std=np.maximum(goals.std(0), STD_FLOOR).tolist())
+                        goal_std=np.maximum(goals.std(0), STD_FLOOR).tolist(), goal_in_tool=goal_in_tool)
         return cls(list(names), [bool(m) for m in mask], list(cameras), [bool(r) for r in relative],
                    states.mean(0).tolist(), np.maximum(states.std(0), STD_FLOOR).tolist(),
                    flat.mean(0).tolist(), np.maximum(flat.std(0), STD_FLOOR).tolist(), **goal)

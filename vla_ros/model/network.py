@@ -16,8 +16,9 @@ Goal: a flow model can sample any of the motions seen in a scene without reading
 heading, so it can learn to continue that motion instead (the "copycat" failure). So the words
 ground a goal first: each camera's stage-2 features, FiLM-conditioned on the instruction, become
 spatial-softmax keypoints (the expected image position of each of K attention maps: what a colour
-picks out), and a head regresses from them and the state the end effector's position at the end
-of the episode (hindsight from the demonstrations, vla_ros.data.dataset). A regression cannot
+picks out), and a head regresses from them and the state where the end effector goes next (its
+next keypose, hindsight from the demonstrations, vla_ros.data.dataset), in the root frame or, in
+newer checkpoints, seen from the end effector (EmbodimentStats.goal_in_tool). A regression cannot
 hedge between cubes. The sentence reaches the head only through FiLM (which cube the keypoints
 fall on), not as an input of its own: words it never saw then change what is attended to, not the
 regressed position (given directly, held-out phrasings moved goals by 1.4 cm on average). The goal

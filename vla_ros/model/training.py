@@ -7,7 +7,9 @@ usual augmentation for behaviour cloning from pixels). The first frames of each 
 also show where the arm is heading, and a model that learns to continue the motion it sees
 instead of reading the instruction (the "copycat" failure of behaviour cloning) picks a target
 at random. The goal head (vla_ros.model.network) learns from the demonstration's hindsight goal
-beside the flow-matching loss; the goal token is fed that goal plus noise. Everything random
+(seen from the end effector: where the arm must go next relative to where it is, which the wrist
+camera shows ever more sharply as it gets there) beside the flow-matching loss; the goal token is
+fed that goal plus noise. Everything random
 draws from generators seeded by `TrainSettings.seed`; a resumed run continues the step count, the learning-rate
 schedule and the optimizer moments.
 """
@@ -20,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from vla_ros.data.dataset import EpisodeSamples, goal_frame, sample_goals
+from vla_ros.data.dataset import EpisodeSamples, sample_goals
+from vla_ros.data.goals import goal_frame
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.model.config import Architecture, EmbodimentStats, ModelConfig
 from vla_ros.model.language import LanguageEncoder
@@ -65,10 +68,11 @@ def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodimen
         io = EmbodimentIO(embodiment)
         relative = [n in io.joints for n in io.names]
         frame = goal_frame(embodiment)
-        goals = sample_goals(mine) if frame else None
+        goals = sample_goals(mine, in_tool=True) if frame else None
         stats[name] = EmbodimentStats.from_data(
             io.names, embodiment.layout.mask, list(embodiment.cameras), relative,
-            np.concatenate([s.states for s in mine]), np.concatenate([s.actions for s in mine]), frame, goals)
+            np.concatenate([s.states for s in mine]), np.concatenate([s.actions for s in mine]), frame, goals,
+            goal_in_tool=True)
         cameras += [c for c in embodiment.cameras if c not in cameras]
         widths.add(embodiment.layout.width)
     if len(widths) != 1:
@@ -99,7 +103,8 @@ class Batches:
                 "actions": torch.from_numpy(normalization.actions(actions, states)),
                 "text": torch.tensor([index[t] for s in mine for t in s.instructions]),
                 "mask": torch.from_numpy(normalization.mask.copy()),
-                "goal": torch.from_numpy(normalization.goal(sample_goals(mine))) if normalization.has_goal else None,
+                "goal": torch.from_numpy(normalization.goal(sample_goals(mine, stats.goal_in_tool)))
+                if normalization.has_goal else None,
                 "raw_states": states, "raw_actions": actions, "normalization": normalization,
                 "weights": np.concatenate([np.where(np.arange(len(s)) < EARLY_FRAMES, EARLY_WEIGHT,
                                                     1.0) for s in mine]),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vla_ros import resources
+from vla_ros.data.goals import goal_in_root
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.media import resize
 from vla_ros.model.checkpoint import load_checkpoint
@@ -65,6 +66,7 @@ class BuiltinPolicy(Policy):
             raise PolicyError(f"builtin: checkpoint {self.path} expects cameras {stats.cameras}, "
                               f"{embodiment.name} has {list(embodiment.cameras)}")
         self.embodiment = embodiment.name
+        self._body = embodiment
         self.cameras = stats.cameras
         self.normalization = Normalization(stats, config.width)
         self.mask = torch.from_numpy(self.normalization.mask.astype(np.float32))
@@ -73,6 +75,7 @@ class BuiltinPolicy(Policy):
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.goal_frame = stats.goal_frame
+        self.goal_in_tool = stats.goal_in_tool
         self.goal: np.ndarray | None = None  # (3,) [m] the last predicted goal, for diagnostics
         torch.set_num_threads(max(1, int(threads)))
         self.encoder = shared_encoder()
@@ -120,6 +123,8 @@ class BuiltinPolicy(Policy):
                                               self.embodiment)
             if goal is not None:
                 self.goal = self.normalization.goal_metres(goal.numpy()[0])
+                if self.goal_in_tool:
+                    self.goal = goal_in_root(self.goal, state, self._body)
             guide, weights = (None, None)
             if prefix is not None and self.guidance and len(prefix):
                 guide, weights = self.guide(np.asarray(prefix, dtype=np.float32), state)
