@@ -16,7 +16,15 @@ from vla_ros.model.config import Architecture, CheckpointError, EmbodimentStats,
 from vla_ros.model.language import shared_encoder
 from vla_ros.model.network import VLA
 from vla_ros.model.normalization import Normalization
-from vla_ros.model.training import Batches, TrainSettings, make_optimizer, model_config, train
+from vla_ros.model.training import (
+    GOAL_NOISE,
+    Batches,
+    TrainSettings,
+    goal_noise,
+    make_optimizer,
+    model_config,
+    train,
+)
 from vla_ros.policy import Observation, PolicyError, make_policy
 
 SHIPPED = ("arm7", "mobile_manipulator", "humanoid_upper")
@@ -102,6 +110,23 @@ def test_normalization_round_trips_actions_relative_to_the_state(embodiments, na
     np.testing.assert_allclose(normalization.unnormalize(vectors, states), actions, atol=1e-5)
     if EmbodimentIO(embodiments[name]).base:  # base velocities are absolute, joints relative to the state
         assert not all(stats.relative) and any(stats.relative)
+
+
+@pytest.mark.parametrize("in_tool", [True, False])
+def test_goal_token_noise_fades_at_a_tool_frame_goal_and_not_at_a_root_frame_one(embodiments, in_tool):
+    """Seen from the tool, a goal at the tool gets no noise and one 10 cm or more away the full amount."""
+    rng = np.random.default_rng(2)
+    io = EmbodimentIO(embodiments["arm7"])
+    goals = np.array([[0.0, 0.0, 0.0], [0.0, 0.03, 0.0], [0.3, 0.0, 0.1]] * 400, np.float32)
+    stats = EmbodimentStats.from_data(io.names, embodiments["arm7"].layout.mask, [], [True] * io.size,
+                                      rng.normal(size=(1200, io.size)), rng.normal(size=(1200, 4, io.size)), "tcp",
+                                      goals, goal_in_tool=in_tool)
+    normalization = Normalization(stats, 32)
+    noise = goal_noise(normalization, torch.from_numpy(normalization.goal(goals)), torch.Generator().manual_seed(0))
+    spread = [float(noise[k::3].std()) for k in range(3)]
+    if in_tool:
+        assert spread[0] == 0.0 and 0.2 * GOAL_NOISE < spread[1] < 0.4 * GOAL_NOISE, spread
+    assert spread[2] == pytest.approx(GOAL_NOISE, rel=0.1), spread
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ class Normalization:
         self.action_mean, self.action_std = np.array(stats.action_mean, np.float32), np.array(stats.action_std,
                                                                                               np.float32)
         self.has_goal = stats.has_goal
+        self.goal_in_tool = stats.goal_in_tool
         if self.has_goal:
             self.goal_mean, self.goal_std = np.array(stats.goal_mean, np.float32), np.array(stats.goal_std, np.float32)
 

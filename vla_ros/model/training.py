@@ -33,7 +33,8 @@ from vla_ros.model.normalization import Normalization
 EARLY_FRAMES = 4  # the first frames of an episode (0.4 s at 10 Hz) ...
 EARLY_WEIGHT = 8.0  # ... are drawn this many times as often as the others (about 60% of the draws)
 GOAL_WEIGHT = 1.0  # of the goal head's squared error (normalised) beside the flow-matching loss
-GOAL_NOISE = 0.1  # std of the noise on the demonstration's goal fed to the goal token (normalised units)
+GOAL_NOISE = 0.1  # std of the noise on the demonstration's goal fed to the goal token (normalised units) ...
+GOAL_NOISE_RANGE_M = 0.1  # ... fading linearly to 0 within this distance of a tool-frame goal
 
 @dataclass
 class TrainSettings:
@@ -153,6 +154,21 @@ def make_optimizer(model: VLA, settings: TrainSettings) -> torch.optim.Optimizer
     return torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
 
 
+def goal_noise(normalization: Normalization, goal: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, 3) noise for normalised goals (B, 3) fed to the goal token.
+
+    The noise stands in for the head's error, so the action expert does not follow the goal token
+    blindly far away. A goal seen from the tool fades it out within GOAL_NOISE_RANGE_M: there the
+    action expert must learn to go exactly where the token says (the last centimetres to a grasp,
+    which the head predicts to ~1.3 cm), not to treat a small offset as noise and stay beside the cube.
+    """
+    noise = GOAL_NOISE * torch.randn(goal.shape, generator=generator)
+    if not normalization.goal_in_tool:
+        return noise
+    distance = np.linalg.norm(normalization.goal_metres(goal.numpy()), axis=1)
+    return noise * torch.from_numpy(np.minimum(distance / GOAL_NOISE_RANGE_M, 1.0).astype(np.float32))[:, None]
+
+
 def goal_loss(predicted: torch.Tensor | None, goal: torch.Tensor | None) -> torch.Tensor:
     """The goal head's mean squared error (normalised units); 0 for an embodiment without goals."""
     if predicted is None or goal is None:
@@ -206,7 +222,7 @@ def train(model: VLA, optimizer: torch.optim.Optimizer, training: Batches, valid
             group["lr"] = learning_rate(settings, step)
         name, batch = training.draw(rng, settings.batch_size, settings.shift)
         goal = batch["goal"]
-        fed = None if goal is None else goal + GOAL_NOISE * torch.randn(goal.shape, generator=generator)
+        fed = None if goal is None else goal + goal_noise(training.parts[name]["normalization"], goal, generator)
         context, predicted = model.prefix(batch["images"], batch["text"], batch["state"], name, fed)
         loss = model.loss(context, batch["actions"], batch["mask"], generator) + GOAL_WEIGHT * goal_loss(predicted,
                                                                                                          goal)
