@@ -8,8 +8,8 @@ also show where the arm is heading, and a model that learns to continue the moti
 instead of reading the instruction (the "copycat" failure of behaviour cloning) picks a target
 at random. The goal head (vla_ros.model.network) learns from the demonstration's hindsight goal
 (seen from the end effector: where the arm must go next relative to where it is, which the wrist
-camera shows ever more sharply as it gets there) beside the flow-matching loss; the goal token is
-fed that goal plus noise. Everything random
+camera shows) beside the flow-matching loss; the goal token is fed that goal plus noise, fading
+out near a goal seen from the tool. Everything random
 draws from generators seeded by `TrainSettings.seed`; a resumed run continues the step count, the learning-rate
 schedule and the optimizer moments.
 """
