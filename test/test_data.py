@@ -14,8 +14,8 @@ from mcap.reader import make_reader
 from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples
-from vla_ros.data.goals import goal_in_root, hindsight_goals
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
+from vla_ros.embodiment.goals import goal_in_root, hindsight_goals
 from vla_ros.sim.episode import observe
 from vla_ros.sim.tasks import REACH_RADIUS, Reach
 

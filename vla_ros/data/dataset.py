@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from vla_ros.data.bag import BagError, Episode, find_bags, read_episode, read_info
-from vla_ros.data.goals import goals_in_tool, hindsight_goals
 from vla_ros.data.lerobot import LeRobotError, LeRobotSource, is_lerobot
 from vla_ros.embodiment import Embodiment, EmbodimentError, EmbodimentIO, load_embodiment
+from vla_ros.embodiment.goals import goals_in_tool, hindsight_goals
 from vla_ros.media import resize
 
 CACHE_FORMAT = 2

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from vla_ros.data.dataset import EpisodeSamples, sample_goals
-from vla_ros.data.goals import goal_frame
 from vla_ros.embodiment import Embodiment, EmbodimentIO
+from vla_ros.embodiment.goals import goal_frame
 from vla_ros.model.config import Architecture, EmbodimentStats, ModelConfig
 from vla_ros.model.language import LanguageEncoder
 from vla_ros.model.network import VLA

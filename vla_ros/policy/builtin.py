@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from vla_ros import resources
-from vla_ros.data.goals import goal_in_root
 from vla_ros.embodiment import Embodiment, EmbodimentIO
+from vla_ros.embodiment.goals import goal_in_root
 from vla_ros.media import resize
 from vla_ros.model.checkpoint import load_checkpoint
 from vla_ros.model.config import CheckpointError

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.embodiment import Embodiment, EmbodimentIO
+from vla_ros.embodiment.embodiment import Embodiment
+from vla_ros.embodiment.vectors import EmbodimentIO
 
 
 def goal_frame(embodiment: Embodiment) -> str | None:
