@@ -129,7 +129,7 @@ def test_pick_and_place_goals_are_the_grasp_then_the_release_then_the_end(arm7, 
     assert len({tuple(g) for g in np.round(samples.goals, 4)}) == 3
     # Seen from the tool: the same goals, and near zero where the fingers close on the cube.
     for goal, seen, state in zip(samples.goals, samples.tool_goals, samples.states):
-        np.testing.assert_allclose(goal_in_root(seen, state, arm7), goal, atol=1e-5)
+        np.testing.assert_allclose(goal_in_root(seen, state, arm7, EmbodimentIO(arm7)), goal, atol=1e-5)
     grasp = int(np.argmax(samples.states[:, -1] < samples.states[0, -1] - 0.01))  # the fingers close
     assert np.linalg.norm(samples.tool_goals[grasp - 1]) < 0.02, samples.tool_goals[grasp - 1]
     assert np.linalg.norm(samples.tool_goals[0]) > 0.1, "at home the cube is far from the tool"

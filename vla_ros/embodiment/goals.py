@@ -17,19 +17,24 @@ def goal_frame(embodiment: Embodiment) -> str | None:
     return next((g.ee_frame for g in embodiment.commanded_groups if g.kind == "arm" and g.ee_frame), None)
 
 
+def goal_frame_pose(state: np.ndarray, embodiment: Embodiment, io: EmbodimentIO) -> np.ndarray:
+    """(4, 4) pose of the goal frame in the root frame where `state` (D, the layout of `io`) puts it."""
+    return embodiment.kinematics.frame_pose(io.joint_vector(state), goal_frame(embodiment))
+
+
 def goals_in_tool(goals: np.ndarray, states: np.ndarray, embodiment: Embodiment) -> np.ndarray:
     """(N, 3) [m] root-frame goals seen from the goal frame where states (N, D) put it."""
-    io, frame = EmbodimentIO(embodiment), goal_frame(embodiment)
+    io = EmbodimentIO(embodiment)
     seen = np.zeros_like(goals, dtype=np.float32)
     for i, (goal, state) in enumerate(zip(goals, states)):
-        pose = embodiment.kinematics.frame_pose(io.joint_vector(state), frame)
+        pose = goal_frame_pose(state, embodiment, io)
         seen[i] = pose[:3, :3].T @ (goal - pose[:3, 3])
     return seen
 
 
-def goal_in_root(goal: np.ndarray, state: np.ndarray, embodiment: Embodiment) -> np.ndarray:
+def goal_in_root(goal: np.ndarray, state: np.ndarray, embodiment: Embodiment, io: EmbodimentIO) -> np.ndarray:
     """(3,) [m] a goal seen from the goal frame where `state` (D,) puts it, in the root frame."""
-    pose = embodiment.kinematics.frame_pose(EmbodimentIO(embodiment).joint_vector(state), goal_frame(embodiment))
+    pose = goal_frame_pose(state, embodiment, io)
     return pose[:3, :3] @ goal + pose[:3, 3]
 
 

@@ -36,7 +36,7 @@ class EmbodimentStats:
 
     Actions are learned as offsets from the current state on joint slots (absolute on base
     velocity slots), normalised per slot: (offset - mean) / std. Goals (the end effector's position
-    at the next keypose of an episode, vla_ros.data.dataset.hindsight_goals) are normalised the same way;
+    at the next keypose of an episode, vla_ros.embodiment.goals.hindsight_goals) are normalised the same way;
     an embodiment without a goal frame has none. A goal is in the root frame, or with `goal_in_tool`
     in the goal frame where the state puts it (what the wrist camera sees; 0 where the gripper acts).
     """

@@ -66,7 +66,7 @@ class BuiltinPolicy(Policy):
             raise PolicyError(f"builtin: checkpoint {self.path} expects cameras {stats.cameras}, "
                               f"{embodiment.name} has {list(embodiment.cameras)}")
         self.embodiment = embodiment.name
-        self._body = embodiment
+        self._body = embodiment  # for the goal's forward kinematics in `state`
         self.cameras = stats.cameras
         self.normalization = Normalization(stats, config.width)
         self.mask = torch.from_numpy(self.normalization.mask.astype(np.float32))
@@ -75,8 +75,9 @@ class BuiltinPolicy(Policy):
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.goal_frame = stats.goal_frame
-        self.goal_in_tool = stats.goal_in_tool
-        self.goal: np.ndarray | None = None  # (3,) [m] the last predicted goal, for diagnostics
+        # The last predicted goal [m] as the model gives it and the state it was predicted at: for diagnostics,
+        # put in the root frame only when `state` is read, not at every chunk.
+        self.goal: tuple[np.ndarray, np.ndarray] | None = None
         torch.set_num_threads(max(1, int(threads)))
         self.encoder = shared_encoder()
         self.encoder.encode(["warm up"])  # load the language model now, not at the first request
@@ -122,9 +123,7 @@ class BuiltinPolicy(Policy):
             context, goal = self.model.prefix(images, text, torch.from_numpy(self.normalization.state(state[None])),
                                               self.embodiment)
             if goal is not None:
-                self.goal = self.normalization.goal_metres(goal.numpy()[0])
-                if self.goal_in_tool:
-                    self.goal = goal_in_root(self.goal, state, self._body)
+                self.goal = self.normalization.goal_metres(goal.numpy()[0]), state
             guide, weights = (None, None)
             if prefix is not None and self.guidance and len(prefix):
                 guide, weights = self.guide(np.asarray(prefix, dtype=np.float32), state)
@@ -139,6 +138,10 @@ class BuiltinPolicy(Policy):
     @property
     def state(self) -> str:
         """The model, its settings and where it last meant to take the end effector."""
-        goal = "" if self.goal is None else \
-            f", goal ({', '.join(f'{v:.3f}' for v in self.goal)}) m in the root frame ({self.goal_frame})"
+        goal = ""
+        if self.goal is not None:
+            position, at = self.goal
+            if self.normalization.goal_in_tool:
+                position = goal_in_root(position, at, self._body, self.io)
+            goal = f", goal ({', '.join(f'{v:.3f}' for v in position)}) m in the root frame ({self.goal_frame})"
         return f"{self.path.name}: {self.steps} denoising steps, guidance {'on' if self.guidance else 'off'}{goal}"
