@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from harness import console_script
-from vla_ros.commands.demo import task_of
+from vla_ros.commands.demo import task_of, time_limit
 from vla_ros.errors import VlaRosError
 from vla_ros.rollout import sheet_label
 from vla_ros.sim.world import COLOURS
@@ -16,6 +16,7 @@ def test_an_instruction_is_judged_by_the_task_it_names():
     assert task_of("could you put the red box into the tray", COLOURS) == "pick_place:red:tray"
     assert task_of("stack the green cube on the blue one", COLOURS) == "stack:green:blue"
     assert task_of("lift the red cube", COLOURS) == "pick:red"
+    assert time_limit("reach:blue") < time_limit("pick:red") == time_limit("stack:green:blue")
     for bad in ("reach the cube", "go from red to blue", "reach the reddish cube", "put the red and blue in the tray"):
         with pytest.raises(VlaRosError, match="cube colours"):
             task_of(bad, COLOURS)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 DEFAULT_INSTRUCTIONS = ("reach the red cube", "now go to the blue block", "touch the green cube")
 SHEET_FRAMES = 5  # per episode
+REACH_SECONDS = 8.0  # default time limits per episode [s] ...
+MANIPULATION_SECONDS = 15.0  # ... for a task that grasps
 TRACKED_JOINTS = 3  # of the first commanded group, in the tracking plot
 
 
@@ -29,8 +31,9 @@ def register(verbs) -> None:
                              + "; ".join(f"'{i}'" for i in DEFAULT_INSTRUCTIONS) + ")")
     parser.add_argument("--episodes", type=int, default=1, help="episodes (scenes) per instruction (default 1)")
     parser.add_argument("--seed", type=int, default=1100, help="scene seed of the first episode (default 1100)")
-    parser.add_argument("--seconds", type=float, default=8.0,
-                        help="sim time limit per episode (default 8; give manipulation 15)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="sim time limit per episode (default: 8 for reaching, 15 for picking, placing and "
+                             "stacking)")
     parser.add_argument("--policy", default="builtin", help="policy backend (default builtin)")
     parser.add_argument("--checkpoint", default="", help="checkpoint of the builtin backend (default: the shipped one)")
     parser.add_argument("--use-sim-time", action="store_true",
@@ -69,6 +72,11 @@ def task_of(instruction: str, colours) -> str:
                       "put it on")
 
 
+def time_limit(task: str) -> float:
+    """The default time limit [s] of a demo episode of `task` (a spec from task_of)."""
+    return REACH_SECONDS if task.startswith("reach") else MANIPULATION_SECONDS
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     robot = load_embodiment(args.embodiment)
     instructions = args.instruction or list(DEFAULT_INSTRUCTIONS)
     tasks = [task_of(text, COLOURS) for text in instructions]
-    if args.episodes < 1 or not args.seconds > 0:
+    if args.episodes < 1 or not (args.seconds is None or args.seconds > 0):
         raise VlaRosError(f"need at least one episode of some seconds, got --episodes {args.episodes} "
                           f"--seconds {args.seconds}")
     camera = next(iter(robot.cameras), None)
@@ -141,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
                             progress.update(bar, completed=status.progress, detail=status.detail)
 
                         marks.append((measured[-1][0] if measured else 0.0, f"{len(episodes) + 1}"))
-                        report = rollout.episode(task, seed, args.seconds, SHEET_FRAMES, instruction, show)
+                        report = rollout.episode(task, seed, args.seconds or time_limit(task), SHEET_FRAMES,
+                                                 instruction, show)
                         outcome = report.outcome
                         episodes.append(report)
                         progress.update(bar, completed=1.0 if outcome.success else outcome.progress,
