@@ -16,7 +16,7 @@ on a VM, time the host gives other guests stalls threads for milliseconds and se
 Image conversions (vla_ros.ros.image, resize) are timed in-process, no DDS, at 224x224 and 640x480.
 
 With `--backend builtin` the node runs the built-in VLA (`--checkpoint`, default the shipped
-arm7_reach) and the report adds its chunk inference p50/p95 (the node's own measurement), the
+arm7) and the report adds its chunk inference p50/p95 (the node's own measurement), the
 chunk length and the denoising steps. Then, in-process, the real-time-chunking seam: `--seams`
 expert episodes are recorded in the simulator (held-out phrasings), and along each one the
 model is asked for a chunk every `SEAM_PERIOD_S`, each time with the running chunk's actions for
@@ -432,8 +432,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--png", type=Path, help="PNG: chunk delay histogram and the node's overhead over time")
     parser.add_argument("--backend", default="hold", choices=("hold", "builtin"),
                         help="policy backend in the node (default hold: no model time)")
-    parser.add_argument("--checkpoint", default="arm7_reach",
-                        help="builtin checkpoint (default the shipped arm7_reach)")
+    parser.add_argument("--checkpoint", default="arm7",
+                        help="builtin checkpoint (default the shipped arm7)")
     parser.add_argument("--seams", type=int, default=6,
                         help="builtin: expert episodes for the real-time-chunking seam measurement "
                              "(default 6, 0: skip)")

@@ -58,6 +58,20 @@ def test_shipped_embodiments_have_the_expected_groups():
     assert humanoid.groups["left_arm"].command_topic == "left_arm_controller/commands"
 
 
+@pytest.mark.parametrize("name, tool", [("arm7", "tcp"), ("mobile_manipulator", "gripper_tcp")])
+def test_the_wrist_camera_sees_where_the_fingers_close(name, tool):
+    """The tool point lies well inside the wrist camera's picture, so the last centimetres of a grasp are seen."""
+    embodiment = load_embodiment(name)
+    camera = embodiment.cameras["wrist"]
+    kinematics = embodiment.kinematics
+    q = np.zeros(len(kinematics.joint_names))
+    seen = np.linalg.inv(kinematics.frame_pose(q, camera.frame)) @ kinematics.frame_pose(q, tool)
+    forward, left, up = seen[:3, 3]  # a camera link looks along its x axis, z up
+    half_fovy = np.radians(camera.fovy_deg) / 2
+    half_fovx = np.arctan(np.tan(half_fovy) * camera.width / camera.height)
+    assert forward > 0
+    assert abs(np.arctan2(left, forward)) < 0.5 * half_fovx and abs(np.arctan2(up, forward)) < 0.5 * half_fovy
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_home_pose_and_limits_come_from_file_and_urdf(name):
     """Position, velocity and effort limits come from the URDF; homes sit inside them."""

@@ -24,7 +24,7 @@ from vla_ros.model.normalization import Normalization
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
 from vla_ros.policy.registry import backend, describe
 
-DEFAULT_CHECKPOINT = "arm7_reach"
+DEFAULT_CHECKPOINT = "arm7"
 
 
 def checkpoint_path(checkpoint: str) -> Path:
