@@ -74,7 +74,9 @@ def task_of(instruction: str, colours) -> str:
 
 def time_limit(task: str) -> float:
     """The default time limit [s] of a demo episode of `task` (a spec from task_of)."""
-    return REACH_SECONDS if task.startswith("reach") else MANIPULATION_SECONDS
+    from vla_ros.sim.tasks import TASKS, Manipulation
+
+    return MANIPULATION_SECONDS if issubclass(TASKS[task.split(":")[0]], Manipulation) else REACH_SECONDS
 
 
 def run(args: argparse.Namespace) -> int:
