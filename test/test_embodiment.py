@@ -72,6 +72,7 @@ def test_the_wrist_camera_sees_where_the_fingers_close(name, tool):
     assert forward > 0
     assert abs(np.arctan2(left, forward)) < 0.5 * half_fovx and abs(np.arctan2(up, forward)) < 0.5 * half_fovy
 
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_home_pose_and_limits_come_from_file_and_urdf(name):
     """Position, velocity and effort limits come from the URDF; homes sit inside them."""
