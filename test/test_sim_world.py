@@ -13,7 +13,7 @@ from vla_ros.sim.episode import run_expert_episode, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
 from vla_ros.sim.robot import FLAT_THICKNESS, _solid
 from vla_ros.sim.tasks import TaskError, make_task
-from vla_ros.sim.world import World
+from vla_ros.sim.world import CUBE_TURN, World
 
 SHIPPED = ["arm7", "mobile_manipulator", "humanoid_upper"]
 
@@ -44,11 +44,16 @@ def test_reset_restores_the_seeded_state_exactly(world):
 
 
 def test_seeds_place_cubes_apart_on_the_table_and_within_reach(world):
-    """Cubes sit on the table top, apart from each other, where an arm reaches above them."""
-    positions = []
+    """Cubes sit on the table top, apart from each other, where an arm reaches above them.
+
+    Each is turned at most CUBE_TURN from the table's axes: fingers go across two of its faces by
+    one clear least quarter turn, never one of two equal ones.
+    """
+    positions, turns = [], []
     for seed in range(5):
         world.reset(seed)
         cubes = [world.cube_pose(c)[0] for c in world.colours]
+        turns += [2 * np.arctan2(world.cube_pose(c)[1][3], world.cube_pose(c)[1][0]) for c in world.colours]
         positions.append(np.concatenate(cubes))
         for i, a in enumerate(cubes):
             assert a[2] == pytest.approx(world.layout.table_top + 0.02, abs=1e-6)
@@ -56,6 +61,7 @@ def test_seeds_place_cubes_apart_on_the_table_and_within_reach(world):
             for b in cubes[i + 1:]:
                 assert np.linalg.norm(a[:2] - b[:2]) >= 0.12
     assert len({tuple(np.round(p, 6)) for p in positions}) == 5
+    assert CUBE_TURN / 2 < np.max(np.abs(turns)) <= CUBE_TURN < np.pi / 4
 
 
 def test_the_table_goes_where_the_hands_are_at_home():

@@ -35,6 +35,8 @@ DISTRACTOR_RGBA = (0.55, 0.55, 0.58, 1.0)
 PARKED = (0.0, 0.0, -1.0)  # where a fixed object of the scene waits, below the floor, while it is not used
 CUBE_MASS = 0.1  # [kg]
 CUBE_SPACING = 0.12  # [m] minimum distance between cube centres
+CUBE_TURN = np.pi / 6  # [rad] a cube lies at most this far turned from the table's axes: short of 45 degrees, the
+# quarter turn that puts fingers across two of its faces is never a toss-up between two
 SCENE_TRIES = 10  # cube placements drawn until the tray serves every cube
 # [m] the tool stops this far above a cube's top face (4 cm of the 5 cm success radius left sideways)
 REACH_CLEARANCE = 0.01
@@ -402,7 +404,7 @@ class World:
         z = self.layout.table_top + CUBE_SIZE / 2
         for _ in range(tries):
             xy = self.layout.to_world(rng.uniform(self.layout.sample_low, self.layout.sample_high))
-            yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+            yaw = rng.uniform(-CUBE_TURN, CUBE_TURN)
             position = np.array([xy[0], xy[1], z])
             if any(np.linalg.norm(position[:2] - p[:2]) < CUBE_SPACING for p in placed):
                 continue
