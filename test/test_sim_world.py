@@ -52,8 +52,9 @@ def test_seeds_place_cubes_apart_on_the_table_and_within_reach(world):
     positions, turns = [], []
     for seed in range(5):
         world.reset(seed)
-        cubes = [world.cube_pose(c)[0] for c in world.colours]
-        turns += [2 * np.arctan2(world.cube_pose(c)[1][3], world.cube_pose(c)[1][0]) for c in world.colours]
+        poses = [world.cube_pose(c) for c in world.colours]
+        cubes = [position for position, _ in poses]
+        turns += [2 * np.arctan2(quaternion[3], quaternion[0]) for _, quaternion in poses]
         positions.append(np.concatenate(cubes))
         for i, a in enumerate(cubes):
             assert a[2] == pytest.approx(world.layout.table_top + 0.02, abs=1e-6)
