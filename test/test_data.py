@@ -293,7 +293,8 @@ def test_collect_cli_writes_bags_and_a_summary(tmp_path):
             ("reach", "--switch", "1.5", "--switch is a fraction of the episodes, 0 to 1, got 1.5"),
             ("push", "--switch", "0.5", "task 'push' cannot switch cubes mid-episode"),
             ("reach", "--near-miss", "-0.1", "--near-miss is a fraction of the episodes, 0 to 1, got -0.1"),
-            ("push", "--near-miss", "1", "task 'push' has no near-miss start")):
+            ("push", "--near-miss", "1", "task 'push' has no near-miss start"),
+            ("reach", "--takeover", "arm7", "--takeover: task 'reach' has no takeover")):
         refused = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task",
                                   task,
                                   "--episodes", "1", "--seed", "9", option, fraction, "--out", str(out)],

@@ -26,6 +26,13 @@ def register(verbs) -> None:
     parser.add_argument("--near-miss", type=float, default=0.0, metavar="FRACTION",
                         help="share of the episodes (0-1, drawn per seed) that start with the arm at rest low over "
                              "the table 4-12 cm beside the named cube (reach, pick, pick_place, stack; default 0)")
+    parser.add_argument("--takeover", metavar="CHECKPOINT",
+                        help="DAgger: the built-in model from this checkpoint (a directory or a shipped name) drives "
+                             "each episode until it strays, stalls or nears the cube, then the expert takes over; only "
+                             "the expert's part is recorded (pick, pick_place, stack)")
+    parser.add_argument("--drive-seconds", type=float, default=8.0,
+                        help="with --takeover: sim seconds the model may drive before the expert takes over "
+                             "(default 8)")
     parser.set_defaults(handler=run)
 
 
@@ -50,8 +57,17 @@ def run(args: argparse.Namespace) -> int:
             raise VlaRosError(f"no task {spec.split(':')[0]!r}; tasks: {', '.join(TASKS)}")
     embodiment = load_embodiment(args.embodiment)
     console = make_console()
+    takeover = None
+    if args.takeover:
+        from vla_ros.policy.builtin import BuiltinPolicy
+        from vla_ros.sim.takeover import TAKEOVER_TASKS
+
+        for spec in args.task:
+            if spec.split(":")[0] not in TAKEOVER_TASKS:
+                raise VlaRosError(f"--takeover: task {spec!r} has no takeover (only {', '.join(TAKEOVER_TASKS)})")
+        takeover = BuiltinPolicy(embodiment, args.takeover)
     args.out.mkdir(parents=True, exist_ok=True)
-    collector = Collector(embodiment)
+    collector = Collector(embodiment, takeover, args.drive_seconds)
     summary = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}"))
@@ -59,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         with Progress(*columns, console=console) as progress:
             for spec in args.task:
                 bar = progress.add_task(f"{embodiment.name} {spec}", total=args.episodes, status="")
-                successes = 0
+                successes, handovers = 0, {}
                 for index in range(args.episodes):
                     seed = args.seed + index
                     try:
@@ -68,16 +84,23 @@ def run(args: argparse.Namespace) -> int:
                     except BagError as error:
                         raise VlaRosError(f"{error} (remove it, or collect with another --seed)") from None
                     successes += recorded.result.success
+                    if recorded.handover is not None:
+                        reason = recorded.handover.reason
+                        handovers[reason] = handovers.get(reason, 0) + 1
                     progress.update(bar, advance=1, status=f"{successes}/{index + 1} succeeded")
                 summary[spec] = {"episodes": args.episodes, "successes": successes}
+                if handovers:
+                    summary[spec]["handovers"] = handovers
     finally:
         collector.close()
     for spec, counts in summary.items():
         console.print(f"{embodiment.name} {spec}: {counts['successes']}/{counts['episodes']} expert episodes succeeded")
+        if "handovers" in counts:
+            console.print("  the model handed over: " + ", ".join(f"{reason} {n}" for reason, n in
+                                                                  sorted(counts["handovers"].items())))
     console.print(f"wrote {sum(c['episodes'] for c in summary.values())} bags to {args.out} "
                   "(training uses the successful ones)")
     (args.out / f"collect-{embodiment.name}-s{args.seed}.json").write_text(json.dumps(
         {"embodiment": embodiment.name, "seed": args.seed, "phrasing": args.phrasing, "switch": args.switch,
-         "near_miss": args.near_miss,
-         "tasks": summary}, indent=2))
+         "near_miss": args.near_miss, "takeover": args.takeover, "tasks": summary}, indent=2))
     return 0

@@ -29,9 +29,11 @@ from vla_ros import __version__
 from vla_ros.data.bag import EpisodeWriter
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.errors import VlaRosError
+from vla_ros.policy.interface import Policy
 from vla_ros.sim.episode import EpisodeResult, phrasing_rng, run_expert, start_episode, task_rng
 from vla_ros.sim.expert import Targets
 from vla_ros.sim.hardware import SimHardware
+from vla_ros.sim.takeover import Handover, ModelDriver
 from vla_ros.sim.tasks import Task, TaskStatus, make_task
 from vla_ros.sim.world import World
 
@@ -110,18 +112,25 @@ class Recorded:
 
     result: EpisodeResult
     instruction: str  # the phrasing the episode was recorded with
-    path: Path
+    path: Path | None  # None: nothing recorded (a policy that took over lifted the cube itself)
+    handover: Handover | None = None  # where the policy taking over (if any) handed over to the expert
 
 
 class Collector:
-    """One embodiment's world, hardware and renderers, reused across episodes."""
+    """One embodiment's world, hardware and renderers, reused across episodes.
 
-    def __init__(self, embodiment: Embodiment):
+    With a `takeover` policy, it drives each episode's start (vla_ros.sim.takeover) for at most
+    `drive_s` of sim time.
+    """
+
+    def __init__(self, embodiment: Embodiment, takeover: Policy | None = None, drive_s: float = 8.0):
         self.embodiment = embodiment
         self.world = World(embodiment)
         self.hardware = SimHardware(self.world)
         self.io = EmbodimentIO(embodiment)
         self.renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self.driver = ModelDriver(self.world, self.hardware, takeover, self._render) if takeover else None
+        self.drive_s = drive_s
 
     def _render(self, camera: str) -> np.ndarray:
         spec = self.embodiment.cameras[camera]
@@ -144,18 +153,26 @@ class Collector:
         words = phrasing_rng(seed)
         instruction = task.phrase(phrasing, words)
         planned = Switch.draw(task, seed, switch_fraction)
+        handover = None
+        if self.driver is not None:
+            handover = self.driver.drive(task, instruction, seed, self.drive_s)
+            if handover.reason == "lifted":
+                result = EpisodeResult(seed, task.spec, instruction, False, handover.seconds, 0.0)
+                return Recorded(result, instruction, None, handover)
         then = f"-then-{planned.colour}" if planned else ""
         near = "-near" if near_miss else ""
-        path = out / f"{embodiment.name}-{task.spec.replace(':', '-')}{then}{near}-s{seed:06d}"
+        taken = "-takeover" if handover else ""
+        path = out / f"{embodiment.name}-{task.spec.replace(':', '-')}{then}{near}{taken}-s{seed:06d}"
         info = {"embodiment": embodiment.name, "task": task.spec, "seed": seed, "phrasing": phrasing,
                 "recorded_by": f"vla_ros {__version__} collect (scripted expert)"}
         writer = EpisodeWriter(path, {name: c.topic for name, c in embodiment.cameras.items()},
                                self.io.base is not None, info, start=time.time())
-        writer.instruction(0.0, instruction)
+        started = float(world.data.time)
+        writer.instruction(started, instruction)
         control_dt = 1.0 / embodiment.control_rate_hz
         # Each camera's first frame comes with the first joint state, then one every period from it: on the
         # same clock as the frames, so a dataset sampled at the camera's rate has every frame's image fresh.
-        next_frame = dict.fromkeys(embodiment.cameras, float(world.data.time) + control_dt)
+        next_frame = dict.fromkeys(embodiment.cameras, started + control_dt)
         slots = [(slot.group, slot.names) for slot in embodiment.layout.slots if slot.group != self.io.base]
 
         def on_step(world: World, targets: Targets, status: TaskStatus) -> None:
@@ -186,7 +203,7 @@ class Collector:
             return changed
 
         try:
-            result = run_expert(world, self.hardware, task, max_seconds, on_step, linger_s, switch)
+            result = run_expert(world, self.hardware, task, started + max_seconds, on_step, linger_s, switch)
         except BaseException:
             writer.abort()
             raise
@@ -197,8 +214,10 @@ class Collector:
             outcome["switched"] = switched
         if near_miss:
             outcome["near_miss"] = near_miss
+        if handover:
+            outcome["takeover"] = handover.to_json()
         writer.finish(float(world.data.time), outcome)
-        return Recorded(result, instruction, path)
+        return Recorded(result, instruction, path, handover)
 
     def close(self) -> None:
         for renderer in self.renderers.values():

@@ -43,6 +43,7 @@ MAX_DRIVES = 3  # per episode: to the grasp, again for a cube knocked away, to w
 SETTLE_S = 0.3  # [s] a carried cube is held still over where it goes before it is measured and lowered
 GRASP_WAYPOINTS = 3  # a pick's first waypoints: over the cube, at it (the fingers close), lifted
 FREE_TOLERANCE = 0.02  # [m] a waypoint in free space (not where the fingers close or open) may be missed by
+DIRECT_REACH = 0.02  # [m] a pick starting with the tool low and this near over the cube goes straight to the grasp
 MAX_DT = 0.05  # [s] a longer gap between observations (a slow plan, a late state) counts as this: no jump after
 
 
@@ -303,6 +304,17 @@ class PickExpert(Expert):
             if self._stand is None:
                 return targets
         return self._drive(observation)
+
+    def _start(self, observation: Observation) -> None:
+        """Plan from here: from low within DIRECT_REACH over the cube, straight down to the grasp.
+
+        Not up over the cube first: a policy handing over there has the open fingers around it already.
+        """
+        first = not self._started
+        super()._start(observation)
+        over, at = self.waypoints[0][0], self.waypoints[1][0]
+        if first and np.linalg.norm(self.tool[:2] - at[:2]) < DIRECT_REACH and self.tool[2] < over[2]:
+            self.waypoints.pop(0)
 
     def destination(self, observation: Observation) -> np.ndarray:
         """Where the cube is to end up (root frame): for a pick, where it lies."""
