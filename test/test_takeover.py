@@ -57,6 +57,7 @@ def _tool(embodiment, episode, index):
 
 
 def test_a_policy_that_stands_still_is_taken_over_and_only_the_expert_is_recorded(arm7, tmp_path):
+    """The bag starts at the takeover; its samples are the expert's, under the recorded instruction."""
     recorded = _record(arm7, HoldPolicy(arm7, chunk_length=16, dt=0.05), "pick:blue", 501, tmp_path)
     assert recorded.handover.reason == "stalled" and recorded.handover.seconds >= STALL_S
     assert recorded.result.success, "the expert did not finish from where the policy left the arm"
@@ -71,6 +72,7 @@ def test_a_policy_that_stands_still_is_taken_over_and_only_the_expert_is_recorde
 
 
 def test_fingers_closing_away_from_the_cube_hand_over_at_once(arm7, tmp_path):
+    """Closing far from the cube, once open, is a takeover at once; the expert opens them and goes on."""
     recorded = _record(arm7, Closer(arm7), "pick_place:red:tray", 502, tmp_path)
     assert recorded.handover.reason == "closing" and recorded.handover.distance_m > TAKEOVER_RADIUS[1]
     assert recorded.handover.seconds < STALL_S, "taken over for standing still, not for closing"
@@ -98,13 +100,13 @@ def test_the_expert_taking_over_low_beside_the_cube_goes_straight_to_the_grasp(a
 
 @pytest.mark.slow
 def test_the_shipped_model_drives_until_it_nears_the_cube_then_the_expert_grasps(arm7, tmp_path):
+    """The shipped checkpoint, driven in-process, hands over away from home; the expert succeeds from there."""
     policy = BuiltinPolicy(arm7, "arm7")
     recorded = _record(arm7, policy, "pick:blue", 50003, tmp_path)
-    assert recorded.handover.reason in ("near", "closing", "stalled", "timeout")
+    assert recorded.handover.reason in ("near", "closing") and recorded.handover.distance_m < 0.1
     assert recorded.result.success
     episode = read_episode(recorded.path, cameras=False)
-    cube = np.array(episode.outcome["takeover"]["tool_to_grasp_m"])
-    assert cube == pytest.approx(recorded.handover.distance_m, abs=1e-4)
+    assert episode.outcome["takeover"]["tool_to_grasp_m"] == pytest.approx(recorded.handover.distance_m, abs=1e-4)
     home = Collector(arm7)
     try:
         straight = home.record("pick:blue", 50003, tmp_path / "straight", max_seconds=15.0)

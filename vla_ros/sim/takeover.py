@@ -28,6 +28,7 @@ from vla_ros.control.chunk import JointChunk
 from vla_ros.control.controller import Controller, ControllerConfig
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.embodiment.ik import ArmIK
+from vla_ros.errors import VlaRosError
 from vla_ros.policy.interface import Observation, Policy
 from vla_ros.sim.episode import observe, step
 from vla_ros.sim.hardware import SimHardware
@@ -78,7 +79,7 @@ class ModelDriver:
     def drive(self, task: Task, instruction: str, seed: int, drive_s: float) -> Handover:
         """Let the policy drive the started episode until the expert should take over (see the module)."""
         if task.name not in TAKEOVER_TASKS:
-            raise ValueError(f"task {task.name!r} has no takeover (only {', '.join(TAKEOVER_TASKS)})")
+            raise VlaRosError(f"task {task.name!r} has no takeover (only {', '.join(TAKEOVER_TASKS)})")
         world, embodiment = self.world, self.embodiment
         controller = Controller(embodiment, ControllerConfig(upper_body_ramp_s=0.0))
         self.policy.reset()
