@@ -12,6 +12,7 @@ from vla_ros.data.dataset import episode_samples
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
 from vla_ros.policy.builtin import BuiltinPolicy
+from vla_ros.policy.driven import PolicyChunks
 from vla_ros.policy.hold import HoldPolicy
 from vla_ros.sim.episode import observe, run_expert, start_episode
 from vla_ros.sim.expert import APPROACH_HEIGHT, DIRECT_REACH
@@ -41,7 +42,7 @@ class Closer(HoldPolicy):
 
 
 def _record(embodiment, policy, spec, seed, out):
-    collector = Collector(embodiment, policy)
+    collector = Collector(embodiment, PolicyChunks(policy, embodiment))
     try:
         return collector.record(spec, seed, out, max_seconds=15.0)
     finally:

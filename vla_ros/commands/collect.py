@@ -60,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
     takeover = None
     if args.takeover:
         from vla_ros.policy.builtin import BuiltinPolicy
+        from vla_ros.policy.driven import PolicyChunks
         from vla_ros.sim.takeover import TAKEOVER_TASKS
 
         for spec in args.task:
             if spec.split(":")[0] not in TAKEOVER_TASKS:
                 raise VlaRosError(f"--takeover: task {spec!r} has no takeover (only {', '.join(TAKEOVER_TASKS)})")
-        takeover = BuiltinPolicy(embodiment, args.takeover)
+        takeover = PolicyChunks(BuiltinPolicy(embodiment, args.takeover), embodiment)
     args.out.mkdir(parents=True, exist_ok=True)
     collector = Collector(embodiment, takeover, args.drive_seconds)
     summary = {}

@@ -29,11 +29,10 @@ from vla_ros import __version__
 from vla_ros.data.bag import EpisodeWriter
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.errors import VlaRosError
-from vla_ros.policy.interface import Policy
 from vla_ros.sim.episode import EpisodeResult, phrasing_rng, run_expert, start_episode, task_rng
 from vla_ros.sim.expert import Targets
 from vla_ros.sim.hardware import SimHardware
-from vla_ros.sim.takeover import Handover, ModelDriver
+from vla_ros.sim.takeover import ChunkSource, Handover, ModelDriver
 from vla_ros.sim.tasks import Task, TaskStatus, make_task
 from vla_ros.sim.world import World
 
@@ -123,7 +122,7 @@ class Collector:
     `drive_s` of sim time.
     """
 
-    def __init__(self, embodiment: Embodiment, takeover: Policy | None = None, drive_s: float = 8.0):
+    def __init__(self, embodiment: Embodiment, takeover: ChunkSource | None = None, drive_s: float = 8.0):
         self.embodiment = embodiment
         self.world = World(embodiment)
         self.hardware = SimHardware(self.world)

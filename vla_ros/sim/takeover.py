@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -29,7 +30,6 @@ from vla_ros.control.controller import Controller, ControllerConfig
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.embodiment.ik import ArmIK
 from vla_ros.errors import VlaRosError
-from vla_ros.policy.interface import Observation, Policy
 from vla_ros.sim.episode import observe, step
 from vla_ros.sim.hardware import SimHardware
 from vla_ros.sim.tasks import GRASPED_HEIGHT, Task
@@ -60,6 +60,17 @@ class Handover:
         return {"at_s": round(self.seconds, 3), "reason": self.reason, "tool_to_grasp_m": round(self.distance_m, 4)}
 
 
+class ChunkSource(Protocol):
+    """What drives: a policy's chunks as joint targets (vla_ros.policy.driven.PolicyChunks)."""
+
+    def reset(self) -> None:
+        """A new episode."""
+
+    def chunk(self, images: dict[str, np.ndarray], state: np.ndarray, instruction: str,
+              stamp: float) -> tuple[np.ndarray, float]:
+        """(H, D) joint targets in the embodiment layout, [s] between them."""
+
+
 class ModelDriver:
     """Runs a policy on a World in-process: rendered cameras in, chunks through the controller core out.
 
@@ -67,7 +78,7 @@ class ModelDriver:
     for when REQUEST_FRACTION of the last has executed, as policy_node does by default.
     """
 
-    def __init__(self, world: World, hardware: SimHardware, policy: Policy, render):
+    def __init__(self, world: World, hardware: SimHardware, policy: ChunkSource, render):
         self.world, self.hardware, self.policy, self.render = world, hardware, policy, render
         self.embodiment: Embodiment = world.embodiment
         self.io = EmbodimentIO(self.embodiment)
@@ -102,9 +113,9 @@ class ModelDriver:
             if now + 1e-9 >= next_request:
                 state = self.io.state(q[self.index])
                 images = {name: self.render(name) for name in embodiment.cameras}
-                chunk = self.policy.infer(Observation(images, state, instruction, now))
-                times = chunk.dt * np.arange(1, len(chunk.actions) + 1)
-                controller.submit(JointChunk(now, self.io.joints, times, chunk.actions[:, self.columns]), now)
+                actions, dt = self.policy.chunk(images, state, instruction, now)
+                times = dt * np.arange(1, len(actions) + 1)
+                controller.submit(JointChunk(now, self.io.joints, times, actions[:, self.columns]), now)
                 next_request = now + times[-1] * (1.0 - REQUEST_FRACTION)
                 out = controller.step(now, self.control_dt)
             for group, command in out.commands.items():
