@@ -13,9 +13,10 @@ expert takes over at the first of:
 - `stalled`: the tool has moved less than STALL_DISTANCE in the last STALL_S;
 - `timeout`: the model has driven for `drive_s`.
 
-A model that lifts the named cube itself is left to finish (no takeover). What the expert does
-from the takeover on is a demonstration from a state the model reached: collect records only
-that part (vla_ros.data.collect).
+A model that lifts the named cube itself ends the drive with `lifted`, and no expert takes over
+(collect records nothing of that episode). What the expert does from a takeover on is a
+demonstration from a state the model reached: collect records only that part
+(vla_ros.data.collect).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from vla_ros.control.controller import Controller, ControllerConfig
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.embodiment.ik import ArmIK
 from vla_ros.errors import VlaRosError
-from vla_ros.sim.episode import observe, step
+from vla_ros.sim.episode import step
 from vla_ros.sim.hardware import SimHardware
 from vla_ros.sim.tasks import GRASPED_HEIGHT, Task
 from vla_ros.sim.world import World
@@ -96,7 +97,7 @@ class ModelDriver:
         self.policy.reset()
         radius = float(takeover_rng(seed).uniform(*TAKEOVER_RADIUS))
         arms = [g for g in embodiment.commanded_groups if g.kind == "arm" and embodiment.end_effector(g) is not None]
-        arm = min(arms, key=lambda a: self._distance(a, task))
+        arm = min(arms, key=lambda a: self._tool_to_cube(ArmIK.for_group(embodiment, a), task)[1])
         ik = ArmIK.for_group(embodiment, arm)
         gripper = embodiment.end_effector(arm)
         open_at, closed_at = gripper.grip_range()
@@ -124,10 +125,9 @@ class ModelDriver:
             step(world, self.hardware, self.substeps, self.control_dt)
             task.update(self.control_dt)
             now = float(world.data.time)
-            distance = self._distance(arm, task, ik)
+            tool, distance = self._tool_to_cube(ik, task)
             if task.lifted(task.target) > GRASPED_HEIGHT and world.touching_robot(task.target):
                 return Handover(now, "lifted", distance)
-            tool = ik.pose(world.joint_vector())[:3, 3]
             path.append((now, tool))
             while path and path[0][0] < now - STALL_S:
                 path.popleft()
@@ -142,8 +142,8 @@ class ModelDriver:
             if now - start >= drive_s:
                 return Handover(now, "timeout", distance)
 
-    def _distance(self, arm, task: Task, ik: ArmIK | None = None) -> float:
-        """[m] from `arm`'s tool to the named cube's centre (where the fingers close on it)."""
-        ik = ik or ArmIK.for_group(self.embodiment, arm)
-        cube = observe(self.world).cubes[task.target]
-        return float(np.linalg.norm(ik.pose(self.world.joint_vector())[:3, 3] - cube))
+    def _tool_to_cube(self, ik: ArmIK, task: Task) -> tuple[np.ndarray, float]:
+        """`ik`'s tool position (root frame) and its distance [m] to the named cube's centre (the grasp)."""
+        tool = ik.pose(self.world.joint_vector())[:3, 3]
+        cube = np.linalg.inv(self.world.root_pose()) @ np.append(self.world.cube_pose(task.target)[0], 1.0)
+        return tool, float(np.linalg.norm(tool - cube[:3]))
