@@ -294,7 +294,9 @@ def test_collect_cli_writes_bags_and_a_summary(tmp_path):
             ("push", "--switch", "0.5", "task 'push' cannot switch cubes mid-episode"),
             ("reach", "--near-miss", "-0.1", "--near-miss is a fraction of the episodes, 0 to 1, got -0.1"),
             ("push", "--near-miss", "1", "task 'push' has no near-miss start"),
-            ("reach", "--takeover", "arm7", "--takeover: task 'reach' has no takeover")):
+            ("reach", "--takeover", "arm7", "--takeover: task 'reach' has no takeover"),
+            ("pick", "--own-grasp", "1.2", "--own-grasp is a fraction of the episodes, 0 to 1, got 1.2"),
+            ("pick", "--own-grasp", "0.5", "--own-grasp needs --takeover CHECKPOINT")):
         refused = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task",
                                   task,
                                   "--episodes", "1", "--seed", "9", option, fraction, "--out", str(out)],

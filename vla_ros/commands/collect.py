@@ -33,6 +33,10 @@ def register(verbs) -> None:
     parser.add_argument("--drive-seconds", type=float, default=8.0,
                         help="with --takeover: sim seconds the model may drive before the expert takes over "
                              "(default 8)")
+    parser.add_argument("--own-grasp", type=float, default=0.0, metavar="FRACTION",
+                        help="with --takeover: share of the episodes (0-1, drawn per seed) in which the model grasps "
+                             "and carries itself, and the expert takes over where that goes wrong: a missed grasp, "
+                             "the cube let go away from where it goes (default 0)")
     parser.set_defaults(handler=run)
 
 
@@ -52,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise VlaRosError(f"--switch is a fraction of the episodes, 0 to 1, got {args.switch}")
     if not 0.0 <= args.near_miss <= 1.0:
         raise VlaRosError(f"--near-miss is a fraction of the episodes, 0 to 1, got {args.near_miss}")
+    if not 0.0 <= args.own_grasp <= 1.0:
+        raise VlaRosError(f"--own-grasp is a fraction of the episodes, 0 to 1, got {args.own_grasp}")
+    if args.own_grasp and not args.takeover:
+        raise VlaRosError("--own-grasp needs --takeover CHECKPOINT: a model to grasp")
     for spec in args.task:
         if spec.split(":")[0] not in TASKS:
             raise VlaRosError(f"no task {spec.split(':')[0]!r}; tasks: {', '.join(TASKS)}")
@@ -68,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 raise VlaRosError(f"--takeover: task {spec!r} has no takeover (only {', '.join(TAKEOVER_TASKS)})")
         takeover = PolicyChunks(BuiltinPolicy(embodiment, args.takeover), embodiment)
     args.out.mkdir(parents=True, exist_ok=True)
-    collector = Collector(embodiment, takeover, args.drive_seconds)
+    collector = Collector(embodiment, takeover, args.drive_seconds, args.own_grasp)
     summary = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}"))
@@ -103,5 +111,6 @@ def run(args: argparse.Namespace) -> int:
                   "(training uses the successful ones)")
     (args.out / f"collect-{embodiment.name}-s{args.seed}.json").write_text(json.dumps(
         {"embodiment": embodiment.name, "seed": args.seed, "phrasing": args.phrasing, "switch": args.switch,
-         "near_miss": args.near_miss, "takeover": args.takeover, "tasks": summary}, indent=2))
+         "near_miss": args.near_miss, "takeover": args.takeover, "own_grasp": args.own_grasp, "tasks": summary},
+        indent=2))
     return 0

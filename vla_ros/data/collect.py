@@ -32,7 +32,7 @@ from vla_ros.errors import VlaRosError
 from vla_ros.sim.episode import EpisodeResult, phrasing_rng, run_expert, start_episode, task_rng
 from vla_ros.sim.expert import Targets
 from vla_ros.sim.hardware import SimHardware
-from vla_ros.sim.takeover import ChunkSource, Handover, ModelDriver
+from vla_ros.sim.takeover import MODEL_DID_IT, ChunkSource, Handover, ModelDriver
 from vla_ros.sim.tasks import Task, TaskStatus, make_task
 from vla_ros.sim.world import World
 
@@ -111,7 +111,7 @@ class Recorded:
 
     result: EpisodeResult
     instruction: str  # the phrasing the episode was recorded with
-    path: Path | None  # None: nothing recorded (a policy that took over lifted the cube itself)
+    path: Path | None  # None: nothing recorded (the policy driving finished the task itself)
     handover: Handover | None = None  # where the policy taking over (if any) handed over to the expert
 
 
@@ -119,17 +119,18 @@ class Collector:
     """One embodiment's world, hardware and renderers, reused across episodes.
 
     With a `takeover` policy, it drives each episode's start (vla_ros.sim.takeover) for at most
-    `drive_s` of sim time.
+    `drive_s` of sim time, grasping itself in `own_grasp` of the seeds.
     """
 
-    def __init__(self, embodiment: Embodiment, takeover: ChunkSource | None = None, drive_s: float = 8.0):
+    def __init__(self, embodiment: Embodiment, takeover: ChunkSource | None = None, drive_s: float = 8.0,
+                 own_grasp: float = 0.0):
         self.embodiment = embodiment
         self.world = World(embodiment)
         self.hardware = SimHardware(self.world)
         self.io = EmbodimentIO(embodiment)
         self.renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self.driver = ModelDriver(self.world, self.hardware, takeover, self._render) if takeover else None
-        self.drive_s = drive_s
+        self.drive_s, self.own_grasp = drive_s, own_grasp
 
     def _render(self, camera: str) -> np.ndarray:
         spec = self.embodiment.cameras[camera]
@@ -154,8 +155,8 @@ class Collector:
         planned = Switch.draw(task, seed, switch_fraction)
         handover = None
         if self.driver is not None:
-            handover = self.driver.drive(task, instruction, seed, self.drive_s)
-            if handover.reason == "lifted":
+            handover = self.driver.drive(task, instruction, seed, self.drive_s, self.own_grasp)
+            if handover.reason in MODEL_DID_IT:
                 result = EpisodeResult(seed, task.spec, instruction, False, handover.seconds, 0.0)
                 return Recorded(result, instruction, None, handover)
         then = f"-then-{planned.colour}" if planned else ""

@@ -17,7 +17,7 @@ import pinocchio as pin
 from vla_ros.control.pd import CommandLaw
 from vla_ros.embodiment import Embodiment, JointGroup
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
-from vla_ros.sim.tasks import LIFT_HEIGHT, PUSH_DISTANCE, SIDES
+from vla_ros.sim.tasks import GRASPED_HEIGHT, LIFT_HEIGHT, PUSH_DISTANCE, SIDES
 from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE, TRAY_FLOOR, rotation_z, work_heading
 
 TOOL_SPEED = 0.3  # [m/s] moving through free space
@@ -44,6 +44,7 @@ SETTLE_S = 0.3  # [s] a carried cube is held still over where it goes before it 
 GRASP_WAYPOINTS = 3  # a pick's first waypoints: over the cube, at it (the fingers close), lifted
 FREE_TOLERANCE = 0.02  # [m] a waypoint in free space (not where the fingers close or open) may be missed by
 DIRECT_REACH = 0.02  # [m] a pick starting with the tool low and this near over the cube goes straight to the grasp
+IN_HAND = 0.03  # [m] a lifted cube's centre this near the tool's at the start is in the fingers
 MAX_DT = 0.05  # [s] a longer gap between observations (a slow plan, a late state) counts as this: no jump after
 
 
@@ -60,6 +61,7 @@ class Observation:
     cubes: dict[str, np.ndarray]
     yaws: dict[str, float] = field(default_factory=dict)  # [rad] each cube's turn about the vertical, root frame
     places: dict[str, np.ndarray] = field(default_factory=dict)  # receptacle -> its floor's centre, root frame
+    table_top: float | None = None  # [m] the table's top in the root frame; None: unknown (nothing starts in hand)
 
 
 @dataclass
@@ -84,7 +86,7 @@ class Expert(ABC):
     def _start(self, observation: Observation) -> None:
         q = observation.q
         self.scene = observation
-        self.waypoints = self.plan(observation.cubes[self.values["colour"]])
+        self.waypoints = self.first_plan(observation)
         self.arm = self.choose_arm(q)
         self.ik = ArmIK.for_group(self.embodiment, self.arm)
         self.q_cmd = q.copy()
@@ -150,6 +152,10 @@ class Expert(ABC):
         if self.orientation.shape == (3, 3):
             return float(np.linalg.norm(pin.log3(self.orientation @ achieved[:3, :3].T)))
         return float(np.arccos(np.clip(achieved[:3, 2] @ self.orientation, -1.0, 1.0)))
+
+    def first_plan(self, observation: Observation) -> list[tuple]:
+        """The plan from the state the expert starts in: for the named cube where it is."""
+        return self.plan(observation.cubes[self.values["colour"]])
 
     @abstractmethod
     def plan(self, cube: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -292,7 +298,7 @@ class PickExpert(Expert):
     def act(self, observation: Observation) -> Targets:
         cube = observation.cubes[self.values["colour"]]
         if not self._started:
-            self._planned_at, self._grasped = cube, False
+            self._planned_at, self._grasped, self._holding = cube, False, None
             self._stand, self._drives, self._approached = None, 0, 0.0
         elif self.grip == "closed":
             self._grasped = True
@@ -308,13 +314,34 @@ class PickExpert(Expert):
     def _start(self, observation: Observation) -> None:
         """Plan from here: from low within DIRECT_REACH over the cube, straight down to the grasp.
 
-        Not up over the cube first: a policy handing over there has the open fingers around it already.
+        Not up over the cube first: a policy handing over there has the open fingers around it
+        already. One handing over with the cube in its fingers (`first_plan`) leaves the expert
+        the rest: the fingers stay closed and the plan goes on from the lift.
         """
         first = not self._started
         super()._start(observation)
+        if self._holding is not None:
+            self.grip, self._grasped = "closed", True
+            return
         over, at = self.waypoints[0][0], self.waypoints[1][0]
         if first and np.linalg.norm(self.tool[:2] - at[:2]) < DIRECT_REACH and self.tool[2] < over[2]:
             self.waypoints.pop(0)
+
+    def first_plan(self, observation: Observation) -> list[tuple]:
+        """The whole plan, or with the cube already in an arm's fingers (`_holding`) the plan after the grasp.
+
+        In the fingers: off the table by GRASPED_HEIGHT, its centre within IN_HAND of the tool's.
+        The plan is then made for the cube as if it lay on the table below where it is.
+        """
+        cube = observation.cubes[self.values["colour"]]
+        self._holding = None
+        if observation.table_top is not None and not self._started:
+            rest = np.array([cube[0], cube[1], observation.table_top + CUBE_SIZE / 2])
+            for arm in self.arms if cube[2] - rest[2] > GRASPED_HEIGHT else ():
+                if np.linalg.norm(ArmIK.for_group(self.embodiment, arm).pose(observation.q)[:3, 3] - cube) < IN_HAND:
+                    self._holding = arm
+                    return self.plan(rest)[GRASP_WAYPOINTS - 1:]
+        return self.plan(cube)
 
     def destination(self, observation: Observation) -> np.ndarray:
         """Where the cube is to end up (root frame): for a pick, where it lies."""
@@ -388,8 +415,11 @@ class PickExpert(Expert):
 
         A humanoid's hand on the side of the cube may not reach where the cube goes, or reach it
         only with the wrist turned another quarter. A mobile base whose arm cannot get to the
-        grasp will drive first (`_plan_drive`).
+        grasp will drive first (`_plan_drive`). The arm holding the cube keeps it, and its turn.
         """
+        if self._holding is not None:
+            self._grasp = self.grasps(self._holding, q)[0]
+            return self._holding
         best = None
         for arm in self.arms:
             ik = ArmIK.for_group(self.embodiment, arm)

@@ -10,13 +10,23 @@ expert takes over at the first of:
   on the named cube: the model's own last centimetres, which the expert finishes;
 - `closing`: the model closes its fingers anywhere else, once they were open (an episode may start
   with them half closed; the expert opens them again and goes on);
-- `stalled`: the tool has moved less than STALL_DISTANCE in the last STALL_S;
+- `stalled`: the tool has stayed within STALL_DISTANCE of where it is for the last STALL_S;
 - `timeout`: the model has driven for `drive_s`.
 
-A model that lifts the named cube itself ends the drive with `lifted`, and no expert takes over
-(collect records nothing of that episode). What the expert does from a takeover on is a
-demonstration from a state the model reached: collect records only that part
-(vla_ros.data.collect).
+A model that lifts the named cube itself ends the drive with `lifted`, and no expert takes over.
+
+In an `own_grasp` share of the seeds (drawn per seed) the model grasps and carries itself, and the
+expert takes over where that goes wrong, after the grasp too: no `near`; `closing` only farther
+than OWN_CLOSE from the grasp; a close nearer that has not lifted the cube within MISS_S is
+`missed`; with the cube in its fingers, a model that opens them (RELEASING) farther than
+RELEASE_RADIUS (xy) from where the cube goes, or anywhere for a pick, has `released` it, and the
+expert takes over with the cube still in hand; a cube that slips out of the closed fingers is
+`dropped`, handed over once it rests; `stalled` and `timeout` as above. A model that
+completes the task ends the drive with `succeeded`.
+
+What the expert does from a takeover on is a demonstration from a state the model reached:
+collect records only that part (vla_ros.data.collect), and nothing of an episode the model
+finished itself (`lifted`, `succeeded`).
 """
 from __future__ import annotations
 
@@ -33,19 +43,24 @@ from vla_ros.embodiment.ik import ArmIK
 from vla_ros.errors import VlaRosError
 from vla_ros.sim.episode import step
 from vla_ros.sim.hardware import SimHardware
-from vla_ros.sim.tasks import GRASPED_HEIGHT, Task
+from vla_ros.sim.tasks import GRASPED_HEIGHT, STILL_SPEED, Task
 from vla_ros.sim.world import World
 
 TAKEOVER_TASKS = ("pick", "pick_place", "stack")  # tasks whose expert can take over from any pose before the grasp
 TAKEOVER_RADIUS = (0.005, 0.03)  # [m] from where the fingers close: the expert takes over within this
 CLOSING = 0.5  # of the gripper's range: a model commanding its fingers further closed is closing them
 STALL_S = 1.0  # [s]
-STALL_DISTANCE = 0.005  # [m] the tool moved less than this over STALL_S: stalled
+STALL_DISTANCE = 0.005  # [m] the tool stayed this near where it is over STALL_S: stalled
 REQUEST_FRACTION = 0.5  # of a chunk executed before the next is asked for (policy_node's default)
+OWN_CLOSE = 0.025  # [m] from the grasp: the model grasping itself may close its fingers this near
+MISS_S = 1.5  # [s] after such a close, the cube still not lifted: a missed grasp
+RELEASING = 0.8  # of the gripper's range: a model holding the cube that commands its fingers less closed lets go
+RELEASE_RADIUS = 0.03  # [m] xy from where the cube goes: letting go farther away is taken over
+MODEL_DID_IT = ("lifted", "succeeded")  # handovers where the model finished the task itself: nothing to record
 
 
 def takeover_rng(seed: int) -> np.random.Generator:
-    """The stream an episode's takeover distance is drawn from (apart from scene, task, wording)."""
+    """The stream an episode's takeover distance and own grasp are drawn from (apart from scene, task, wording)."""
     return np.random.default_rng([seed, 5])
 
 
@@ -54,11 +69,70 @@ class Handover:
     """Where the model's drive ended: at `seconds` of sim time, why, the tool that far from the grasp."""
 
     seconds: float
-    reason: str  # near, closing, stalled, timeout; "lifted" when the model picked the cube up itself
+    reason: str  # near, closing, missed, released, dropped, stalled, timeout; or one of MODEL_DID_IT
     distance_m: float
+    own_grasp: bool = False  # the model was left to grasp (and carry) itself
 
     def to_json(self) -> dict:
-        return {"at_s": round(self.seconds, 3), "reason": self.reason, "tool_to_grasp_m": round(self.distance_m, 4)}
+        return {"at_s": round(self.seconds, 3), "reason": self.reason, "tool_to_grasp_m": round(self.distance_m, 4),
+                "own_grasp": self.own_grasp}
+
+
+class _Watch:
+    """Period by period, whether the expert should take over from the model, and why (see the module)."""
+
+    def __init__(self, task: Task, radius: float, own_grasp: bool, start: float, drive_s: float):
+        self.task, self.radius, self.own_grasp, self.start, self.drive_s = task, radius, own_grasp, start, drive_s
+        self.path: deque[tuple[float, np.ndarray]] = deque()
+        self.opened = False  # the fingers were open since the drive began
+        self.closed_at: float | None = None  # [s] the model closed its fingers near the grasp
+        self.held = False  # the model has had the cube in its fingers ...
+        self.let_go = False  # ... and opened them near where it goes
+
+    def check(self, now: float, tool: np.ndarray, distance: float, closing: float, succeeded: bool) -> str | None:
+        """The reason to hand over now, or None; `closing` is the commanded fingers' share of their range."""
+        task = self.task
+        # In the fingers: off the table, or wherever once it was (down into a receptacle, say).
+        holding = task.world.touching_robot(task.target) and (self.held or task.lifted(task.target) > GRASPED_HEIGHT)
+        self.path.append((now, tool))
+        while self.path and self.path[0][0] < now - STALL_S:
+            self.path.popleft()
+        self.opened = self.opened or closing <= CLOSING
+        reason = self._own(now, distance, closing, holding, succeeded) if self.own_grasp else (
+            "lifted" if holding else "near" if distance < self.radius
+            else "closing" if self.opened and closing > CLOSING else None)
+        if reason is not None:
+            return reason
+        here = self.path[-1][1]
+        if now - self.start > STALL_S and max(np.linalg.norm(here - p) for _, p in self.path) < STALL_DISTANCE:
+            return "stalled"
+        return "timeout" if now - self.start >= self.drive_s else None
+
+    def _own(self, now: float, distance: float, closing: float, holding: bool, succeeded: bool) -> str | None:
+        task = self.task
+        if succeeded:
+            return "succeeded"
+        if holding:
+            self.held, self.closed_at = True, None
+            goal = task.destination()
+            cube = task.world.cube_pose(task.target)[0]
+            away = goal is None or float(np.linalg.norm(cube[:2] - goal[:2])) > RELEASE_RADIUS
+            return "released" if closing < RELEASING and away else None
+        if self.held and not self.let_go:
+            if closing < RELEASING:
+                self.let_go = True
+            else:  # out of the closed fingers: handed over once it rests, unless where it goes
+                cube = task.world.cube_pose(task.target)[0]
+                resting = np.linalg.norm(task.world.cube_velocity(task.target)) < STILL_SPEED
+                return "dropped" if resting and not task.at_goal(cube) else None
+        if self.let_go or not (self.opened and closing > CLOSING):
+            self.closed_at = None
+            return None
+        if self.closed_at is None:
+            if distance > OWN_CLOSE:
+                return "closing"
+            self.closed_at = now
+        return "missed" if now - self.closed_at > MISS_S else None
 
 
 class ChunkSource(Protocol):
@@ -88,14 +162,19 @@ class ModelDriver:
         self.control_dt = 1.0 / self.embodiment.control_rate_hz
         self.substeps = max(1, round(self.control_dt / world.model.opt.timestep))
 
-    def drive(self, task: Task, instruction: str, seed: int, drive_s: float) -> Handover:
-        """Let the policy drive the started episode until the expert should take over (see the module)."""
+    def drive(self, task: Task, instruction: str, seed: int, drive_s: float, own_grasp: float = 0.0) -> Handover:
+        """Let the policy drive the started episode until the expert should take over (see the module).
+
+        The model grasps itself in `own_grasp` of the seeds (0-1, drawn per seed).
+        """
         if task.name not in TAKEOVER_TASKS:
             raise VlaRosError(f"task {task.name!r} has no takeover (only {', '.join(TAKEOVER_TASKS)})")
         world, embodiment = self.world, self.embodiment
         controller = Controller(embodiment, ControllerConfig(upper_body_ramp_s=0.0))
         self.policy.reset()
-        radius = float(takeover_rng(seed).uniform(*TAKEOVER_RADIUS))
+        rng = takeover_rng(seed)
+        radius = float(rng.uniform(*TAKEOVER_RADIUS))
+        own = own_grasp > 0.0 and bool(rng.random() < own_grasp)
         arms = [g for g in embodiment.commanded_groups if g.kind == "arm" and embodiment.end_effector(g) is not None]
         arm = min(arms, key=lambda a: self._tool_to_cube(ArmIK.for_group(embodiment, a), task)[1])
         ik = ArmIK.for_group(embodiment, arm)
@@ -103,9 +182,7 @@ class ModelDriver:
         open_at, closed_at = gripper.grip_range()
         finger = [list(controller.joints).index(j) for j in gripper.joints]
         next_request = float(world.data.time)
-        start = float(world.data.time)
-        path: deque[tuple[float, np.ndarray]] = deque()
-        opened = False
+        watch = _Watch(task, radius, own, float(world.data.time), drive_s)
         while True:
             now = float(world.data.time)
             q, qd = world.joint_vector(), world.joint_velocity_vector()
@@ -123,24 +200,13 @@ class ModelDriver:
                 if command is not None:
                     self.hardware.command(group, command, now)
             step(world, self.hardware, self.substeps, self.control_dt)
-            task.update(self.control_dt)
+            status = task.update(self.control_dt)
             now = float(world.data.time)
             tool, distance = self._tool_to_cube(ik, task)
-            if task.lifted(task.target) > GRASPED_HEIGHT and world.touching_robot(task.target):
-                return Handover(now, "lifted", distance)
-            path.append((now, tool))
-            while path and path[0][0] < now - STALL_S:
-                path.popleft()
             closing = float(np.mean((out.q_command[finger] - open_at) / (closed_at - open_at)))
-            opened = opened or closing <= CLOSING
-            if distance < radius:
-                return Handover(now, "near", distance)
-            if opened and closing > CLOSING:
-                return Handover(now, "closing", distance)
-            if now - start > STALL_S and np.linalg.norm(path[-1][1] - path[0][1]) < STALL_DISTANCE:
-                return Handover(now, "stalled", distance)
-            if now - start >= drive_s:
-                return Handover(now, "timeout", distance)
+            reason = watch.check(now, tool, distance, closing, status.success)
+            if reason is not None:
+                return Handover(now, reason, distance, own)
 
     def _tool_to_cube(self, ik: ArmIK, task: Task) -> tuple[np.ndarray, float]:
         """`ik`'s tool position (root frame) and its distance [m] to the named cube's centre (the grasp)."""

@@ -171,6 +171,10 @@ class Manipulation(Task):
     def describe(self, position: np.ndarray) -> str:
         """How far the cube is from the goal, in words."""
 
+    @abstractmethod
+    def destination(self) -> np.ndarray | None:
+        """(3,) where the cube is to be let go (world frame), or None: nowhere, it is to be held."""
+
     def update(self, dt: float) -> TaskStatus:
         position, _ = self.world.cube_pose(self.target)
         height = self.lifted(self.target)
@@ -222,6 +226,9 @@ class Pick(Manipulation):
     def describe(self, position: np.ndarray) -> str:
         return f"{self.target} cube lifted {self.lifted(self.target):.3f} m"
 
+    def destination(self) -> None:
+        return None
+
     def progress(self, position: np.ndarray, height: float) -> float:
         return float(np.clip(height / LIFT_HEIGHT, 0, 1))
 
@@ -255,6 +262,9 @@ class PickPlace(Manipulation):
         distance = float(np.linalg.norm(position[:2] - self.world.tray[:2]))
         return f"{self.target} cube {distance:.3f} m from the {self.values['receptacle']}"
 
+    def destination(self) -> np.ndarray:
+        return self.world.tray
+
 
 class Stack(Manipulation):
     """Put the cube on top of another and let go of it."""
@@ -280,6 +290,9 @@ class Stack(Manipulation):
         base, _ = self.world.cube_pose(self.values["base"])
         distance = float(np.linalg.norm(position[:2] - base[:2]))
         return f"{self.target} cube {distance:.3f} m from the {self.values['base']} cube"
+
+    def destination(self) -> np.ndarray:
+        return self.world.cube_pose(self.values["base"])[0]
 
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Reach, Push, Pick, PickPlace, Stack)}
