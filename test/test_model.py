@@ -1,4 +1,5 @@
 """The built-in VLA: shapes and masks per embodiment, learning, checkpoints, the builtin backend."""
+import dataclasses
 import json
 
 import numpy as np
@@ -154,6 +155,25 @@ def trained(episodes, tmp_path_factory):
     path = tmp_path_factory.mktemp("checkpoint") / "tiny"
     save_checkpoint(path, model, optimizer, {"step": settings.steps})
     return model, history, path
+
+
+def test_paraphrased_batches_word_a_frame_in_any_instruction_of_its_task_and_no_other(episodes, trained):
+    """Two wordings of one task are drawn for the frames of both its episodes; another task's never."""
+    arm7, samples = episodes
+    model, _, _ = trained
+    said_as = [("reach:red", "reach the red cube"), ("reach:red", "go to the red block"),
+               ("reach:blue", "reach the blue cube")]
+    worded = [dataclasses.replace(s, task=task, instructions=[words] * len(s))
+              for s, (task, words) in zip(samples, said_as)]
+    encoder = shared_encoder()
+    texts = encoder.encode(["reach the red cube", "go to the red block", "reach the blue cube"])
+    rows = np.arange(len(worded[0]))  # the first episode's frames
+    rng = np.random.default_rng(0)
+    drawn = Batches(worded, model.config, encoder, paraphrase=True).select("arm7", np.repeat(rows, 20), rng)["text"]
+    said = [int(np.argmax(texts @ t.numpy())) for t in drawn]
+    assert set(said) == {0, 1}, said
+    recorded = Batches(worded, model.config, encoder).select("arm7", rows, rng)["text"]
+    assert [int(np.argmax(texts @ t.numpy())) for t in recorded] == [0] * len(rows)
 
 
 def test_the_loss_falls_on_a_handful_of_episodes(trained):

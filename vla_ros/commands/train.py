@@ -32,6 +32,9 @@ def register(verbs) -> None:
                        help="fine-tune: start from a checkpoint's weights, statistics, chunk and architecture, with a "
                             "fresh optimizer and step count (new data for the embodiments it knows)")
     parser.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
+    parser.add_argument("--paraphrase", action="store_true",
+                        help="word each drawn frame in any instruction the data has for its episode's task, not only "
+                             "the one it was recorded with")
     parser.set_defaults(handler=run)
 
 
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     torch.manual_seed(args.seed)
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                             validate_every=args.validate_every)
+                             validate_every=args.validate_every, paraphrase=args.paraphrase)
     base = args.resume or args.init
     based = read_config(base) if base else None
     horizon, dt = (based.horizon, based.dt) if based else (args.horizon, args.dt)
@@ -122,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         if start_step >= settings.steps:
             raise VlaRosError(f"--resume {args.resume} is at step {start_step} already; ask for more --steps")
     encoder = shared_encoder()
-    training = Batches(samples["train"], model.config, encoder)
+    training = Batches(samples["train"], model.config, encoder, settings.paraphrase)
     validation = Batches(samples["validation"], model.config, encoder)
     instructions = sorted({t for split in samples.values() for s in split for t in s.instructions})
     summary = {

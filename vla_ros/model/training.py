@@ -48,6 +48,7 @@ class TrainSettings:
     seed: int = 0
     validate_every: int = 250
     shift: int = 4  # [px] random image shift
+    paraphrase: bool = False  # a drawn frame's instruction: any wording the data has of its task (`Batches`)
 
 
 @dataclass
@@ -83,13 +84,25 @@ def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodimen
 
 
 class Batches:
-    """The samples of a split held as arrays per embodiment, served as random batches."""
+    """The samples of a split held as arrays per embodiment, served as random batches.
 
-    def __init__(self, samples: list[EpisodeSamples], config: ModelConfig, encoder: LanguageEncoder):
+    With `paraphrase`, a randomly drawn frame is worded in any of the instructions the split has for
+    its episode's task (`pick:red`: "lift the red cube", "pick the red block up", ...), not only
+    the one it was recorded with: each phrasing is seen with every scene of its task.
+    """
+
+    def __init__(self, samples: list[EpisodeSamples], config: ModelConfig, encoder: LanguageEncoder,
+                 paraphrase: bool = False):
         self.config = config
         texts = sorted({t for s in samples for t in s.instructions})
         self.text = torch.from_numpy(encoder.encode(texts)) if texts else torch.zeros(0, config.architecture.text_dim)
         index = {t: i for i, t in enumerate(texts)}
+        wordings: dict[str, set[int]] = {}  # an episode's frames all say its task: the task spec, else the words
+        for s in samples:
+            for t in s.instructions:
+                wordings.setdefault(s.task or t, set()).add(index[t])
+        meaning_of = {meaning: i for i, meaning in enumerate(wordings)}
+        self.wordings = [np.array(sorted(w)) for w in wordings.values()] if paraphrase else []
         self.parts = {}
         for name, stats in config.embodiments.items():
             mine = [s for s in samples if s.embodiment == name and len(s)]
@@ -103,6 +116,7 @@ class Batches:
                 "state": torch.from_numpy(normalization.state(states)),
                 "actions": torch.from_numpy(normalization.actions(actions, states)),
                 "text": torch.tensor([index[t] for s in mine for t in s.instructions]),
+                "meaning": np.array([meaning_of[s.task or t] for s in mine for t in s.instructions], dtype=int),
                 "mask": torch.from_numpy(normalization.mask.copy()),
                 "goal": torch.from_numpy(normalization.goal(sample_goals(mine, stats.goal_in_tool)))
                 if normalization.has_goal else None,
@@ -126,7 +140,10 @@ class Batches:
     def select(self, name: str, rows: np.ndarray, rng: np.random.Generator | None = None, shift: int = 0) -> dict:
         part = self.parts[name]
         images = {c: _to_tensor(frames[rows], rng, shift) for c, frames in part["images"].items()}
-        return {"images": images, "text": self.text[part["text"][rows]], "state": part["state"][rows],
+        text = part["text"][rows]
+        if rng is not None and self.wordings:
+            text = torch.tensor([int(rng.choice(self.wordings[m])) for m in part["meaning"][rows]])
+        return {"images": images, "text": self.text[text], "state": part["state"][rows],
                 "actions": part["actions"][rows], "mask": part["mask"],
                 "goal": None if part["goal"] is None else part["goal"][rows]}
 
