@@ -243,3 +243,20 @@ def test_a_tool_that_comes_down_and_goes_back_up_has_not_stalled():
     for step in range(120, 240):
         reason = watch.check(0.01 * step, np.array([0.0, 0.0, 0.1]), 0.1, 0.0, False)
     assert reason == "stalled"
+
+
+@pytest.mark.slow
+def test_the_shipped_model_grasping_itself_lets_go_and_the_expert_goes_on_with_the_cube_in_hand(arm7, tmp_path):
+    """Own grasp: the model lifts the cube, opens its fingers; the recording starts with them closed on it."""
+    collector = Collector(arm7, PolicyChunks(BuiltinPolicy(arm7, "arm7"), arm7), drive_s=12.0, own_grasp=1.0)
+    try:
+        recorded = collector.record("pick", 60005, tmp_path, max_seconds=20.0)
+    finally:
+        collector.close()
+    assert recorded.handover.reason == "released" and recorded.handover.own_grasp
+    assert recorded.result.success
+    episode = read_episode(recorded.path, cameras=False)
+    assert episode.outcome["takeover"]["own_grasp"] is True
+    finger = episode.commands.names.index("finger_joint")
+    _, closed = arm7.groups["gripper"].grip_range()
+    assert episode.commands.values[0, finger] == pytest.approx(closed[0]), "the expert opened the fingers first"
