@@ -42,7 +42,8 @@ def phrasing_rng(seed: int) -> np.random.Generator:
 
 def observe(world: World) -> Observation:
     """The expert's privileged view: joints, cube centres, receptacles and the table top in the robot's root frame."""
-    to_root = np.linalg.inv(world.root_pose())
+    root = world.root_pose()
+    to_root = np.linalg.inv(root)
     cubes = {c: (to_root @ np.append(world.cube_pose(c)[0], 1.0))[:3] for c in world.colours}
     yaws = {}
     for colour in world.colours:
@@ -51,7 +52,7 @@ def observe(world: World) -> Observation:
         in_root = to_root[:3, :3] @ rotation.reshape(3, 3)
         yaws[colour] = float(np.arctan2(in_root[1, 0], in_root[0, 0]))
     places = {"tray": (to_root @ np.append(world.tray, 1.0))[:3]} if world.tray is not None else {}
-    table_top = float((to_root @ np.array([*world.root_pose()[:2, 3], world.layout.table_top, 1.0]))[2])
+    table_top = float((to_root @ np.array([*root[:2, 3], world.layout.table_top, 1.0]))[2])
     return Observation(float(world.data.time), world.joint_vector(), cubes, yaws, places, table_top)
 
 

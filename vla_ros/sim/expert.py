@@ -298,7 +298,7 @@ class PickExpert(Expert):
     def act(self, observation: Observation) -> Targets:
         cube = observation.cubes[self.values["colour"]]
         if not self._started:
-            self._planned_at, self._grasped, self._holding = cube, False, None
+            self._planned_at, self._grasped = cube, False
             self._stand, self._drives, self._approached = None, 0, 0.0
         elif self.grip == "closed":
             self._grasped = True

@@ -255,11 +255,11 @@ class PickPlace(Manipulation):
 
     def at_goal(self, position: np.ndarray) -> bool:
         inside = TRAY_SIZE / 2 - 0.01 - CUBE_SIZE / 2
-        offset = position - self.world.tray
+        offset = position - self.destination()
         return bool(np.all(np.abs(offset[:2]) < inside) and offset[2] < TRAY_FLOOR + CUBE_SIZE)
 
     def describe(self, position: np.ndarray) -> str:
-        distance = float(np.linalg.norm(position[:2] - self.world.tray[:2]))
+        distance = float(np.linalg.norm(position[:2] - self.destination()[:2]))
         return f"{self.target} cube {distance:.3f} m from the {self.values['receptacle']}"
 
     def destination(self) -> np.ndarray:
@@ -281,14 +281,12 @@ class Stack(Manipulation):
     }
 
     def at_goal(self, position: np.ndarray) -> bool:
-        base, _ = self.world.cube_pose(self.values["base"])
-        offset = position - base
+        offset = position - self.destination()
         return bool(np.linalg.norm(offset[:2]) < CUBE_SIZE / 2
                     and abs(offset[2] - CUBE_SIZE) < 0.01 and self.lifted(self.values["base"]) < 0.01)
 
     def describe(self, position: np.ndarray) -> str:
-        base, _ = self.world.cube_pose(self.values["base"])
-        distance = float(np.linalg.norm(position[:2] - base[:2]))
+        distance = float(np.linalg.norm(position[:2] - self.destination()[:2]))
         return f"{self.target} cube {distance:.3f} m from the {self.values['base']} cube"
 
     def destination(self) -> np.ndarray:
