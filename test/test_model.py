@@ -1,6 +1,8 @@
 """The built-in VLA: shapes and masks per embodiment, learning, checkpoints, the builtin backend."""
 import dataclasses
+import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,9 +14,10 @@ from vla_ros.data.bag import read_episode
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import episode_samples
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
+from vla_ros.errors import VlaRosError
 from vla_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from vla_ros.model.config import Architecture, CheckpointError, EmbodimentStats, ModelConfig
-from vla_ros.model.language import shared_encoder
+from vla_ros.model.language import InstructionReader, shared_encoder
 from vla_ros.model.network import VLA
 from vla_ros.model.normalization import Normalization
 from vla_ros.model.training import (
@@ -24,9 +27,11 @@ from vla_ros.model.training import (
     goal_noise,
     make_optimizer,
     model_config,
+    task_wordings,
     train,
 )
 from vla_ros.policy import Observation, PolicyError, make_policy
+from vla_ros.sim.tasks import TASKS
 
 SHIPPED = ("arm7", "mobile_manipulator", "humanoid_upper")
 TINY = Architecture(image_size=(32, 32), channels=(8, 16, 16, 32), d_model=32, heads=2, trunk_layers=1,
@@ -176,6 +181,70 @@ def test_paraphrased_batches_word_a_frame_in_any_instruction_of_its_task_and_no_
     assert [int(np.argmax(texts @ t.numpy())) for t in recorded] == [0] * len(rows)
 
 
+def registry_wordings(split: str, tasks=("reach", "pick", "pick_place", "stack"), colours=("red", "green", "blue")):
+    """Task spec -> the registry's `split` phrasings of it, for every spec of `tasks` over `colours`."""
+    wordings = {}
+    for name in tasks:
+        task = TASKS[name]
+        for colour, other in itertools.permutations(colours, 2):
+            values = {"colour": colour, "base": other, "receptacle": "tray"}
+            spec = ":".join([name, *(values[p] for p in task.parameters)])
+            wordings.setdefault(spec, set()).update(t.format(**values) for t in task.phrasings[split])
+    return {spec: sorted(texts) for spec, texts in wordings.items()}
+
+
+def test_the_reader_names_the_task_of_every_held_out_reach_pick_and_pick_place_wording():
+    """Fitted on the train phrasings only; stacking's order (which cube goes on which) it cannot always tell."""
+    train = registry_wordings("train")
+    reader = InstructionReader(train, shared_encoder())
+    held_out = registry_wordings("held_out", tasks=("reach", "pick", "pick_place"))
+    misread = {text: reader.read(text).task for spec, texts in held_out.items() for text in texts
+               if reader.read(text).task != spec}
+    assert not misread, misread
+    reading = reader.read("grasp the red cube and hold it up")
+    assert reading.task == "pick:red" and reading.wording in train["pick:red"] and 0 < reading.probability <= 1
+    assert reader.read("could you pile the red box on the blue box").task.startswith("stack:")
+    with pytest.raises(VlaRosError, match="two or more tasks"):
+        InstructionReader({"reach:red": ["reach the red cube"]}, shared_encoder())
+
+
+def test_task_wordings_merge_known_ones_and_skip_episodes_whose_instruction_changed(episodes):
+    _, samples = episodes
+    said = [("reach:red", ["reach the red cube"]), ("reach:blue", ["go to the blue block", "now the red one"]),
+            ("", ["touch the green cube"])]
+    worded = [dataclasses.replace(s, task=task, instructions=[words[i * len(words) // len(s)] for i in range(len(s))])
+              for s, (task, words) in zip(samples, said)]
+    assert task_wordings(worded) == {"reach:red": ["reach the red cube"]}
+    assert task_wordings(worded, {"reach:red": ["move to the red cube"], "pick:red": ["lift the red cube"]}) == {
+        "pick:red": ["lift the red cube"], "reach:red": ["move to the red cube", "reach the red cube"]}
+
+
+def test_the_builtin_backend_reads_an_instruction_as_a_task_it_knows(trained, episodes, tmp_path):
+    """With the checkpoint's task wordings, unseen words drive the model as the task's typical wording does."""
+    arm7, samples = episodes
+    _, _, path = trained
+    shutil.copytree(path, tmp_path / "reader")
+    config = json.loads((tmp_path / "reader" / "config.json").read_text())
+    config["instructions"] = registry_wordings("train", tasks=("reach", "pick"))
+    (tmp_path / "reader" / "config.json").write_text(json.dumps(config))
+    sample = samples[0]
+    images = {c: np.repeat(np.repeat(f[0], 7, 0), 7, 1) for c, f in sample.images.items()}
+
+    def chunk(policy, words):
+        policy.reset()
+        return policy.infer(Observation(images, sample.states[0], words, 0.0)).actions
+
+    reading = make_policy("builtin", arm7, {"checkpoint": str(tmp_path / "reader")})
+    assert reading.metadata["tasks"] == sorted(config["instructions"])
+    held_out = chunk(reading, "grasp the blue cube and hold it up")
+    assert "read 'grasp the blue cube and hold it up' as pick:blue" in reading.state
+    np.testing.assert_array_equal(held_out, chunk(reading, reading.reader.typical["pick:blue"]))
+    literal = make_policy("builtin", arm7, {"checkpoint": str(tmp_path / "reader"), "read_instructions": False})
+    assert literal.reader is None and literal.metadata["tasks"] == []
+    assert np.abs(chunk(literal, "grasp the blue cube and hold it up") - held_out).max() > 1e-4
+    assert make_policy("builtin", arm7, {"checkpoint": str(path)}).reader is None  # a checkpoint without wordings
+
+
 def test_the_loss_falls_on_a_handful_of_episodes(trained):
     _, history, _ = trained
     first, last = history.train[0][1], history.train[-1][1]
@@ -299,6 +368,8 @@ def test_train_cli_writes_a_checkpoint_resumes_it_fine_tunes_it_and_is_seeded(ep
     assert {"model.safetensors", "config.json", "loss.png"} <= {p.name for p in (tmp_path / "a").iterdir()}
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["training"]["episodes"] == 3 and config["training"]["step"] == 2
+    assert config["instructions"] and all(task.startswith("reach:") for task in config["instructions"])
+    assert {t for texts in config["instructions"].values() for t in texts} <= set(config["training"]["instructions"])
     assert train_cli(tmp_path / "b", "--steps", "2")[0] == 0
     first, second = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("a", "b"))
     assert all(torch.equal(first[k], second[k]) for k in first)

@@ -84,6 +84,8 @@ class ModelConfig:
     dt: float = 0.05  # [s] between actions
     cameras: list[str] = field(default_factory=list)  # every camera name the model has an embedding for
     embodiments: dict[str, EmbodimentStats] = field(default_factory=dict)
+    # task -> the instructions its training episodes were given, for the reader (vla_ros.model.language)
+    instructions: dict[str, list[str]] = field(default_factory=dict)
     training: dict = field(default_factory=dict)  # data summary, steps, losses: for people, not for loading
 
     def to_json(self) -> dict:
@@ -99,6 +101,7 @@ class ModelConfig:
                 architecture=Architecture(**architecture), width=int(data["width"]), horizon=int(data["horizon"]),
                 dt=float(data["dt"]), cameras=list(data["cameras"]),
                 embodiments={name: EmbodimentStats(**stats) for name, stats in data["embodiments"].items()},
+                instructions={task: [str(t) for t in texts] for task, texts in data.get("instructions", {}).items()},
                 training=dict(data.get("training", {})))
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"config.json does not describe a vla_ros model: {error!r}") from None

@@ -61,6 +61,19 @@ class History:
     goal_error: list[tuple[int, float]] = field(default_factory=list)  # [m] mean distance of predicted goals
 
 
+def task_wordings(samples: list[EpisodeSamples], known: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Task -> the instructions of its episodes (merged into `known`), for the instruction reader.
+
+    Only episodes with a task and one instruction count: one whose instruction changed partway
+    (collect --switch) is filed under one task with the words of two.
+    """
+    wordings = {task: set(texts) for task, texts in (known or {}).items()}
+    for s in samples:
+        if s.task and len(set(s.instructions)) == 1:
+            wordings.setdefault(s.task, set()).add(s.instructions[0])
+    return {task: sorted(texts) for task, texts in sorted(wordings.items())}
+
+
 def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodiment], horizon: int, dt: float,
                  architecture: Architecture) -> ModelConfig:
     """A config whose per-embodiment statistics come from `samples` (the training split)."""

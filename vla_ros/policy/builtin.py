@@ -4,7 +4,9 @@
 (default: the arm7 reaching demo). The embodiment must be one the checkpoint was trained on,
 with the same action layout and cameras; anything else is refused at load time, naming what
 differs. With a prefix (the actions that execute while inference runs) and `guidance` on, the
-chunk is sampled to agree with it (real-time chunking).
+chunk is sampled to agree with it (real-time chunking). With `read_instructions` on and a
+checkpoint that lists the instructions of its tasks, each instruction is read as one of those tasks
+and the model is given that task's typical training wording (vla_ros.model.language).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from vla_ros.embodiment.goals import goal_in_root
 from vla_ros.media import resize
 from vla_ros.model.checkpoint import load_checkpoint
 from vla_ros.model.config import CheckpointError
-from vla_ros.model.language import shared_encoder
+from vla_ros.model.language import InstructionReader, Reading, shared_encoder
 from vla_ros.model.normalization import Normalization
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
 from vla_ros.policy.registry import backend, describe
@@ -47,7 +49,7 @@ class BuiltinPolicy(Policy):
     supports_prefix = True
 
     def __init__(self, embodiment: Embodiment, checkpoint: str = DEFAULT_CHECKPOINT, steps: int = 0,
-                 guidance: bool = True, seed: int = 0, threads: int = 1):
+                 guidance: bool = True, seed: int = 0, threads: int = 1, read_instructions: bool = True):
         self.path = checkpoint_path(checkpoint)
         try:
             self.model = load_checkpoint(self.path)
@@ -81,11 +83,15 @@ class BuiltinPolicy(Policy):
         torch.set_num_threads(max(1, int(threads)))
         self.encoder = shared_encoder()
         self.encoder.encode(["warm up"])  # load the language model now, not at the first request
+        self.reader = InstructionReader(config.instructions, self.encoder) \
+            if read_instructions and len(config.instructions) > 1 else None
+        self.reading: tuple[str, Reading] | None = None  # the last instruction and what it was read as
         height, width = config.architecture.image_size
         self.image_size = (height, width)
         self._metadata = describe(embodiment, "builtin", config.horizon, config.dt,
                                   cameras={name: (height, width) for name in stats.cameras}, supports_prefix=True)
-        self._metadata.update({"checkpoint": str(self.path), "denoising_steps": self.steps, "guidance": self.guidance})
+        self._metadata.update({"checkpoint": str(self.path), "denoising_steps": self.steps, "guidance": self.guidance,
+                               "tasks": self.reader.tasks if self.reader else []})
 
     @property
     def metadata(self) -> dict:
@@ -118,7 +124,11 @@ class BuiltinPolicy(Policy):
                                   f"{None if frame is None else frame.shape}")
             pixels = resize(np.asarray(frame, dtype=np.uint8), *self.image_size)
             images[name] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
-        text = torch.from_numpy(self.encoder.encode([observation.instruction]))
+        words = observation.instruction
+        if self.reader is not None:
+            self.reading = words, self.reader.read(words)
+            words = self.reading[1].wording
+        text = torch.from_numpy(self.encoder.encode([words]))
         with torch.inference_mode():
             context, goal = self.model.prefix(images, text, torch.from_numpy(self.normalization.state(state[None])),
                                               self.embodiment)
@@ -144,4 +154,9 @@ class BuiltinPolicy(Policy):
             if self.normalization.goal_in_tool:
                 position = goal_in_root(position, at, self._body, self.io)
             goal = f", goal ({', '.join(f'{v:.3f}' for v in position)}) m in the root frame ({self.goal_frame})"
-        return f"{self.path.name}: {self.steps} denoising steps, guidance {'on' if self.guidance else 'off'}{goal}"
+        read = ""
+        if self.reading is not None:
+            instruction, reading = self.reading
+            read = f", read {instruction!r} as {reading.task} (p {reading.probability:.2f}: {reading.wording!r})"
+        return (f"{self.path.name}: {self.steps} denoising steps, guidance {'on' if self.guidance else 'off'}"
+                f"{read}{goal}")
