@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             raise VlaRosError(f"{option} {base}: the checkpoint has no statistics for {', '.join(missing)}")
     else:
         model = VLA(model_config(samples["train"], embodiments, horizon, dt, architecture))
-    model.config.instructions = task_wordings(samples["train"], model.config.instructions)
+    model.config.instructions = task_wordings(samples["train"] + samples["validation"], model.config.instructions)
     optimizer = make_optimizer(model, settings)
     start_step, history, elapsed_before = 0, None, 0.0
     if args.resume:
