@@ -15,7 +15,8 @@ import re
 import tempfile
 from pathlib import Path
 
-DEFAULT_INSTRUCTIONS = ("reach the red cube", "now go to the blue block", "touch the green cube")
+DEFAULT_INSTRUCTIONS = ("reach the red cube", "put the green cube in the tray", "now go to the blue block",
+                        "lift the blue cube")
 SHEET_FRAMES = 5  # per episode
 REACH_SECONDS = 8.0  # default time limits per episode [s] ...
 MANIPULATION_SECONDS = 15.0  # ... for a task that grasps
