@@ -74,6 +74,7 @@ def shared_encoder() -> LanguageEncoder:
 class Reading:
     """What an instruction was read as: a task, how sure the reader is, the wording the model is given."""
 
+    instruction: str
     task: str
     probability: float
     wording: str
@@ -127,5 +128,6 @@ class InstructionReader:
             probabilities /= probabilities.sum()
             best = int(np.argmax(probabilities))
             task = self.tasks[best]
-            self._cache[instruction] = Reading(task, float(probabilities[best]), self.typical[task])
+            self._cache[instruction] = Reading(instruction, task, float(probabilities[best]),
+                                                self.typical[task])
         return self._cache[instruction]

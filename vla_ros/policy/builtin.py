@@ -85,7 +85,7 @@ class BuiltinPolicy(Policy):
         self.encoder.encode(["warm up"])  # load the language model now, not at the first request
         self.reader = InstructionReader(config.instructions, self.encoder) \
             if read_instructions and len(config.instructions) > 1 else None
-        self.reading: tuple[str, Reading] | None = None  # the last instruction and what it was read as
+        self.reading: Reading | None = None  # what the last instruction was read as
         height, width = config.architecture.image_size
         self.image_size = (height, width)
         self._metadata = describe(embodiment, "builtin", config.horizon, config.dt,
@@ -126,8 +126,8 @@ class BuiltinPolicy(Policy):
             images[name] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
         words = observation.instruction
         if self.reader is not None:
-            self.reading = words, self.reader.read(words)
-            words = self.reading[1].wording
+            self.reading = self.reader.read(words)
+            words = self.reading.wording
         text = torch.from_numpy(self.encoder.encode([words]))
         with torch.inference_mode():
             context, goal = self.model.prefix(images, text, torch.from_numpy(self.normalization.state(state[None])),
@@ -155,8 +155,8 @@ class BuiltinPolicy(Policy):
                 position = goal_in_root(position, at, self._body, self.io)
             goal = f", goal ({', '.join(f'{v:.3f}' for v in position)}) m in the root frame ({self.goal_frame})"
         read = ""
-        if self.reading is not None:
-            instruction, reading = self.reading
-            read = f", read {instruction!r} as {reading.task} (p {reading.probability:.2f}: {reading.wording!r})"
+        if (reading := self.reading) is not None:
+            read = (f", read {reading.instruction!r} as {reading.task} (p {reading.probability:.2f}: "
+                    f"{reading.wording!r})")
         return (f"{self.path.name}: {self.steps} denoising steps, guidance {'on' if self.guidance else 'off'}"
                 f"{read}{goal}")
