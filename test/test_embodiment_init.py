@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import console_script
 from vla_ros.embodiment import EmbodimentError, UrdfError, load_embodiment
@@ -23,6 +24,19 @@ def groups_of(embodiment) -> dict[str, tuple[str, tuple[str, ...]]]:
     if embodiment.base is not None:
         found[embodiment.base.name] = ("base", embodiment.base.wheel_joints)
     return found
+
+
+def test_the_shipped_ur5e_is_what_init_drafts_from_its_vendor_urdf_with_cameras_renamed(tmp_path):
+    """config/ur5e.yaml is init's draft of urdf/ur5e/ur5e.urdf; only the camera names changed (front, wrist)."""
+    drafted = draft_and_load(REPO / "urdf" / "ur5e" / "ur5e.urdf", tmp_path / "ur5e.yaml")
+    shipped = load_embodiment("ur5e")
+    assert groups_of(drafted) == groups_of(shipped) == {"arm": ("arm", (
+        "shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint", "wrist_3_joint"))}
+    draft, config = (yaml.safe_load(path.read_text()) for path in (tmp_path / "ur5e.yaml", REPO / "config/ur5e.yaml"))
+    renamed = {"front_camera": "front", "wrist_camera": "wrist"}
+    draft["cameras"] = {renamed[name]: {**camera, "topic": f"camera/{renamed[name]}/image_raw"}
+                        for name, camera in draft["cameras"].items()}
+    assert {k: v for k, v in draft.items() if k != "urdf"} == {k: v for k, v in config.items() if k != "urdf"}
 
 
 @pytest.mark.parametrize("name", ["arm7", "mobile_manipulator", "humanoid_upper"])
