@@ -24,6 +24,7 @@ from vla_ros.model.training import (
     GOAL_NOISE,
     Batches,
     TrainSettings,
+    add_embodiments,
     goal_noise,
     make_optimizer,
     model_config,
@@ -321,10 +322,42 @@ def test_a_mismatched_checkpoint_fails_and_says_what_does_not_fit(trained, tmp_p
 
 def test_the_builtin_backend_refuses_an_embodiment_the_checkpoint_does_not_know(trained):
     _, _, path = trained
-    with pytest.raises(PolicyError, match="was not trained on 'mobile_manipulator'.*knows arm7"):
+    with pytest.raises(PolicyError, match="was not trained on 'mobile_manipulator'.*knows arm7.*to add it.*"
+                                          f"vla-ros train --init {path} --data"):
         make_policy("builtin", load_embodiment("mobile_manipulator"), {"checkpoint": str(path)})
     with pytest.raises(PolicyError, match="no checkpoint 'nowhere'"):
         make_policy("builtin", load_embodiment("arm7"), {"checkpoint": "nowhere"})
+
+
+def test_a_checkpoint_grows_to_a_new_body_and_answers_for_the_old_one_as_before(trained, tmp_path):
+    """Adding a body (with a camera the checkpoint never saw) keeps every old weight and old answer."""
+    model, _, _ = trained
+    humanoid = load_embodiment("humanoid_upper")
+    collector = Collector(humanoid)
+    try:
+        recorded = collector.record("reach", 0, tmp_path, linger_s=0.3)
+    finally:
+        collector.close()
+    samples = [episode_samples(read_episode(recorded.path), humanoid, 4, 0.1, (32, 32))]
+    grown = add_embodiments(model, samples, {"humanoid_upper": humanoid}).eval()
+    assert list(grown.config.embodiments) == ["arm7", "humanoid_upper"]
+    assert grown.config.cameras == ["front", "wrist", "head"]
+    assert grown.config.instructions == model.config.instructions
+
+    def chunk(network, name, cameras):
+        rng = np.random.default_rng(1)
+        images = {c: torch.from_numpy(rng.random((1, 3, 32, 32), dtype=np.float32)) for c in cameras}
+        text = torch.from_numpy(rng.normal(size=(1, 384)).astype(np.float32))
+        state = torch.from_numpy(rng.normal(size=(1, 32)).astype(np.float32))
+        context, goal = network.prefix(images, text, state, name)
+        mask = torch.from_numpy(Normalization(network.config.embodiments[name], 32).mask.astype(np.float32))
+        return network.sample(context, mask, 4, torch.Generator().manual_seed(0)), goal
+
+    before, after = chunk(model, "arm7", ["front", "wrist"]), chunk(grown, "arm7", ["front", "wrist"])
+    assert torch.allclose(before[0], after[0], atol=1e-5) and torch.allclose(before[1], after[1], atol=1e-5)
+    actions, goal = chunk(grown, "humanoid_upper", ["head"])
+    used = grown.config.embodiments["humanoid_upper"].mask
+    assert goal.shape == (1, 3) and torch.all(actions[..., ~torch.tensor(used)] == 0)
 
 
 def test_the_builtin_backend_answers_in_the_embodiment_layout_and_honours_the_prefix(trained, episodes):

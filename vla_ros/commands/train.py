@@ -30,7 +30,7 @@ def register(verbs) -> None:
     start.add_argument("--resume", type=Path, help="continue a checkpoint written by train (same data) up to --steps")
     start.add_argument("--init", type=Path,
                        help="fine-tune: start from a checkpoint's weights, statistics, chunk and architecture, with a "
-                            "fresh optimizer and step count (new data for the embodiments it knows)")
+                            "fresh optimizer and step count; bodies in the data it does not know are added to it")
     parser.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
     parser.add_argument("--paraphrase", action="store_true",
                         help="word each drawn frame in any instruction the data has for its episode's task, not only "
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.model.training import (
         Batches,
         TrainSettings,
+        add_embodiments,
         history_from_json,
         history_to_json,
         make_optimizer,
@@ -112,9 +113,13 @@ def run(args: argparse.Namespace) -> int:
     if base:
         model = load_checkpoint(base)
         missing = sorted(set(embodiments) - set(model.config.embodiments))
+        if missing and args.resume:
+            raise VlaRosError(f"--resume {base}: the checkpoint has no statistics for {', '.join(missing)} (add a "
+                              "body with --init, which starts a new run)")
         if missing:
-            option = "--resume" if args.resume else "--init"
-            raise VlaRosError(f"{option} {base}: the checkpoint has no statistics for {', '.join(missing)}")
+            model = add_embodiments(model, samples["train"], {name: embodiments[name] for name in missing})
+            console.print(f"--init {base}: added {', '.join(missing)} to the bodies it knows "
+                          f"({', '.join(model.config.embodiments)})")
     else:
         model = VLA(model_config(samples["train"], embodiments, horizon, dt, architecture))
     model.config.instructions = task_wordings(samples["train"] + samples["validation"], model.config.instructions)

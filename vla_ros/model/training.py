@@ -96,6 +96,43 @@ def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodimen
                        embodiments=stats)
 
 
+def add_embodiments(model: VLA, samples: list[EpisodeSamples], embodiments: dict[str, Embodiment]) -> VLA:
+    """`model` extended to the `embodiments` it does not know yet (statistics from `samples`), weights kept.
+
+    Fine-tuning onto a new body: every trained weight carries over. A new embodiment's token and a
+    new camera's embedding start at the mean of the ones trained (a body like the others, seen
+    through a camera like the others); the goal head reads a new camera's keypoints through
+    columns that start at zero, so it begins as it was, with those cameras absent.
+    """
+    config = model.config
+    new = {name: body for name, body in embodiments.items() if name not in config.embodiments}
+    if not new:
+        return model
+    grown = model_config(samples, new, config.horizon, config.dt, config.architecture)
+    if grown.width != config.width:
+        raise ValueError(f"{', '.join(new)}: action width {grown.width}, the checkpoint's is {config.width}")
+    cameras = config.cameras + [c for c in grown.cameras if c not in config.cameras]
+    extended = VLA(ModelConfig(architecture=config.architecture, width=config.width, horizon=config.horizon,
+                               dt=config.dt, cameras=cameras, embodiments={**config.embodiments, **grown.embodiments},
+                               instructions=dict(config.instructions), training=dict(config.training)))
+    old, weights = model.state_dict(), extended.state_dict()
+    for key in ("embodiment_embedding.weight", "camera_embedding.weight"):
+        rows = old[key]
+        weights[key][:len(rows)] = rows
+        weights[key][len(rows):] = rows.mean(0)
+    points = 2 * config.architecture.keypoints
+    first = old["goal_head.0.weight"]  # (256, cameras * 2K + width): keypoints of each camera, then the state
+    widened = torch.zeros_like(weights["goal_head.0.weight"])
+    widened[:, :len(config.cameras) * points] = first[:, :len(config.cameras) * points]
+    widened[:, len(cameras) * points:] = first[:, len(config.cameras) * points:]
+    weights["goal_head.0.weight"] = widened
+    for key, tensor in old.items():
+        if key not in ("embodiment_embedding.weight", "camera_embedding.weight", "goal_head.0.weight"):
+            weights[key] = tensor
+    extended.load_state_dict(weights)
+    return extended
+
+
 class Batches:
     """The samples of a split held as arrays per embodiment, served as random batches.
 

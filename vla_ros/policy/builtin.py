@@ -60,7 +60,11 @@ class BuiltinPolicy(Policy):
         stats = config.embodiments.get(embodiment.name)
         if stats is None:
             raise PolicyError(f"builtin: checkpoint {self.path} was not trained on {embodiment.name!r} "
-                              f"(it knows {', '.join(config.embodiments) or 'no embodiment'})")
+                              f"(it knows {', '.join(config.embodiments) or 'no embodiment'}); to add it, record "
+                              f"episodes of {embodiment.name} (`vla-ros collect --embodiment {embodiment.name} ...` "
+                              f"in the simulator, or recorder_node on the robot) and fine-tune: `vla-ros train "
+                              f"--init {self.path} --data <its episodes> <episodes of the bodies it knows> --out "
+                              f"<new checkpoint>`")
         if tuple(stats.names) != self.io.names:
             raise PolicyError(f"builtin: checkpoint {self.path} has the layout {stats.names} for {embodiment.name}, "
                               f"the embodiment now has {list(self.io.names)}")
