@@ -1,7 +1,7 @@
 """Benchmark of policy_node: its own overhead per chunk, chunk rate, end-to-end delay; image conversion costs.
 
-policy_node (arm7, `hold` backend: no model time) runs as its own process over DDS on loopback.
-This process is the robot: both arm7 cameras (224x224 rgb8, textured so that they are not
+policy_node (`--embodiment`, default arm7; `hold` backend: no model time) runs as its own process
+over DDS on loopback. This process is the robot: the body's cameras (224x224 rgb8, textured so that they are not
 trivially compressible) at 30 Hz and joint_states of every movable joint at 500 Hz, published
 from one thread paced by absolute deadlines, each message stamped with the wall clock as it goes
 out. The node asks for a chunk at `request_rate_hz` (default 30: one request per camera frame).
@@ -16,7 +16,7 @@ on a VM, time the host gives other guests stalls threads for milliseconds and se
 Image conversions (vla_ros.ros.image, resize) are timed in-process, no DDS, at 224x224 and 640x480.
 
 With `--backend builtin` the node runs the built-in VLA (`--checkpoint`, default the shipped
-arm7) and the report adds its chunk inference p50/p95 (the node's own measurement), the
+one) and the report adds its chunk inference p50/p95 (the node's own measurement), the
 chunk length and the denoising steps. Then, in-process, the real-time-chunking seam: `--seams`
 expert episodes are recorded in the simulator (held-out phrasings), and along each one the
 model is asked for a chunk every `SEAM_PERIOD_S`, each time with the running chunk's actions for
@@ -264,7 +264,7 @@ def summarise(robot: Robot, start: Mark, end: Mark) -> dict:
     }
 
 
-def measure_seams(checkpoint: str, episodes: int, console) -> dict:
+def measure_seams(checkpoint: str, episodes: int, console, body: str = "arm7") -> dict:
     """The real-time-chunking seam [rad] with and without guidance, over recorded expert episodes."""
     from vla_ros.data.bag import read_episode
     from vla_ros.data.collect import collect
@@ -272,7 +272,7 @@ def measure_seams(checkpoint: str, episodes: int, console) -> dict:
     from vla_ros.policy import Observation, make_policy
     from vla_ros.policy.schedule import ChunkSchedule
 
-    embodiment = load_embodiment("arm7")
+    embodiment = load_embodiment(body)
     policies = {name: make_policy("builtin", embodiment, {"checkpoint": checkpoint, "guidance": name == "guided"})
                 for name in ("guided", "unguided")}
     horizon, dt = policies["guided"].model.config.horizon, policies["guided"].model.config.dt
@@ -309,16 +309,16 @@ def _at(chunk, time_s: float) -> np.ndarray:
 
 
 def measure_node(seconds: float, warmup_s: float, request_rate_hz: float, console, backend: str = "hold",
-                 checkpoint: str = "") -> dict:
+                 checkpoint: str = "", body: str = "arm7") -> dict:
     """policy_node as a process, this process its robot: the summary of `seconds` after `warmup_s`."""
-    embodiment = load_embodiment("arm7")
+    embodiment = load_embodiment(body)
     env = {"ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(random.randint(1, 200))),
            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     os.environ.update(env)
     log_dir = Path(tempfile.mkdtemp(prefix="vla_ros-bench-policy-"))
     with ProcessGroup(log_dir, env) as graph:
         node = graph.start("policy_node", [sys.executable, "-m", "vla_ros.nodes.policy_node", "--ros-args",
-                                           "-p", "embodiment:=arm7", "-p", f"policy:={backend}",
+                                           "-p", f"embodiment:={body}", "-p", f"policy:={backend}",
                                            *(["-p", f"checkpoint:={checkpoint}"] if checkpoint else []),
                                            "-p", f"instruction:={INSTRUCTION}",
                                            "-p", f"request_rate_hz:={float(request_rate_hz)}"])
@@ -432,8 +432,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--png", type=Path, help="PNG: chunk delay histogram and the node's overhead over time")
     parser.add_argument("--backend", default="hold", choices=("hold", "builtin"),
                         help="policy backend in the node (default hold: no model time)")
-    parser.add_argument("--checkpoint", default="arm7",
-                        help="builtin checkpoint (default the shipped arm7)")
+    parser.add_argument("--checkpoint", default="", help="builtin checkpoint (default the shipped one)")
+    parser.add_argument("--embodiment", default="arm7", help="the body the node drives (default arm7)")
     parser.add_argument("--seams", type=int, default=6,
                         help="builtin: expert episodes for the real-time-chunking seam measurement "
                              "(default 6, 0: skip)")
@@ -445,19 +445,20 @@ def main(argv: list[str] | None = None) -> dict:
                   f"...")
     builtin = args.backend == "builtin"
     node = measure_node(args.seconds, args.warmup, args.request_rate, console, args.backend,
-                        args.checkpoint if builtin else "")
+                        args.checkpoint if builtin else "", args.embodiment)
     model = None
     if builtin:
         from vla_ros.model.checkpoint import read_config
-        from vla_ros.policy.builtin import checkpoint_path
+        from vla_ros.policy.builtin import DEFAULT_CHECKPOINT, checkpoint_path
 
+        args.checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
         config = read_config(checkpoint_path(args.checkpoint))
         model = {"checkpoint": str(checkpoint_path(args.checkpoint)), "chunk_length": config.horizon, "dt": config.dt,
                  "denoising_steps": config.architecture.denoising_steps,
                  "inference_ms": {"p50": node["node_inference_p50_ms"], "p95": node["node_inference_p95_ms"]},
-                 "seams": measure_seams(args.checkpoint, args.seams, console) if args.seams else None}
+                 "seams": measure_seams(args.checkpoint, args.seams, console, args.embodiment) if args.seams else None}
     report = {"benchmark": "policy", "machine": platform.machine(), "processor": platform.processor(),
-              "cpus": os.cpu_count(), "python": platform.python_version(), "embodiment": "arm7",
+              "cpus": os.cpu_count(), "python": platform.python_version(), "embodiment": args.embodiment,
               "backend": args.backend,
               "camera_rate_hz": CAMERA_RATE_HZ, "joint_states_rate_hz": STATE_RATE_HZ,
               "request_rate_hz": args.request_rate, "seconds": args.seconds, "warmup_s": args.warmup,

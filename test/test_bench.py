@@ -63,3 +63,18 @@ def test_policy_bench_with_the_builtin_model_reports_inference_and_both_seams(ro
     seams = model["seams"]
     assert seams["guided"]["seams"] == seams["unguided"]["seams"] > 0
     assert seams["guided"]["mean_rad"] < seams["unguided"]["mean_rad"]
+
+
+def test_generalist_bench_shares_data_and_steps_as_the_study_says(tmp_path):
+    """3% of 450 shipped-body episodes is 14 new ones; specialists get the generalist's batches of their body."""
+    bench = runpy.run_path(str(BENCH / "generalist.py"), run_name="bench_generalist")
+    assert bench["share_episodes"](0.03, 450) == 14
+    assert 14 / (450 + 14) == pytest.approx(0.03, abs=0.001)
+    assert bench["steps_per_body"](3000, {"arm7": 100, "mobile_manipulator": 100, "humanoid_upper": 200}) == {
+        "arm7": 750, "mobile_manipulator": 750, "humanoid_upper": 1500}
+    cells = [{"model": model, "body": body, "task": "reach", "successes": 30, "episodes": 40, "success_rate": 0.75,
+              "ci95": [0.6, 0.86], "inference_p50_ms": 33.0}
+             for model, body in (("generalist", "arm7"), ("specialist-arm7", "arm7"), ("generalist+new", "ur5e"),
+                                 ("specialist-new-share", "ur5e"), ("specialist-new-full", "ur5e"))]
+    bench["chart"](tmp_path / "chart.png", cells)
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
