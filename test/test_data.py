@@ -279,6 +279,11 @@ def test_collect_cli_writes_bags_and_a_summary(tmp_path):
     assert done.returncode == 0, done.stderr
     bags = find_bags([out])
     assert [b.name for b in bags] == ["arm7-reach-blue-s000007", "arm7-reach-blue-s000008"]
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / bags[1].name).symlink_to(bags[1])
+    (linked / "loop").symlink_to(linked)
+    assert find_bags([linked]) == [linked / bags[1].name]
     summary = json.loads((out / "collect-arm7-s7.json").read_text())
     assert summary["tasks"]["reach:blue"] == {"episodes": 2, "successes": 2}
     again = subprocess.run([sys.executable, "-m", "vla_ros.cli", "collect", "--embodiment", "arm7", "--task",

@@ -20,6 +20,7 @@ custom_data, so a dataset can be filtered without opening the MCAP files.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,7 +277,7 @@ def _rgb(msg, topic: str) -> np.ndarray:
 
 
 def find_bags(folders: list[str | Path]) -> list[Path]:
-    """Every bag (a directory with metadata.yaml) in or under `folders`, sorted."""
+    """Every bag (a directory with metadata.yaml) in or under `folders`, sorted; links to bags are followed."""
     bags = []
     for folder in folders:
         folder = Path(folder)
@@ -284,8 +285,18 @@ def find_bags(folders: list[str | Path]) -> list[Path]:
             raise BagError(f"no such dataset directory: {folder}")
         if (folder / "metadata.yaml").exists():
             bags.append(folder)
-        else:
-            bags.extend(sorted(p.parent for p in folder.rglob("metadata.yaml") if ".cache" not in p.parts))
+            continue
+        found, seen = [], set()
+        for root, directories, files in os.walk(folder, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:  # a link back up the tree
+                directories.clear()
+                continue
+            seen.add(real)
+            directories[:] = [d for d in directories if d != ".cache"]
+            if "metadata.yaml" in files:
+                found.append(Path(root))
+        bags.extend(sorted(found))
     if not bags:
         raise BagError(f"no bags (directories with metadata.yaml) in {', '.join(map(str, folders))}")
     return bags
