@@ -20,7 +20,10 @@ Run with `vla-ros bench generalist [--task T]... [--steps N] [--episodes N] [--e
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import random
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ NEAR_MISS = 0.3  # share of the demonstrations that start beside the cube (colle
 SECONDS = {"reach": 10.0, "push": 10.0}  # eval time limit per task; manipulation gets MANIPULATION_S
 MANIPULATION_S = 15.0
 VLA_ROS = str(Path(sys.executable).parent / "vla-ros")
+ENV = {"ROS_DOMAIN_ID": str(random.randint(1, 200)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", **os.environ}
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,14 @@ class Model:
 
 
 def run(command: list[str], log: Path) -> None:
-    """A `vla-ros` verb, its output to `log`; a failure stops the study naming the log."""
+    """A `vla-ros` verb, its output to `log`; a failure stops the study naming the log.
+
+    Its graph is on this study's own DDS domain (`ROS_DOMAIN_ID`, drawn once when not set): two
+    evaluations on one domain would hear each other's instructions and joint states.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        if subprocess.run([VLA_ROS, *command], stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+        if subprocess.run([VLA_ROS, *command], stdout=out, stderr=subprocess.STDOUT, env=ENV).returncode != 0:
             raise SystemExit(f"`vla-ros {' '.join(command)}` failed: see {log}")
 
 
@@ -106,11 +114,18 @@ def train(work: Path, model: Model) -> Path:
 
 
 def evaluate(work: Path, model: Model, body: str, task: str, episodes: int) -> dict:
+    """One cell of the table, through the ROS graph.
+
+    One evaluation at a time per --work: split runs must not slow each other's policy (its
+    latency is part of what is measured).
+    """
     out = work / "eval" / f"{model.name}--{body}--{task}.json"
-    if not out.exists():
-        run(["eval", "--checkpoint", str(work / "models" / model.name), "--embodiment", body, "--task", task,
-             "--episodes", str(episodes), "--seconds", str(SECONDS.get(task, MANIPULATION_S)), "--json", str(out)],
-            work / "logs" / f"eval-{out.stem}.txt")
+    with (work / "eval.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.exists():
+            run(["eval", "--checkpoint", str(work / "models" / model.name), "--embodiment", body, "--task", task,
+                 "--episodes", str(episodes), "--seconds", str(SECONDS.get(task, MANIPULATION_S)), "--json",
+                 str(out)], work / "logs" / f"eval-{out.stem}.txt")
     report = json.loads(out.read_text())
     return {"model": model.name, "body": body, "task": task, "successes": report["successes"],
             "episodes": len(report["episodes"]), "success_rate": report["success_rate"],
@@ -184,7 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="vla-ros bench generalist", description=__doc__.split("\n")[0])
     parser.add_argument("--task", action="append", help="task (repeatable; default reach)")
     parser.add_argument("--episodes", type=int, default=150, help="demonstrations per body and task (default 150)")
-    parser.add_argument("--steps", type=int, default=3000, help="the generalists' training steps (default 3000)")
+    parser.add_argument("--steps", type=int, default=1500, help="the generalists' training steps (default 1500)")
     parser.add_argument("--share", type=float, default=0.03,
                         help="the new body's share of the transfer generalist's episodes (default 0.03)")
     parser.add_argument("--eval-episodes", type=int, default=40, help="seeded episodes per cell (default 40)")
@@ -207,9 +222,10 @@ def main() -> None:
         raise SystemExit(f"--only {', '.join(unknown)}: the models are {', '.join(m.name for m in models)}")
     models = [m for m in models if not args.only or m.name in args.only]
     cells = []
-    for model in models:
+    for model in models:  # every model first: evaluations wait for each other (evaluate), training need not
         with console.status(f"training {model.name} ({model.steps} steps on {len(model.data)} datasets)"):
             train(args.work, model)
+    for model in models:
         for body in model.bodies:
             for task in args.task or ["reach"]:
                 with console.status(f"evaluating {model.name} on {body} {task} through ROS"):
