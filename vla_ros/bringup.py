@@ -34,7 +34,7 @@ class Argument:
 def arguments(sim_time: bool) -> list[Argument]:
     """The launch arguments; `use_sim_time` defaults to `sim_time` (gazebo.launch.py: Gazebo's clock)."""
     return [
-        Argument("embodiment", "arm7", "shipped embodiment name (arm7, mobile_manipulator, humanoid_upper) "
+        Argument("embodiment", "arm7", "shipped embodiment name (arm7, mobile_manipulator, humanoid_upper, ur5e) "
                  "or the path of an embodiment config"),
         Argument("policy", "builtin", "policy_node backend: builtin, hold, replay, remote, lerobot"),
         Argument("checkpoint", "", "checkpoint directory of the builtin backend (empty: the shipped one)"),

@@ -18,7 +18,8 @@ POLL_S = 0.1
 
 def register(verbs) -> None:
     parser = verbs.add_parser("up", help="start the node graph (as ros2 launch vla_ros sim/bringup.launch.py would)")
-    parser.add_argument("embodiment", help="embodiment name (arm7, mobile_manipulator, humanoid_upper) or config file")
+    parser.add_argument("embodiment",
+                        help="embodiment name (arm7, mobile_manipulator, humanoid_upper, ur5e) or config file")
     parser.add_argument("--sim", action="store_true", help="start sim_node too: the robot in the embedded MuJoCo sim")
     parser.add_argument("--policy", default="builtin", help="policy backend: builtin, hold, replay, remote, lerobot "
                                                             "(default builtin)")

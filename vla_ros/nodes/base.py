@@ -64,7 +64,7 @@ class NodeParams(Params):
 class RobotParams(NodeParams):
     """The parameters of a node that serves one robot."""
 
-    embodiment: str = param("arm7", "a shipped embodiment (arm7, mobile_manipulator, humanoid_upper) or the path "
+    embodiment: str = param("arm7", "a shipped embodiment (arm7, mobile_manipulator, humanoid_upper, ur5e) or the path "
                                     "of an embodiment file")
 
 
