@@ -1,7 +1,8 @@
 """`builtin`: the built-in VLA (vla_ros.model) from a checkpoint, on the CPU.
 
 `checkpoint` is a checkpoint directory, or the name of one shipped in share/vla_ros/models
-(default: the arm7 reaching demo). The embodiment must be one the checkpoint was trained on,
+(default: `generalist`, one model for arm7, mobile_manipulator and humanoid_upper; `arm7` is the
+arm7-only model it was grown from). The embodiment must be one the checkpoint was trained on,
 with the same action layout and cameras; anything else is refused at load time, naming what
 differs. With a prefix (the actions that execute while inference runs) and `guidance` on, the
 chunk is sampled to agree with it (real-time chunking). With `read_instructions` on and a
@@ -26,7 +27,7 @@ from vla_ros.model.normalization import Normalization
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
 from vla_ros.policy.registry import backend, describe
 
-DEFAULT_CHECKPOINT = "arm7"
+DEFAULT_CHECKPOINT = "generalist"
 
 
 def checkpoint_path(checkpoint: str) -> Path:
