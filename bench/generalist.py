@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from vla_ros.stats import wilson_interval
+from vla_ros.data.bag import BagError, find_bags
 from vla_ros.terminal import console as make_console
 
 BODIES = ("arm7", "mobile_manipulator", "humanoid_upper")
@@ -65,8 +65,11 @@ def run(command: list[str], log: Path) -> None:
 
 
 def bags(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and (p / "metadata.yaml").exists()) \
-        if folder.exists() else []
+    """The bags of a dataset `folder`, none when it is missing or empty."""
+    try:
+        return find_bags([folder])
+    except BagError:
+        return []
 
 
 def collect(work: Path, body: str, task: str, episodes: int) -> Path:
@@ -128,8 +131,7 @@ def evaluate(work: Path, model: Model, body: str, task: str, episodes: int) -> d
                  str(out)], work / "logs" / f"eval-{out.stem}.txt")
     report = json.loads(out.read_text())
     return {"model": model.name, "body": body, "task": task, "successes": report["successes"],
-            "episodes": len(report["episodes"]), "success_rate": report["success_rate"],
-            "ci95": list(wilson_interval(report["successes"], len(report["episodes"]))),
+            "episodes": len(report["episodes"]), "success_rate": report["success_rate"], "ci95": report["ci95"],
             "inference_p50_ms": report["inference_p50_ms"]}
 
 
@@ -163,6 +165,11 @@ def study(args: argparse.Namespace) -> list[Model]:
     return models
 
 
+def kind(cell: dict) -> str:
+    """What a cell's bar is: generalist or specialist on a shipped body, the model itself on the new one."""
+    return cell["model"] if cell["body"] == NEW else cell["model"].split("-")[0]
+
+
 def chart(path: Path, cells: list[dict]) -> None:
     import matplotlib
 
@@ -171,18 +178,18 @@ def chart(path: Path, cells: list[dict]) -> None:
     import numpy as np
 
     groups = list(dict.fromkeys((c["body"], c["task"]) for c in cells))
-    kinds = list(dict.fromkeys(c["model"].split("-")[0] if c["body"] != NEW else c["model"] for c in cells))
+    kinds = list(dict.fromkeys(map(kind, cells)))
     colours = dict(zip(kinds, plt.cm.tab10.colors))
     figure, axis = plt.subplots(figsize=(max(7, 1.6 * len(groups)), 4.2))
     width = 0.8 / max(len(kinds), 1)
     for index, (body, task) in enumerate(groups):
         mine = [c for c in cells if (c["body"], c["task"]) == (body, task)]
         for offset, cell in enumerate(mine):
-            kind = cell["model"].split("-")[0] if body != NEW else cell["model"]
             x = index - 0.4 + width * (offset + 0.5)
             rate, (low, high) = cell["success_rate"], cell["ci95"]
-            axis.bar(x, rate, width, color=colours[kind], yerr=[[rate - low], [high - rate]], capsize=3,
-                     label=kind if kind not in axis.get_legend_handles_labels()[1] else None)
+            label = kind(cell)
+            axis.bar(x, rate, width, color=colours[label], yerr=[[rate - low], [high - rate]], capsize=3,
+                     label=label if label not in axis.get_legend_handles_labels()[1] else None)
             axis.annotate(f"{cell['successes']}/{cell['episodes']}", (x, 0.02), ha="center", fontsize=6,
                           color="white", rotation=90)
     axis.set_xticks(np.arange(len(groups)), [f"{body}\n{task}" for body, task in groups], fontsize=8)

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             raise VlaRosError(f"--resume {base}: the checkpoint has no statistics for {', '.join(missing)} (add a "
                               "body with --init, which starts a new run)")
         if missing:
-            model = add_embodiments(model, samples["train"], {name: embodiments[name] for name in missing})
+            model = add_embodiments(model, samples["train"], embodiments)
             console.print(f"--init {base}: added {', '.join(missing)} to the bodies it knows "
                           f"({', '.join(model.config.embodiments)})")
     else:
