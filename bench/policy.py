@@ -1,9 +1,10 @@
 """Benchmark of policy_node: its own overhead per chunk, chunk rate, end-to-end delay; image conversion costs.
 
 policy_node (`--embodiment`, default arm7; `hold` backend: no model time) runs as its own process
-over DDS on loopback. This process is the robot: the body's cameras (224x224 rgb8, textured so that they are not
-trivially compressible) at 30 Hz and joint_states of every movable joint at 500 Hz, published
-from one thread paced by absolute deadlines, each message stamped with the wall clock as it goes
+over DDS on loopback. This process is the robot: the body's cameras (224x224 rgb8, textured so
+that they are not trivially compressible) at 30 Hz, joint_states of every movable joint at 500 Hz
+and, for a body with a mobile base, odom (standing still) at 50 Hz, published from one thread
+paced by absolute deadlines, each message stamped with the wall clock as it goes
 out. The node asks for a chunk at `request_rate_hz` (default 30: one request per camera frame).
 
 The node's overhead (observation ready to chunk published, minus model time) is its own
@@ -44,6 +45,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from rich.markup import escape
@@ -53,7 +55,7 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.control.rate import PreciseRate, set_timer_slack
-from vla_ros.embodiment import Embodiment, load_embodiment
+from vla_ros.embodiment import Embodiment, EmbodimentIO, load_embodiment
 from vla_ros.errors import VlaRosError
 from vla_ros.media import resize
 from vla_ros.process import ProcessGroup
@@ -64,6 +66,7 @@ from vla_ros.terminal import console as make_console
 
 CAMERA_RATE_HZ = 30.0
 STATE_RATE_HZ = 500.0
+ODOM_EVERY = 10  # joint_states periods per odom message: 50 Hz, a base driver's usual rate
 RESOLUTIONS = {"224x224": (224, 224), "640x480": (480, 640)}  # label: (height, width)
 OVERHEAD_BUDGET_MS = 3.0  # the node's own overhead p99 the issue accepts
 INSTRUCTION = "reach the red cube"
@@ -144,6 +147,7 @@ class Robot:
             self.cameras.append((self.node.create_publisher(Image, camera.topic, qos_profile_sensor_data),
                                  [to_image_msg(frame, Time(), camera.frame) for frame in frames]))
         self.states = self.node.create_publisher(JointState, "joint_states", 10)
+        self.odom = self.node.create_publisher(Odometry, "odom", 10) if EmbodimentIO(embodiment).base else None
         self.chunks: list[tuple[float, float]] = []  # (arrival, header.stamp) [s]
         self.diagnostics: list[tuple[float, dict[str, str]]] = []  # (arrival [s], values)
         self.lateness: list[float] = []  # [s] of each joint_states period
@@ -157,10 +161,10 @@ class Robot:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
     def _publish(self) -> None:
-        """joint_states every period, both cameras whenever a frame is due; all stamped now."""
+        """joint_states every period, odom every ODOM_EVERY, the cameras whenever a frame is due; all stamped now."""
         set_timer_slack()
         rate = PreciseRate(STATE_RATE_HZ)
-        next_frame, frame = time.monotonic(), 0
+        next_frame, frame, period = time.monotonic(), 0, 0
         phases = np.arange(len(self.joints), dtype=float)
         zeros = [0.0] * len(self.joints)
         while self.running:
@@ -172,6 +176,9 @@ class Robot:
             self.states.publish(JointState(header=Header(stamp=stamp), name=self.joints,
                                            position=(0.05 * np.sin(np.pi * t + phases)).tolist(),
                                            velocity=(0.05 * np.pi * np.cos(np.pi * t + phases)).tolist(), effort=zeros))
+            if self.odom is not None and period % ODOM_EVERY == 0:
+                self.odom.publish(Odometry(header=Header(stamp=stamp, frame_id="odom"), child_frame_id="base_link"))
+            period += 1
             if time.monotonic() >= next_frame:
                 next_frame += 1.0 / CAMERA_RATE_HZ
                 for publisher, images in self.cameras:

@@ -65,6 +65,16 @@ def test_policy_bench_with_the_builtin_model_reports_inference_and_both_seams(ro
     assert seams["guided"]["mean_rad"] < seams["unguided"]["mean_rad"]
 
 
+def test_policy_bench_feeds_a_mobile_base_odometry_so_its_node_sends_chunks(ros, tmp_path):
+    """A body with a base needs odom for its state: without it the node never sends a chunk to measure."""
+    out = tmp_path / "policy.json"
+    run = ros.start([console_script("vla-ros"), "bench", "policy", "--embodiment", "mobile_manipulator", "--seconds",
+                     "2", "--warmup", "1", "--iterations", "1", "--json", str(out)], name="bench-policy")
+    assert run.popen.wait(timeout=600) == 0, run.output()
+    report = json.loads(out.read_text())
+    assert report["node"]["chunks_per_s"] > 0, report["node"]
+
+
 def test_generalist_bench_shares_data_and_steps_as_the_study_says(tmp_path):
     """3% of 450 shipped-body episodes is 14 new ones; specialists get the generalist's batches of their body."""
     bench = runpy.run_path(str(BENCH / "generalist.py"), run_name="bench_generalist")
