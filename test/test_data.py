@@ -15,7 +15,7 @@ from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, r
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
-from vla_ros.embodiment.goals import goal_in_root, hindsight_goals
+from vla_ros.embodiment.goals import goal_frame_pose, goal_frames, goal_in_root, hindsight_goals
 from vla_ros.sim.episode import observe
 from vla_ros.sim.tasks import REACH_RADIUS, Reach
 
@@ -107,7 +107,27 @@ def test_the_hindsight_goal_is_the_named_cube_from_the_bag_alone(arm7, tmp_path)
     distances = {colour: float(np.linalg.norm(samples.goals[0] - cube)) for colour, cube in cubes.items()}
     assert distances["green"] < REACH_RADIUS, distances
     assert min(distances["red"], distances["blue"]) > REACH_RADIUS, distances
-    np.testing.assert_allclose(hindsight_goals(samples.actions, arm7), samples.goals)
+    goals, frames = hindsight_goals(samples.actions, arm7)
+    np.testing.assert_allclose(goals, samples.goals)
+    assert not frames.any(), "one arm: every goal is its tool's"
+
+
+def test_a_humanoid_reaching_with_its_right_hand_has_goals_of_its_right_hand(tmp_path):
+    """Two arms: the goal is where the hand that acts goes (the cube), seen from that hand, not the first arm's."""
+    humanoid = load_embodiment("humanoid_upper")
+    collector = Collector(humanoid)
+    try:
+        recorded = collector.record("reach:blue", 40035, tmp_path)  # the blue cube on the robot's right
+        cube = observe(collector.world).cubes["blue"]
+    finally:
+        collector.close()
+    samples = episode_samples(read_episode(recorded.path), humanoid, 8, 0.05, (32, 32))
+    goals, frames = hindsight_goals(samples.actions, humanoid)
+    assert recorded.result.success and goal_frames(humanoid)[frames[0]] == "right_hand_tcp" and len(set(frames)) == 1
+    assert np.linalg.norm(goals[0] - cube) < REACH_RADIUS, (goals[0], cube)
+    io = EmbodimentIO(humanoid)
+    right = goal_frame_pose(samples.states[0], humanoid, io, "right_hand_tcp")
+    np.testing.assert_allclose(right[:3, :3] @ samples.tool_goals[0] + right[:3, 3], goals[0], atol=1e-5)
 
 
 def test_pick_and_place_goals_are_the_grasp_then_the_release_then_the_end(arm7, tmp_path):

@@ -45,7 +45,7 @@ class EpisodeSamples:
     """N samples of one episode.
 
     images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D); goals (N, 3) [m] or None
-    (hindsight_goals) in the root frame, tool_goals the same in the end effector's frame at each state.
+    (hindsight_goals) in the root frame, tool_goals the same in the acting end effector's frame at each state.
     """
 
     embodiment: str
@@ -104,9 +104,10 @@ def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: 
 
 def with_goals(samples: EpisodeSamples, embodiment: Embodiment) -> EpisodeSamples:
     """`samples` with their hindsight goals in the root frame and in the end effector's frame."""
-    samples.goals = hindsight_goals(samples.actions, embodiment)
-    if samples.goals is not None:
-        samples.tool_goals = goals_in_tool(samples.goals, samples.states, embodiment)
+    found = hindsight_goals(samples.actions, embodiment)
+    if found is not None:
+        samples.goals, frames = found
+        samples.tool_goals = goals_in_tool(samples.goals, samples.states, embodiment, frames)
     return samples
 
 

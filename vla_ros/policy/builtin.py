@@ -18,7 +18,7 @@ import torch
 
 from vla_ros import resources
 from vla_ros.embodiment import Embodiment, EmbodimentIO
-from vla_ros.embodiment.goals import goal_in_root
+from vla_ros.embodiment.goals import goal_frames, goal_in_root
 from vla_ros.media import resize
 from vla_ros.model.checkpoint import load_checkpoint
 from vla_ros.model.config import CheckpointError
@@ -156,9 +156,12 @@ class BuiltinPolicy(Policy):
         goal = ""
         if self.goal is not None:
             position, at = self.goal
-            if self.normalization.goal_in_tool:
+            where = f"in the root frame ({self.goal_frame})"
+            if self.normalization.goal_in_tool and len(goal_frames(self._body)) > 1:
+                where = "from the tool that acts"  # which of the arms is the model's to show, not ours
+            elif self.normalization.goal_in_tool:
                 position = goal_in_root(position, at, self._body, self.io)
-            goal = f", goal ({', '.join(f'{v:.3f}' for v in position)}) m in the root frame ({self.goal_frame})"
+            goal = f", goal ({', '.join(f'{v:.3f}' for v in position)}) m {where}"
         read = ""
         if (reading := self.reading) is not None:
             read = (f", read {reading.instruction!r} as {reading.task} (p {reading.probability:.2f}: "
