@@ -1,8 +1,9 @@
 """The shipped checkpoint in charge of every shipped body through the ROS graph.
 
-sim_node, controller_node and policy_node with `builtin` run as separate processes over DDS: on
-each body it reaches the cube named in words it was not trained on; on arm7 it turns to another
-cube when the instruction changes mid-motion.
+sim_node, controller_node and policy_node with `builtin` run as separate processes over DDS: it
+drives each body (its layout, masks and cameras), and on arm7 and mobile_manipulator it makes for
+the cube named in words it was not trained on (it does not reach on humanoid_upper: see GATES);
+on arm7 it turns to another cube when the instruction changes mid-motion.
 """
 import json
 
@@ -18,10 +19,12 @@ from vla_ros.embodiment.ik import ArmIK
 from vla_ros.ros.qos import LATCHED
 
 SWAP_SEED = 1007  # a scene whose red and blue cubes stand well apart (checked below)
-# Per body: episodes, successes at least, mean progress at least (the share of the way to the named cube made),
-# below what the shipped checkpoint did on these seeds (README): arm7 6/6, mobile_manipulator 1/4 (mean progress
-# 0.36), humanoid_upper 0/4 (it does not reach on the humanoid: only its layout, masks and cameras are checked).
-GATES = {"arm7": (6, 4, 0.5), "mobile_manipulator": (4, 0, 0.05), "humanoid_upper": (3, 0, 0.0)}
+# Per body: episodes, successes at least, mean progress at least (the share of the way to the named cube made).
+# Below what the shipped checkpoint did on these seeds (README): arm7 6/6; mobile_manipulator 2/4, mean progress
+# 0.64 (20 episodes from seed 2000: 11 reached, 5 ended with progress under 0.15, so a success gate on 4 would
+# fail about one run in 25); humanoid_upper 0/20 from seed 2000: it does not reach on the humanoid, so only its layout,
+# masks, cameras and errors are checked there.
+GATES = {"arm7": (6, 4, 0.5), "mobile_manipulator": (4, 0, 0.1), "humanoid_upper": (2, 0, 0.0)}
 
 
 def tool_and_cubes(embodiment, states: list, objects: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:
