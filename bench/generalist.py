@@ -13,7 +13,7 @@ interrupted run continues):
      ceiling), each for as many steps as a shipped body's specialist;
 3. eval through the ROS graph (`vla-ros eval`: sim_node, controller_node and policy_node over DDS),
    held-out phrasings, seeded episodes, per model x body x task.
-Writes JSON (every cell: successes, rate, Wilson interval, inference p50) and a PNG bar chart.
+Writes JSON (every cell: successes, rate, Wilson interval, mean progress, inference p50) and a PNG bar chart.
 Run with `vla-ros bench generalist [--task T]... [--steps N] [--episodes N] [--eval-episodes N]
 [--share F] [--only MODEL]... [--work DIR] [--json OUT] [--png OUT]`.
 """
@@ -132,6 +132,7 @@ def evaluate(work: Path, model: Model, body: str, task: str, episodes: int) -> d
     report = json.loads(out.read_text())
     return {"model": model.name, "body": body, "task": task, "successes": report["successes"],
             "episodes": len(report["episodes"]), "success_rate": report["success_rate"], "ci95": report["ci95"],
+            "progress": round(sum(e["progress"] for e in report["episodes"]) / len(report["episodes"]), 3),
             "inference_p50_ms": report["inference_p50_ms"]}
 
 
@@ -240,7 +241,8 @@ def main() -> None:
                 cells.append(cell)
                 low, high = cell["ci95"]
                 console.print(f"{model.name:22s} {body:20s} {task:10s} {cell['successes']}/{cell['episodes']} "
-                              f"({low:.0%}-{high:.0%}), inference p50 {cell['inference_p50_ms']} ms")
+                              f"({low:.0%}-{high:.0%}), mean progress {cell['progress']:.2f}, "
+                              f"inference p50 {cell['inference_p50_ms']} ms")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"tasks": args.task or ["reach"], "episodes": args.episodes, "steps": args.steps,
                                      "share": args.share, "models": [{"name": m.name, "steps": m.steps,
