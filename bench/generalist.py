@@ -9,6 +9,8 @@ interrupted run continues):
    - `specialist-B`: body B's data alone, for as many steps as the generalist spent on B (batches
      come from one body at a time in proportion to its samples), so it sees as many of B's samples;
    - `generalist+new`: the shipped bodies' data and a `--share` (3%) of the whole from the new body;
+   - `generalist+new-ee`: the same, its arms' actions tool poses (`train --action-space ee_pose`),
+     which mean the same on a 7-DoF and a 6-DoF arm (the ablation of the action space);
    - `specialist-new-share`: that share alone; `specialist-new-full`: all the new body's data (the
      ceiling), each for as many steps as a shipped body's specialist;
 3. eval through the ROS graph (`vla-ros eval`: sim_node, controller_node and policy_node over DDS),
@@ -50,6 +52,7 @@ class Model:
     data: tuple[Path, ...]
     steps: int
     bodies: tuple[str, ...]
+    action_space: str = "joint_position"
 
 
 def run(command: list[str], log: Path) -> None:
@@ -112,7 +115,8 @@ def train(work: Path, model: Model) -> Path:
     config = out / "config.json"
     if not (config.exists() and json.loads(config.read_text())["training"].get("step") == model.steps):
         run(["train", "--data", *map(str, model.data), "--out", str(out), "--steps", str(model.steps),
-             "--validate-every", str(max(model.steps // 2, 1))], work / "logs" / f"train-{model.name}.txt")
+             "--validate-every", str(max(model.steps // 2, 1)), "--action-space", model.action_space],
+            work / "logs" / f"train-{model.name}.txt")
     return out
 
 
@@ -161,6 +165,7 @@ def study(args: argparse.Namespace) -> list[Model]:
     models += [Model(f"specialist-{body}", tuple(folders), per_body[body], (body,))
                for body, folders in shipped.items()]
     models += [Model("generalist+new", (*everything, *new_share), args.steps, (NEW,)),
+               Model("generalist+new-ee", (*everything, *new_share), args.steps, (NEW,), "ee_pose"),
                Model("specialist-new-share", tuple(new_share), specialist_steps, (NEW,)),
                Model("specialist-new-full", tuple(new_full), specialist_steps, (NEW,))]
     return models

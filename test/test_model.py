@@ -17,6 +17,7 @@ from vla_ros.embodiment import EmbodimentIO, load_embodiment
 from vla_ros.errors import VlaRosError
 from vla_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from vla_ros.model.config import Architecture, CheckpointError, EmbodimentStats, ModelConfig
+from vla_ros.model.ee_actions import EE_AXES, EeCoding, code_actions
 from vla_ros.model.language import InstructionReader, shared_encoder
 from vla_ros.model.network import VLA
 from vla_ros.model.normalization import Normalization
@@ -32,6 +33,7 @@ from vla_ros.model.training import (
     train,
 )
 from vla_ros.policy import Observation, PolicyError, make_policy
+from vla_ros.policy.spaces import ChunkAdapter
 from vla_ros.sim.tasks import TASKS
 
 SHIPPED = ("arm7", "mobile_manipulator", "humanoid_upper")
@@ -381,6 +383,59 @@ def test_the_builtin_backend_answers_in_the_embodiment_layout_and_honours_the_pr
         guided.infer(Observation({"front": observation.images["front"]}, sample.states[0], "x", 0.0))
 
 
+@pytest.mark.parametrize("name", ("arm7", "ur5e", "mobile_manipulator", "humanoid_upper"))
+def test_ee_actions_code_joint_targets_as_tool_motions_the_ik_follows_back(name):
+    body = load_embodiment(name)
+    io, coding = EmbodimentIO(body), EeCoding(body)
+    arms = [g for g in body.commanded_groups if g.kind == "arm"]
+    assert coding.names[:6 * len(arms)] == [f"{g.name}.{axis}" for g in arms for axis in EE_AXES]
+    assert coding.mask(32) == [i < coding.width for i in range(32)]
+    state = io.hold(np.zeros(io.size), 1)[0]
+    for group in body.commanded_groups:
+        state[[io.names.index(j) for j in group.joints]] = group.home if group.home is not None else 0.0
+    steps = np.random.default_rng(0).normal(scale=0.01, size=(1, 8, io.size))
+    targets = state + np.cumsum(steps, axis=1)
+    values = coding.encode(targets, state[None])
+    assert values.shape == (1, 8, coding.width)
+    chunk = coding.chunk(values[0], state)
+    followed = ChunkAdapter(body, coding.space).targets(chunk, 0.05, state)
+    for arm in arms:
+        reached = [body.kinematics.frame_pose(io.joint_vector(q), arm.ee_frame)[:3, 3] for q in followed]
+        meant = [body.kinematics.frame_pose(io.joint_vector(q), arm.ee_frame)[:3, 3] for q in targets[0]]
+        np.testing.assert_allclose(reached, meant, atol=1e-4)
+    for part in coding.parts:
+        if part.kind in ("gripper", "base"):
+            np.testing.assert_allclose(followed[:, part.targets], targets[0][:, part.targets], atol=1e-5)
+
+
+def test_an_ee_pose_model_answers_in_tool_poses_that_start_where_the_prefix_goes(episodes, tmp_path):
+    arm7, samples = episodes
+    coded = code_actions(samples, {"arm7": arm7}, "ee_pose")
+    torch.manual_seed(0)
+    model = VLA(model_config(coded, {"arm7": arm7}, 4, 0.1, TINY, "ee_pose"))
+    stats = model.config.embodiments["arm7"]
+    assert model.config.action_space == "ee_pose" and stats.action_names[-1] == "finger_joint"
+    assert stats.names == list(EmbodimentIO(arm7).names) and sum(stats.action_mask) == 7
+    settings = TrainSettings(steps=20, batch_size=8, warmup=2, validate_every=20, shift=0)
+    batches = Batches(coded, model.config, shared_encoder())
+    assert batches.parts["arm7"]["actions"].shape[-1] == 32
+    optimizer = make_optimizer(model, settings)
+    history = train(model, optimizer, batches, batches, settings)
+    assert np.isfinite(history.validation[-1][1])
+    save_checkpoint(tmp_path / "ee", model, optimizer, {"step": settings.steps})
+    policy = make_policy("builtin", arm7, {"checkpoint": str(tmp_path / "ee")})
+    assert policy.metadata["action_space"]["name"] == "ee_pose"
+    sample = samples[0]
+    images = {c: f[0] for c, f in sample.images.items()}
+    observation = Observation(images, sample.states[0], sample.instructions[0], 1.0)
+    chunk = policy.infer(observation)
+    assert chunk.action_space.name == "ee_pose" and chunk.actions.shape == (4, 7)
+    prefix = sample.actions[0][:2]
+    guided = policy.infer(observation, prefix)
+    tool = [arm7.kinematics.frame_pose(EmbodimentIO(arm7).joint_vector(q), "tcp")[:3, 3] for q in prefix]
+    np.testing.assert_allclose(guided.actions[:2, :3], tool, atol=2e-3)
+
+
 @pytest.mark.slow
 def test_train_cli_writes_a_checkpoint_resumes_it_fine_tunes_it_and_is_seeded(episodes, tmp_path, capsys):
     data = tmp_path / "data"
@@ -419,3 +474,9 @@ def test_train_cli_writes_a_checkpoint_resumes_it_fine_tunes_it_and_is_seeded(ep
     base = load_file(str(tmp_path / "a" / "model.safetensors"))
     third = load_file(str(tmp_path / "c" / "model.safetensors"))
     assert any(not torch.equal(base[k], third[k]) for k in base)
+
+    assert train_cli(tmp_path / "e", "--steps", "2", "--action-space", "ee_pose")[0] == 0
+    assert json.loads((tmp_path / "e" / "config.json").read_text())["embodiments"]["arm7"]["action_space"] == "ee_pose"
+    code, error = train_cli(tmp_path / "f", "--steps", "2", "--init", str(tmp_path / "e"), "--action-space",
+                            "joint_position")
+    assert code == 2 and "learned ee_pose; it keeps it" in error

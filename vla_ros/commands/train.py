@@ -31,6 +31,9 @@ def register(verbs) -> None:
     start.add_argument("--init", type=Path,
                        help="fine-tune: start from a checkpoint's weights, statistics, chunk and architecture, with a "
                             "fresh optimizer and step count; bodies in the data it does not know are added to it")
+    parser.add_argument("--action-space", choices=("joint_position", "ee_pose"),
+                        help="what the model learns to output for the arms: joint positions (default), or tool poses "
+                             "followed through IK (ee_pose); a checkpoint given to --init or --resume keeps its own")
     parser.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
     parser.add_argument("--paraphrase", action="store_true",
                         help="word each drawn frame in any instruction the data has for its episode's task, not only "
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.errors import VlaRosError
     from vla_ros.model.checkpoint import load_checkpoint, load_optimizer, read_config, save_checkpoint
     from vla_ros.model.config import Architecture
+    from vla_ros.model.ee_actions import JOINT, code_actions
     from vla_ros.model.language import shared_encoder
     from vla_ros.model.network import VLA
     from vla_ros.model.training import (
@@ -110,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
             samples["validation" if index in validation_bags else "train"].append(episode)
             progress.update(bar, advance=1)
 
+    space = based.action_space if based else args.action_space or JOINT
+    if args.action_space and args.action_space != space:
+        raise VlaRosError(f"--action-space {args.action_space}: {base} learned {space}; it keeps it")
+    samples = {split: code_actions(episodes, embodiments, space) for split, episodes in samples.items()}
     if base:
         model = load_checkpoint(base)
         missing = sorted(set(embodiments) - set(model.config.embodiments))
@@ -121,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"--init {base}: added {', '.join(missing)} to the bodies it knows "
                           f"({', '.join(model.config.embodiments)})")
     else:
-        model = VLA(model_config(samples["train"], embodiments, horizon, dt, architecture))
+        model = VLA(model_config(samples["train"], embodiments, horizon, dt, architecture, space))
     model.config.instructions = task_wordings(samples["train"] + samples["validation"], model.config.instructions)
     optimizer = make_optimizer(model, settings)
     start_step, history, elapsed_before = 0, None, 0.0
@@ -139,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         "data": [str(p) for p in args.data], "episodes": len(bags), "failed_episodes_skipped": skipped,
         "validation_episodes": held, "training_samples": len(training), "validation_samples": len(validation),
         "tasks": sorted({s.task for split in samples.values() for s in split}), "instructions": instructions,
-        "embodiments": sorted(embodiments), "settings": asdict(settings), "init": str(args.init) if args.init else None,
+        "embodiments": sorted(embodiments), "action_space": space, "settings": asdict(settings),
+        "init": str(args.init) if args.init else None,
     }
     parameters = sum(p.numel() for p in model.parameters())
     console.print(f"{len(bags)} episodes ({held} for validation), {len(training)} training samples, "
@@ -157,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
         def on_validation(step: int, loss: float, error: float, goal_error: float) -> None:
             last["validation"] = f"val {loss:.4f}, |a| err {error:.4f}, goal err {goal_error:.3f} m"
-            progress.console.print(f"step {step}: validation loss {loss:.4f}, sampled chunk error {error:.4f} rad, "
+            progress.console.print(f"step {step}: validation loss {loss:.4f}, sampled chunk error {error:.4f} rad | m, "
                                    f"goal error {goal_error:.3f} m")
 
         def on_checkpoint(step: int, history) -> None:

@@ -30,12 +30,22 @@ class Architecture:
     rtc_overlap: int = 5  # steps after the prefix over which guidance fades out
 
 
+def relative_offsets(actions: np.ndarray, states: np.ndarray, relative) -> np.ndarray:
+    """(N, H, A) actions less their states (N, D) on the `relative` (A,) slots (which index both alike)."""
+    offsets = np.array(actions, dtype=np.float32)
+    slots = np.flatnonzero(relative)
+    offsets[..., slots] -= np.asarray(states, dtype=np.float32)[:, None, slots]
+    return offsets
+
+
 @dataclass
 class EmbodimentStats:
     """One embodiment as the model sees it: its slots in the padded vector and data statistics.
 
     Actions are learned as offsets from the current state on joint slots (absolute on base
-    velocity slots), normalised per slot: (offset - mean) / std. Goals (the end effector's position
+    velocity slots), normalised per slot: (offset - mean) / std. With `action_space` ee_pose they
+    are the end-effector columns of vla_ros.model.ee_actions instead (`action_names`, in the
+    `action_mask` slots; already relative to the state, so no slot is `relative`). Goals (the end effector's position
     at the next keypose of an episode, vla_ros.embodiment.goals.hindsight_goals) are normalised the same way;
     an embodiment without a goal frame has none. A goal is in the root frame, or with `goal_in_tool`
     in the goal frame where the state puts it (what the wrist camera sees; 0 where the gripper acts).
@@ -53,13 +63,20 @@ class EmbodimentStats:
     goal_mean: list[float] | None = None  # [m]
     goal_std: list[float] | None = None
     goal_in_tool: bool = False
+    action_space: str = "joint_position"  # or "ee_pose" (vla_ros.model.ee_actions)
+    action_names: list[str] | None = None  # the action columns when they are not the layout's `names`
+    action_mask: list[bool] | None = None  # (width,) their slots, when not `mask`
 
     @classmethod
     def from_data(cls, names, mask, cameras, relative, states: np.ndarray, actions: np.ndarray,
                   goal_frame: str | None = None, goals: np.ndarray | None = None,
-                  goal_in_tool: bool = False) -> EmbodimentStats:
-        """Statistics of states (N, D), actions (N, H, D) in the embodiment layout and goals (N, 3) [m]."""
-        offsets = actions - np.where(relative, states, 0.0)[:, None, :]
+                  goal_in_tool: bool = False, **action_columns) -> EmbodimentStats:
+        """Statistics of states (N, D), actions (N, H, A) and goals (N, 3) [m].
+
+        Actions are in the embodiment layout (A = D), or the columns `action_columns` name
+        (action_space, action_names, action_mask).
+        """
+        offsets = relative_offsets(actions, states, relative)
         flat = offsets.reshape(-1, offsets.shape[-1])
         goal = {}
         if goal_frame is not None and goals is not None:
@@ -67,7 +84,7 @@ class EmbodimentStats:
                         goal_std=np.maximum(goals.std(0), STD_FLOOR).tolist(), goal_in_tool=goal_in_tool)
         return cls(list(names), [bool(m) for m in mask], list(cameras), [bool(r) for r in relative],
                    states.mean(0).tolist(), np.maximum(states.std(0), STD_FLOOR).tolist(),
-                   flat.mean(0).tolist(), np.maximum(flat.std(0), STD_FLOOR).tolist(), **goal)
+                   flat.mean(0).tolist(), np.maximum(flat.std(0), STD_FLOOR).tolist(), **goal, **action_columns)
 
     @property
     def has_goal(self) -> bool:
@@ -90,6 +107,14 @@ class ModelConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def action_space(self) -> str:
+        """What the model's actions are (vla_ros.model.ee_actions): one space for all its bodies."""
+        spaces = {stats.action_space for stats in self.embodiments.values()}
+        if len(spaces) > 1:
+            raise CheckpointError(f"a checkpoint's bodies have one action space, these have {sorted(spaces)}")
+        return spaces.pop() if spaces else "joint_position"
 
     @classmethod
     def from_json(cls, data: dict) -> ModelConfig:

@@ -26,6 +26,7 @@ from vla_ros.data.dataset import EpisodeSamples, sample_goals
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.embodiment.goals import goal_frame
 from vla_ros.model.config import Architecture, EmbodimentStats, ModelConfig
+from vla_ros.model.ee_actions import EE_POSE, JOINT, EeCoding
 from vla_ros.model.language import LanguageEncoder
 from vla_ros.model.network import VLA
 from vla_ros.model.normalization import Normalization
@@ -75,19 +76,27 @@ def task_wordings(samples: list[EpisodeSamples], known: dict[str, list[str]] | N
 
 
 def model_config(samples: list[EpisodeSamples], embodiments: dict[str, Embodiment], horizon: int, dt: float,
-                 architecture: Architecture) -> ModelConfig:
-    """A config whose per-embodiment statistics come from `samples` (the training split)."""
+                 architecture: Architecture, action_space: str = JOINT) -> ModelConfig:
+    """A config whose per-embodiment statistics come from `samples` (the training split).
+
+    With `action_space` ee_pose, the samples' actions are already coded (ee_actions.code_actions).
+    """
     stats, cameras, widths = {}, [], set()
     for name, embodiment in embodiments.items():
         mine = [s for s in samples if s.embodiment == name]
         io = EmbodimentIO(embodiment)
-        relative = [n in io.joints for n in io.names]
+        relative, columns = [n in io.joints for n in io.names], {}
+        if action_space == EE_POSE:
+            coding = EeCoding(embodiment)
+            relative = [False] * coding.width
+            columns = dict(action_space=EE_POSE, action_names=coding.names,
+                           action_mask=coding.mask(embodiment.layout.width))
         frame = goal_frame(embodiment)
         goals = sample_goals(mine, in_tool=True) if frame else None
         stats[name] = EmbodimentStats.from_data(
             io.names, embodiment.layout.mask, list(embodiment.cameras), relative,
             np.concatenate([s.states for s in mine]), np.concatenate([s.actions for s in mine]), frame, goals,
-            goal_in_tool=True)
+            goal_in_tool=True, **columns)
         cameras += [c for c in embodiment.cameras if c not in cameras]
         widths.add(embodiment.layout.width)
     if len(widths) != 1:
@@ -108,7 +117,7 @@ def add_embodiments(model: VLA, samples: list[EpisodeSamples], embodiments: dict
     new = {name: body for name, body in embodiments.items() if name not in config.embodiments}
     if not new:
         return model
-    grown = model_config(samples, new, config.horizon, config.dt, config.architecture)
+    grown = model_config(samples, new, config.horizon, config.dt, config.architecture, config.action_space)
     if grown.width != config.width:
         raise ValueError(f"{', '.join(new)}: action width {grown.width}, the checkpoint's is {config.width}")
     cameras = config.cameras + [c for c in grown.cameras if c not in config.cameras]

@@ -4,10 +4,12 @@
 (default: `generalist`, one model for arm7, mobile_manipulator and humanoid_upper; `arm7` is the
 arm7-only model it was grown from). The embodiment must be one the checkpoint was trained on,
 with the same action layout and cameras; anything else is refused at load time, naming what
-differs. With a prefix (the actions that execute while inference runs) and `guidance` on, the
-chunk is sampled to agree with it (real-time chunking). With `read_instructions` on and a
-checkpoint that lists the instructions of its tasks, each instruction is read as one of those tasks
-and the model is given that task's typical training wording (vla_ros.model.language).
+differs. A checkpoint trained with `--action-space ee_pose` answers in tool poses (an `ee_pose`
+chunk, vla_ros.model.ee_actions). With a prefix (the actions that execute while inference runs)
+and `guidance` on, the chunk is sampled to agree with it (real-time chunking). With
+`read_instructions` on and a checkpoint that lists the instructions of its tasks, each instruction
+is read as one of those tasks and the model is given that task's typical training wording
+(vla_ros.model.language).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from vla_ros.embodiment.goals import goal_frames, goal_in_root
 from vla_ros.media import resize
 from vla_ros.model.checkpoint import load_checkpoint
 from vla_ros.model.config import CheckpointError
+from vla_ros.model.ee_actions import EE_POSE, EeCoding
 from vla_ros.model.language import InstructionReader, Reading, shared_encoder
 from vla_ros.model.normalization import Normalization
 from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
@@ -76,6 +79,7 @@ class BuiltinPolicy(Policy):
         self._body = embodiment  # for the goal's forward kinematics in `state`
         self.cameras = stats.cameras
         self.normalization = Normalization(stats, config.width)
+        self.coding = EeCoding(embodiment) if stats.action_space == EE_POSE else None
         self.mask = torch.from_numpy(self.normalization.mask.astype(np.float32))
         self.steps = int(steps) or config.architecture.denoising_steps
         self.guidance = bool(guidance)
@@ -94,7 +98,8 @@ class BuiltinPolicy(Policy):
         height, width = config.architecture.image_size
         self.image_size = (height, width)
         self._metadata = describe(embodiment, "builtin", config.horizon, config.dt,
-                                  cameras={name: (height, width) for name in stats.cameras}, supports_prefix=True)
+                                  cameras={name: (height, width) for name in stats.cameras}, supports_prefix=True,
+                                  space=self.coding.space if self.coding else None)
         self._metadata.update({"checkpoint": str(self.path), "denoising_steps": self.steps, "guidance": self.guidance,
                                "tasks": self.reader.tasks if self.reader else []})
 
@@ -109,7 +114,10 @@ class BuiltinPolicy(Policy):
         known = min(len(prefix), horizon)
         padded = np.repeat(prefix[-1:], horizon, axis=0)
         padded[:known] = prefix[:known]
-        guide = self.normalization.actions(padded[None].astype(np.float32), state[None])
+        padded = padded[None].astype(np.float32)
+        if self.coding is not None:
+            padded = self.coding.encode(padded, state[None])
+        guide = self.normalization.actions(padded, state[None])
         weights = np.zeros(horizon, np.float32)
         weights[:known] = 1.0
         fade = np.arange(1, overlap + 1) / (overlap + 1)
@@ -144,6 +152,9 @@ class BuiltinPolicy(Policy):
                 guide, weights = self.guide(np.asarray(prefix, dtype=np.float32), state)
             sampled = self.model.sample(context, self.mask, self.steps, self.generator, guide, weights)
         actions = self.normalization.unnormalize(sampled.numpy(), state[None])[0]
+        if self.coding is not None:
+            return ActionChunk(self.coding.chunk(actions, state), self.model.config.dt, observation.stamp,
+                               self.coding.space)
         return ActionChunk(actions.astype(np.float32), self.model.config.dt, observation.stamp)
 
     def reset(self) -> None:
