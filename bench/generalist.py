@@ -136,7 +136,7 @@ def evaluate(work: Path, model: Model, body: str, task: str, episodes: int) -> d
     report = json.loads(out.read_text())
     return {"model": model.name, "body": body, "task": task, "successes": report["successes"],
             "episodes": len(report["episodes"]), "success_rate": report["success_rate"], "ci95": report["ci95"],
-            "progress": round(sum(e["progress"] for e in report["episodes"]) / len(report["episodes"]), 3),
+            "progress": report["progress"],
             "inference_p50_ms": report["inference_p50_ms"]}
 
 

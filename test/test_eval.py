@@ -39,6 +39,7 @@ def test_eval_with_the_hold_policy_reports_failures_in_held_out_words(ros, tmp_p
     assert report["policy"] == "hold" and report["phrasing"] == "held_out"
     assert report["success_rate"] == 0.0 and report["ci95"][0] == 0.0 and report["ci95"][1] > 0.5
     episodes = report["episodes"]
+    assert report["progress"] == pytest.approx(sum(e["progress"] for e in episodes) / 2, abs=1e-3)
     assert [(e["seed"], e["perturb"]) for e in episodes] == [(1000, "none"), (1000, "lure")]
     for episode in episodes:
         colour = episode["target"].removesuffix("_cube")

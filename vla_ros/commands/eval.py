@@ -99,6 +99,11 @@ class Tally:
         return wilson_interval(self.successes, len(self.episodes))
 
     @property
+    def progress(self) -> float:
+        """Mean progress: the share of the way to the task's goal the episodes made (vla_ros.sim.tasks)."""
+        return sum(e.progress for e in self.episodes) / max(len(self.episodes), 1)
+
+    @property
     def failures(self) -> dict[str, int]:
         """How many failed for each reason."""
         counts: dict[str, int] = {}
@@ -109,7 +114,7 @@ class Tally:
 
     def to_json(self) -> dict:
         return {"successes": self.successes, "episodes": len(self.episodes), "success_rate": self.rate,
-                "ci95": list(self.ci95), "failures": self.failures}
+                "ci95": list(self.ci95), "progress": round(self.progress, 3), "failures": self.failures}
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,7 @@ class EvalReport:
             "perturbations": {name: tally.to_json() for name, tally in self.perturbed().items()},
             "per_instruction": {text: {"successes": s, "episodes": n} for text, (s, n) in self.per_instruction.items()},
             "successes": self.successes, "success_rate": self.success_rate, "ci95": list(self.ci95),
+            "progress": round(self.tally.progress, 3),
             "inference_p50_ms": self.inference_p50_ms, "inference_p95_ms": self.inference_p95_ms,
             "log_dir": str(self.log_dir), "use_sim_time": self.use_sim_time,
         }
@@ -305,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(outcome_table(report))
     low, high = report.ci95
     console.print(f"success {report.successes}/{len(report.episodes)} = {report.success_rate:.0%} "
-                  f"(95% Wilson interval {low:.0%}-{high:.0%}); inference p50 {_ms(report.inference_p50_ms)}, "
+                  f"(95% Wilson interval {low:.0%}-{high:.0%}), mean progress {report.tally.progress:.2f}; "
+                  f"inference p50 {_ms(report.inference_p50_ms)}, "
                   f"p95 {_ms(report.inference_p95_ms)} (node logs in {report.log_dir})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
