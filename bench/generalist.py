@@ -212,7 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="vla-ros bench generalist", description=__doc__.split("\n")[0])
     parser.add_argument("--task", action="append", help="task (repeatable; default reach)")
     parser.add_argument("--episodes", type=int, default=150, help="demonstrations per body and task (default 150)")
-    parser.add_argument("--steps", type=int, default=1500, help="the generalists' training steps (default 1500)")
+    parser.add_argument("--steps", type=int, default=6000, help="the generalists' training steps (default 6000)")
     parser.add_argument("--share", type=float, default=0.03,
                         help="the new body's share of the transfer generalist's episodes (default 0.03)")
     parser.add_argument("--eval-episodes", type=int, default=40, help="seeded episodes per cell (default 40)")

@@ -85,6 +85,7 @@ def test_generalist_bench_shares_data_and_steps_as_the_study_says(tmp_path):
     cells = [{"model": model, "body": body, "task": "reach", "successes": 30, "episodes": 40, "success_rate": 0.75,
               "ci95": [0.6, 0.86], "inference_p50_ms": 33.0}
              for model, body in (("generalist", "arm7"), ("specialist-arm7", "arm7"), ("generalist+new", "ur5e"),
-                                 ("specialist-new-share", "ur5e"), ("specialist-new-full", "ur5e"))]
+                                 ("generalist+new-ee", "ur5e"), ("specialist-new-share", "ur5e"),
+                                 ("specialist-new-full", "ur5e"))]
     bench["chart"](tmp_path / "chart.png", cells)
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
