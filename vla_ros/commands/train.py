@@ -58,13 +58,14 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.errors import VlaRosError
     from vla_ros.model.checkpoint import load_checkpoint, load_optimizer, read_config, save_checkpoint
     from vla_ros.model.config import Architecture
-    from vla_ros.model.ee_actions import JOINT, code_actions
+    from vla_ros.model.ee_actions import JOINT
     from vla_ros.model.language import shared_encoder
     from vla_ros.model.network import VLA
     from vla_ros.model.training import (
         Batches,
         TrainSettings,
         add_embodiments,
+        code_actions,
         history_from_json,
         history_to_json,
         make_optimizer,

@@ -11,35 +11,65 @@ tool poses in the root frame), which the policy node follows through differentia
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 import pinocchio as pin
 
-from vla_ros.data.dataset import EpisodeSamples
-from vla_ros.embodiment import Embodiment, EmbodimentIO
-from vla_ros.policy.interface import ActionSpace
-from vla_ros.policy.spaces import ChunkAdapter
+from vla_ros.embodiment import Embodiment, EmbodimentError, EmbodimentIO
 
 JOINT = "joint_position"
 EE_POSE = "ee_pose"
-CODINGS = (JOINT, EE_POSE)
 EE_AXES = ("x", "y", "z", "rx", "ry", "rz")
+END_EFFECTOR_KINDS = ("gripper", "hand")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Columns [start, stop) of one action group: an arm's tool ("ee"), joints ("joints") or a base ("base")."""
+
+    kind: str
+    start: int
+    stop: int
+    targets: np.ndarray  # the layout slots they stand for
+    names: tuple[str, ...]
+    frame: str | None = None  # an arm's tool frame
 
 
 class EeCoding:
-    """One body's joint-layout actions <-> its ee_pose columns relative to the state (see the module docstring)."""
+    """One body's joint-layout actions <-> its ee_pose columns relative to the state (see the module docstring).
+
+    The columns are the ee_pose space's default ones (vla_ros.policy.spaces): the action groups in
+    order, an arm as its tool's 6, a gripper or hand as its joints, a base as its channels.
+    """
 
     def __init__(self, embodiment: Embodiment):
-        self.space = ActionSpace(EE_POSE)
         self.io = EmbodimentIO(embodiment)
         self.kinematics = embodiment.kinematics
-        adapter = ChunkAdapter(embodiment, self.space)
-        self.parts = adapter.parts
-        self.width = adapter.width
-        self.names = [name for part in self.parts for name in (
-            [f"{part.group.name}.{axis}" for axis in EE_AXES] if part.kind == "ee"
-            else [self.io.names[t] for t in part.targets])]
+        slot = {name: i for i, name in enumerate(self.io.names)}
+        self.parts, start = [], 0
+        for name in embodiment.config.action.groups:
+            base = embodiment.base
+            if base is not None and name == base.name:
+                part = Columns("base", start, start + len(base.channels), np.array([slot[c] for c in base.channels]),
+                               tuple(base.channels))
+            elif embodiment.groups[name].kind == "arm":
+                group = embodiment.groups[name]
+                if not group.ee_frame:
+                    raise EmbodimentError(f"end-effector actions need the tool frame of arm {name!r} of "
+                                          f"{embodiment.name}: set groups.{name}.ee_frame in the embodiment file")
+                part = Columns("ee", start, start + len(EE_AXES), np.array([slot[j] for j in group.joints]),
+                               tuple(f"{name}.{axis}" for axis in EE_AXES), group.ee_frame)
+            elif embodiment.groups[name].kind in END_EFFECTOR_KINDS:
+                joints = embodiment.groups[name].joints
+                part = Columns("joints", start, start + len(joints), np.array([slot[j] for j in joints]),
+                               tuple(joints))
+            else:
+                continue  # torso and head hold
+            self.parts.append(part)
+            start = part.stop
+        self.width = start
+        self.names = [name for part in self.parts for name in part.names]
 
     def mask(self, width: int) -> list[bool]:
         """The padded vector's slots these columns take: the first `self.width`."""
@@ -57,14 +87,13 @@ class EeCoding:
             if part.kind == "base":
                 out[..., columns] = actions[..., part.targets]
                 continue
-            if part.kind != "ee":
+            if part.kind == "joints":
                 out[..., columns] = actions[..., part.targets] - states[:, None, part.targets]
                 continue
-            frame = part.group.ee_frame
             for i, (state, targets) in enumerate(zip(states, actions)):
-                start = self._pose(state, frame)
+                start = self._pose(state, part.frame)
                 for k, target in enumerate(targets):
-                    pose = self._pose(target, frame)
+                    pose = self._pose(target, part.frame)
                     out[i, k, part.start:part.start + 3] = pose[:3, 3] - start[:3, 3]
                     out[i, k, part.start + 3:part.stop] = pin.log3(start[:3, :3].T @ pose[:3, :3])
         return out
@@ -74,22 +103,11 @@ class EeCoding:
         values, state = np.asarray(values, dtype=float), np.asarray(state, dtype=float)
         out = values.copy()
         for part in self.parts:
-            if part.kind == "base":
-                continue
-            if part.kind != "ee":
+            if part.kind == "joints":
                 out[:, part.start:part.stop] = state[part.targets] + values[:, part.start:part.stop]
-                continue
-            start = self._pose(state, part.group.ee_frame)
-            out[:, part.start:part.start + 3] = start[:3, 3] + values[:, part.start:part.start + 3]
-            out[:, part.start + 3:part.stop] = [pin.log3(start[:3, :3] @ pin.exp3(r))
-                                                for r in values[:, part.start + 3:part.stop]]
+            elif part.kind == "ee":
+                start = self._pose(state, part.frame)
+                out[:, part.start:part.start + 3] = start[:3, 3] + values[:, part.start:part.start + 3]
+                out[:, part.start + 3:part.stop] = [pin.log3(start[:3, :3] @ pin.exp3(r))
+                                                    for r in values[:, part.start + 3:part.stop]]
         return out.astype(np.float32)
-
-
-def code_actions(samples: list[EpisodeSamples], embodiments: dict[str, Embodiment],
-                 action_space: str) -> list[EpisodeSamples]:
-    """`samples` with their actions as `action_space` has the model learn them (as they are for joint_position)."""
-    if action_space == JOINT:
-        return samples
-    codings = {name: EeCoding(body) for name, body in embodiments.items()}
-    return [replace(s, actions=codings[s.embodiment].encode(s.actions, s.states)) for s in samples]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -140,6 +140,15 @@ def add_embodiments(model: VLA, samples: list[EpisodeSamples], embodiments: dict
             weights[key] = tensor
     extended.load_state_dict(weights)
     return extended
+
+
+def code_actions(samples: list[EpisodeSamples], embodiments: dict[str, Embodiment],
+                 action_space: str) -> list[EpisodeSamples]:
+    """`samples` with their actions as `action_space` has the model learn them (as they are for joint_position)."""
+    if action_space == JOINT:
+        return samples
+    codings = {name: EeCoding(body) for name, body in embodiments.items()}
+    return [replace(s, actions=codings[s.embodiment].encode(s.actions, s.states)) for s in samples]
 
 
 class Batches:

@@ -27,7 +27,7 @@ from vla_ros.model.config import CheckpointError
 from vla_ros.model.ee_actions import EE_POSE, EeCoding
 from vla_ros.model.language import InstructionReader, Reading, shared_encoder
 from vla_ros.model.normalization import Normalization
-from vla_ros.policy.interface import ActionChunk, Observation, Policy, PolicyError
+from vla_ros.policy.interface import ActionChunk, ActionSpace, Observation, Policy, PolicyError
 from vla_ros.policy.registry import backend, describe
 
 DEFAULT_CHECKPOINT = "generalist"
@@ -80,6 +80,7 @@ class BuiltinPolicy(Policy):
         self.cameras = stats.cameras
         self.normalization = Normalization(stats, config.width)
         self.coding = EeCoding(embodiment) if stats.action_space == EE_POSE else None
+        self.space = ActionSpace(EE_POSE) if self.coding else ActionSpace()
         self.mask = torch.from_numpy(self.normalization.mask.astype(np.float32))
         self.steps = int(steps) or config.architecture.denoising_steps
         self.guidance = bool(guidance)
@@ -99,7 +100,7 @@ class BuiltinPolicy(Policy):
         self.image_size = (height, width)
         self._metadata = describe(embodiment, "builtin", config.horizon, config.dt,
                                   cameras={name: (height, width) for name in stats.cameras}, supports_prefix=True,
-                                  space=self.coding.space if self.coding else None)
+                                  space=self.space)
         self._metadata.update({"checkpoint": str(self.path), "denoising_steps": self.steps, "guidance": self.guidance,
                                "tasks": self.reader.tasks if self.reader else []})
 
@@ -154,7 +155,7 @@ class BuiltinPolicy(Policy):
         actions = self.normalization.unnormalize(sampled.numpy(), state[None])[0]
         if self.coding is not None:
             return ActionChunk(self.coding.chunk(actions, state), self.model.config.dt, observation.stamp,
-                               self.coding.space)
+                               self.space)
         return ActionChunk(actions.astype(np.float32), self.model.config.dt, observation.stamp)
 
     def reset(self) -> None:
