@@ -199,10 +199,11 @@ def chart(path: Path, cells: list[dict]) -> None:
             axis.annotate(f"{cell['successes']}/{cell['episodes']}", (x, 0.02), ha="center", fontsize=6,
                           color="white", rotation=90)
     axis.set_xticks(np.arange(len(groups)), [f"{body}\n{task}" for body, task in groups], fontsize=8)
-    axis.set_ylim(0, 1.05)
+    axis.set_ylim(0, 1.25)  # room for the legend above the bars
+    axis.set_yticks(np.linspace(0, 1, 6))
     axis.set_ylabel("success, held-out phrasings (95% Wilson)")
     axis.set_title("one model for every body vs each body's specialist; transfer to a new body")
-    axis.legend(fontsize=7, loc="upper right")
+    axis.legend(fontsize=7, loc="upper center", ncol=3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
