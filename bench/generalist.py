@@ -3,7 +3,8 @@
 The study, reproduced end to end (each stage skipped when its output is already there, so an
 interrupted run continues):
 1. collect: scripted demonstrations per body and task (`vla-ros collect`), for the shipped bodies
-   and the new one (a 6-DoF UR5e drafted by `vla-ros embodiment init` from the vendor's URDF);
+   and the new one (a 6-DoF UR5e drafted by `vla-ros embodiment init` from the vendor's URDF; it
+   has no gripper, so its tasks are reach and push);
 2. train, all from scratch with one recipe (`vla-ros train`, same seed):
    - `generalist`: every shipped body's data, `--steps` steps;
    - `specialist-B`: body B's data alone, for as many steps as the generalist spent on B (batches
@@ -36,6 +37,7 @@ from vla_ros.terminal import console as make_console
 
 BODIES = ("arm7", "mobile_manipulator", "humanoid_upper")
 NEW = "ur5e"
+NEW_TASKS = ("reach", "push")  # it has no gripper: the transfer is on the tasks it has
 COLLECT_SEED = 40000
 NEAR_MISS = 0.3  # share of the demonstrations that start beside the cube (collect --near-miss)
 SECONDS = {"reach": 10.0, "push": 10.0}  # eval time limit per task; manipulation gets MANIPULATION_S
@@ -52,6 +54,7 @@ class Model:
     data: tuple[Path, ...]
     steps: int
     bodies: tuple[str, ...]
+    tasks: tuple[str, ...]  # it is evaluated on
     action_space: str = "joint_position"
 
 
@@ -152,23 +155,26 @@ def steps_per_body(steps: int, sizes: dict[str, int]) -> dict[str, int]:
 
 def study(args: argparse.Namespace) -> list[Model]:
     """The models, their data (collected if missing) and steps."""
-    work, tasks = args.work, args.task or ["reach"]
+    work, tasks = args.work, tuple(args.task or ["reach"])
     shipped = {body: [collect(work, body, task, args.episodes) for task in tasks] for body in BODIES}
-    new_full = [collect(work, NEW, task, args.episodes) for task in tasks]
     everything = [folder for folders in shipped.values() for folder in folders]
-    count = max(1, round(share_episodes(args.share, len(everything) * args.episodes) / len(tasks)))
-    new_share = [share_of(folder, count) for folder in new_full]
     per_body = steps_per_body(args.steps, {body: samples(folders, args.image_size)
                                            for body, folders in shipped.items()})
     specialist_steps = round(sum(per_body.values()) / len(per_body))
-    models = [Model("generalist", tuple(everything), args.steps, BODIES)]
-    models += [Model(f"specialist-{body}", tuple(folders), per_body[body], (body,))
+    models = [Model("generalist", tuple(everything), args.steps, BODIES, tasks)]
+    models += [Model(f"specialist-{body}", tuple(folders), per_body[body], (body,), tasks)
                for body, folders in shipped.items()]
-    models += [Model("generalist+new", (*everything, *new_share), args.steps, (NEW,)),
-               Model("generalist+new-ee", (*everything, *new_share), args.steps, (NEW,), "ee_pose"),
-               Model("specialist-new-share", tuple(new_share), specialist_steps, (NEW,)),
-               Model("specialist-new-full", tuple(new_full), specialist_steps, (NEW,))]
-    return models
+    new_tasks = tuple(task for task in tasks if task in NEW_TASKS)
+    if not new_tasks:
+        return models
+    new_full = [collect(work, NEW, task, args.episodes) for task in new_tasks]
+    count = max(1, round(share_episodes(args.share, len(everything) * args.episodes) / len(new_tasks)))
+    new_share = [share_of(folder, count) for folder in new_full]
+    return models + [
+        Model("generalist+new", (*everything, *new_share), args.steps, (NEW,), new_tasks),
+        Model("generalist+new-ee", (*everything, *new_share), args.steps, (NEW,), new_tasks, "ee_pose"),
+        Model("specialist-new-share", tuple(new_share), specialist_steps, (NEW,), new_tasks),
+        Model("specialist-new-full", tuple(new_full), specialist_steps, (NEW,), new_tasks)]
 
 
 def kind(cell: dict) -> str:
@@ -241,7 +247,7 @@ def main() -> None:
             train(args.work, model)
     for model in models:
         for body in model.bodies:
-            for task in args.task or ["reach"]:
+            for task in model.tasks:
                 with console.status(f"evaluating {model.name} on {body} {task} through ROS"):
                     cell = evaluate(args.work, model, body, task, args.eval_episodes)
                 cells.append(cell)
