@@ -39,6 +39,7 @@ from vla_ros.control.limits import MotionLimiter
 from vla_ros.control.pd import CommandLaw, wrap_to_pi
 from vla_ros.control.timeline import STRATEGIES, Timeline
 from vla_ros.embodiment import Embodiment
+from vla_ros.embodiment.config import END_EFFECTOR_KINDS
 from vla_ros.params import Params, param
 
 FUTURE_TOLERANCE_S = 0.05  # [s] a stamp this far ahead of the controller's clock is still taken (clock skew)
@@ -119,7 +120,7 @@ class Controller:
         self.law = CommandLaw(embodiment, self.groups, config.gravity_compensation)
         self.kinematics_index = self.law.index
         self.continuous = stack("continuous").astype(bool)
-        self.watched = np.concatenate([np.full(len(g.joints), g.kind not in ("gripper", "hand")) for g in self.groups])
+        self.watched = np.concatenate([np.full(len(g.joints), g.kind not in END_EFFECTOR_KINDS) for g in self.groups])
         self._commanded: np.ndarray | None = None  # (n,) the last step's q_command
         self.timeline = Timeline(len(self.joints), config.strategy, config.blend_s, config.ensemble_decay)
         self.ramp = config.upper_body_ramp_s if embodiment.delegated_groups else 0.0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from vla_ros.errors import VlaRosError, did_you_mean
 
 KINDS = ("arm", "gripper", "hand", "torso", "head", "base", "legs")
+END_EFFECTOR_KINDS = ("gripper", "hand")  # what closes on an object, at an arm's end
 MODES = ("effort", "position", "velocity")
 EFFORT_LAWS = ("inverse_dynamics", "pd")
 BASE_CHANNELS = ("vx", "vy", "wz")

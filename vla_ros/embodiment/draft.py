@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_ros.embodiment.config import DEFAULT_ACTION_WIDTH
+from vla_ros.embodiment.config import DEFAULT_ACTION_WIDTH, END_EFFECTOR_KINDS
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
 from vla_ros.embodiment.kinematics import Kinematics
 from vla_ros.embodiment.source import load_description
@@ -381,7 +381,7 @@ def _group_lines(group: DraftGroup, drafter: Drafter) -> list[str]:
     lines.append(f"    joints: {joint_list}")
     if group.kind == "legs":
         return lines + ["    delegated: true"]
-    position_mode = group.kind in ("gripper", "hand") or not all(j.effort > 0 for j in group.joints)
+    position_mode = group.kind in END_EFFECTOR_KINDS or not all(j.effort > 0 for j in group.joints)
     kp, kd = drafter.gains(group)
     mode_note = ("hardware closes the loop on positions" if position_mode
                  else "torques from vla_ros's PD law; use position if the hardware closes its own loop")

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from vla_ros import resources
-from vla_ros.embodiment.config import EFFORT_LAWS, EmbodimentConfig, EmbodimentError, from_mapping
+from vla_ros.embodiment.config import EFFORT_LAWS, END_EFFECTOR_KINDS, EmbodimentConfig, EmbodimentError, from_mapping
 from vla_ros.embodiment.kinematics import Kinematics
 from vla_ros.embodiment.layout import ActionLayout
 from vla_ros.embodiment.source import load_description
@@ -224,10 +224,20 @@ class Embodiment:
     def delegated_groups(self) -> list[JointGroup]:
         return [g for g in self.groups.values() if g.delegated]
 
+    @property
+    def tool_action_groups(self) -> tuple[str, ...]:
+        """The action groups an end-effector action space drives, in order (torso and head hold).
+
+        Arms (through their tools), grippers, hands and the base.
+        """
+        base = self.base.name if self.base is not None else None
+        return tuple(name for name in self.config.action.groups
+                     if name == base or self.groups[name].kind in ("arm", *END_EFFECTOR_KINDS))
+
     def end_effector(self, arm: JointGroup) -> JointGroup | None:
         """The gripper or hand mounted below `arm`'s last joint, if any."""
         for group in self.commanded_groups:
-            if group.kind in ("gripper", "hand"):
+            if group.kind in END_EFFECTOR_KINDS:
                 above = self.description.chain_to_root(self.description.joints[group.joints[0]].parent)
                 if arm.joints[-1] in {j.name for j in above}:
                     return group

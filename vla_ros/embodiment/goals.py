@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vla_ros.embodiment.config import END_EFFECTOR_KINDS
 from vla_ros.embodiment.embodiment import Embodiment
 from vla_ros.embodiment.vectors import EmbodimentIO
 
@@ -65,7 +66,7 @@ def hindsight_goals(actions: np.ndarray, embodiment: Embodiment) -> tuple[np.nda
     kinematics = embodiment.kinematics
     commanded = io.split(actions[:, 0])[0]  # (N, joints) each sample's first target
     final = io.split(actions[-1, -1:])[0][0]
-    grips = [g for g in embodiment.commanded_groups if g.kind in ("gripper", "hand")]
+    grips = [g for g in embodiment.commanded_groups if g.kind in END_EFFECTOR_KINDS]
     columns = [io.joints.index(j) for g in grips for j in g.joints]
     spans = np.concatenate([g.upper - g.lower for g in grips]) if grips else np.zeros(0)
 

@@ -21,7 +21,6 @@ from vla_ros.embodiment import Embodiment, EmbodimentError, EmbodimentIO
 JOINT = "joint_position"
 EE_POSE = "ee_pose"
 EE_AXES = ("x", "y", "z", "rx", "ry", "rz")
-END_EFFECTOR_KINDS = ("gripper", "hand")
 
 
 @dataclass(frozen=True)
@@ -39,17 +38,16 @@ class Columns:
 class EeCoding:
     """One body's joint-layout actions <-> its ee_pose columns relative to the state (see the module docstring).
 
-    The columns are the ee_pose space's default ones (vla_ros.policy.spaces): the action groups in
-    order, an arm as its tool's 6, a gripper or hand as its joints, a base as its channels.
+    The columns are the ee_pose space's default ones (vla_ros.policy.spaces): the embodiment's
+    tool_action_groups, an arm as its tool's 6, a gripper or hand as its joints, a base as its channels.
     """
 
     def __init__(self, embodiment: Embodiment):
         self.io = EmbodimentIO(embodiment)
         self.kinematics = embodiment.kinematics
         slot = {name: i for i, name in enumerate(self.io.names)}
-        self.parts, start = [], 0
-        for name in embodiment.config.action.groups:
-            base = embodiment.base
+        self.parts, start, base = [], 0, embodiment.base
+        for name in embodiment.tool_action_groups:
             if base is not None and name == base.name:
                 part = Columns("base", start, start + len(base.channels), np.array([slot[c] for c in base.channels]),
                                tuple(base.channels))
@@ -60,12 +58,10 @@ class EeCoding:
                                           f"{embodiment.name}: set groups.{name}.ee_frame in the embodiment file")
                 part = Columns("ee", start, start + len(EE_AXES), np.array([slot[j] for j in group.joints]),
                                tuple(f"{name}.{axis}" for axis in EE_AXES), group.ee_frame)
-            elif embodiment.groups[name].kind in END_EFFECTOR_KINDS:
+            else:
                 joints = embodiment.groups[name].joints
                 part = Columns("joints", start, start + len(joints), np.array([slot[j] for j in joints]),
                                tuple(joints))
-            else:
-                continue  # torso and head hold
             self.parts.append(part)
             start = part.stop
         self.width = start

@@ -31,11 +31,11 @@ import numpy as np
 import pinocchio as pin
 
 from vla_ros.embodiment import Embodiment, EmbodimentIO, JointGroup
+from vla_ros.embodiment.config import END_EFFECTOR_KINDS
 from vla_ros.errors import did_you_mean
 from vla_ros.policy.interface import EE_SPACES, ActionSpace, ActionSpaceError
 
 EE_COLUMNS = 6
-END_EFFECTOR_KINDS = ("gripper", "hand")
 
 
 @dataclass
@@ -67,14 +67,9 @@ class ChunkAdapter:
             self._ik = {p.group.name: ArmDiffIK(embodiment, p.group) for p in self.parts if p.kind == "ee"}
 
     def _default_columns(self) -> tuple[str, ...]:
-        groups = self.embodiment.config.action.groups
-        if self.space.name not in EE_SPACES:
-            return tuple(groups)
-        return tuple(g for g in groups if self._kind(g) in ("arm", "base", *END_EFFECTOR_KINDS))
-
-    def _kind(self, group: str) -> str:
-        base = self.embodiment.base
-        return "base" if base is not None and base.name == group else self.embodiment.groups[group].kind
+        if self.space.name in EE_SPACES:
+            return self.embodiment.tool_action_groups
+        return tuple(self.embodiment.config.action.groups)
 
     def _parts(self) -> list[_Part]:
         columns = self.space.columns or self._default_columns()

@@ -16,6 +16,7 @@ import pinocchio as pin
 
 from vla_ros.control.pd import CommandLaw
 from vla_ros.embodiment import Embodiment, JointGroup
+from vla_ros.embodiment.config import END_EFFECTOR_KINDS
 from vla_ros.embodiment.ik import TOOL_DOWN, ArmIK
 from vla_ros.sim.tasks import GRASPED_HEIGHT, LIFT_HEIGHT, PUSH_DISTANCE, SIDES
 from vla_ros.sim.world import APPROACH_HEIGHT, CUBE_SIZE, REACH_CLEARANCE, TRAY_FLOOR, rotation_z, work_heading
@@ -215,7 +216,7 @@ class Expert(ABC):
         for group in self.embodiment.commanded_groups:
             if group.name == self.arm.name:
                 joints[group.name] = (self.q_cmd[self.kinematics.index(self.arm.joints)].copy(), velocity)
-            elif group.kind in ("gripper", "hand"):
+            elif group.kind in END_EFFECTOR_KINDS:
                 joints[group.name] = (self.gripper_target(group), np.zeros(len(group.joints)))
             else:
                 joints[group.name] = (self.held[group.name], np.zeros(len(group.joints)))
