@@ -23,6 +23,14 @@ Watchdog, in order of precedence:
   squeezing an object holds them away from their command on purpose.
 - chunks run out: the targets hold at the last point (the arm comes to rest, held there).
 
+Interventions: while a person drives (`set_intervention(True)`), the controller tracks teleop
+chunks (`submit(..., teleop=True)`) and refuses the policy's; outside one it refuses teleop
+chunks. At both handovers the targets come to rest from where they are (velocity-continuous,
+within the acceleration limits) and hold until the side now in charge sends a chunk, which
+splices on as any chunk does. After the hand-back, policy chunks computed from observations
+taken before it are refused: the policy resumes from the pose the person left. The watchdog
+rules above hold throughout.
+
 Every chunk that is refused, by the message conversion or here, is counted in `stats`.
 """
 from __future__ import annotations
@@ -94,6 +102,9 @@ class Stats:
     last_boundary_jump: float = 0.0  # [rad/s] max |qd*| change at the last accepted chunk's arrival
     following_faults: int = 0  # restarts because a joint was too far from its command
     last_following_fault: str = ""
+    interventions: int = 0  # takeovers by a person so far
+    handover_velocity_jump: float = 0.0  # [rad/s] max |qd*| change at any takeover or hand-back so far
+    teleop_chunks: int = 0  # teleop chunks accepted
 
     def rejected(self, rejection: ChunkRejected, what: str = "") -> None:
         """Count a refused chunk (`what` names its kind: "base")."""
@@ -133,6 +144,8 @@ class Controller:
         self._active = False  # controlling from a fresh state since the last (re)start
         self._weight, self._anchor = 1.0, None
         self._ramp_from, self._ramp_rising, self._ramp_start = 1.0, True, 0.0
+        self.intervening = False  # a person drives: teleop chunks, not the policy's
+        self._handed_back = -math.inf  # [s] when the last intervention ended
         self.state = WAITING
 
     # -- inputs -----------------------------------------------------------------------------
@@ -140,8 +153,8 @@ class Controller:
         """A joint state, in Kinematics.joint_names order, received at `received` [s]."""
         self._state = (np.asarray(q_full, dtype=float), np.asarray(qd_full, dtype=float), received)
 
-    def submit(self, chunk: JointChunk, now: float) -> JointChunk:
-        """Take a joint chunk at `now` [s]: its points still ahead.
+    def submit(self, chunk: JointChunk, now: float, teleop: bool = False) -> JointChunk:
+        """Take a joint chunk at `now` [s]: its points still ahead. `teleop`: it comes from a person.
 
         ChunkRejected, counted, when it does not fit this robot or this moment; then nothing changes.
         """
@@ -150,6 +163,13 @@ class Controller:
                 raise ChunkRejected(f"e-stop is latched ({self.estop_reason}); call reset")
             if not self._active:
                 raise ChunkRejected("no fresh joint_states yet: nothing to start from")
+            if teleop and not self.intervening:
+                raise ChunkRejected("teleop chunk outside an intervention (vla/intervention is false)")
+            if not teleop and self.intervening:
+                raise ChunkRejected("a person is driving (vla/intervention): policy chunks are set aside")
+            if not teleop and chunk.stamp < self._handed_back:
+                raise ChunkRejected(f"computed from an observation {self._handed_back - chunk.stamp:.3f} s before "
+                                    "the person handed back")
             for name in chunk.joints:
                 if name in self.delegated:
                     raise ChunkRejected(f"joint {name!r} is delegated to the vendor stack and never commanded")
@@ -165,8 +185,30 @@ class Controller:
         _, after = self.timeline.sample(now)
         self.stats.last_boundary_jump = float(np.max(np.abs(after - before)))
         self.stats.chunks_accepted += 1
+        self.stats.teleop_chunks += teleop
         self.stats.newest_stamp = max(self.stats.newest_stamp, chunk.stamp)
         return chunk
+
+    def set_intervention(self, active: bool, now: float) -> None:
+        """A person takes over (True) or hands back (False) at `now` [s]; a repeat changes nothing.
+
+        The targets come to rest from where they are and hold until a chunk of the side in charge.
+        """
+        if active == self.intervening:
+            return
+        self.intervening = active
+        if active:
+            self.stats.interventions += 1
+        else:
+            self._handed_back = now
+        if self._active and not self.estopped:
+            _, before = self.timeline.sample(now)
+            self.timeline.stop(now, self.limiter.acceleration)
+            _, after = self.timeline.sample(now)
+            self.stats.handover_velocity_jump = max(self.stats.handover_velocity_jump,
+                                                    float(np.max(np.abs(after - before))))
+        if active and self.base is not None:
+            self.base.forget()  # the base brakes: teleoperation drives the arms only
 
     def submit_base(self, chunk: BaseChunk, now: float) -> None:
         """Take a base chunk at `now` [s] (ChunkRejected, counted, when it does not fit)."""
@@ -175,6 +217,8 @@ class Controller:
                 raise ChunkRejected(f"{self.embodiment.name} has no mobile base")
             if self.estopped:
                 raise ChunkRejected(f"e-stop is latched ({self.estop_reason}); call reset")
+            if self.intervening:
+                raise ChunkRejected("a person is driving (vla/intervention): policy chunks are set aside")
             self._check_age(chunk.stamp, now)
             self.base.submit(chunk, now)
         except ChunkRejected as rejection:

@@ -150,6 +150,21 @@ class Timeline:
             self.chunks = [c for c in self.chunks if c.end >= now] + [
                 Path(times, chunk.positions, chunk.velocities, index, None)]
 
+    def stop(self, now: float, accel: np.ndarray, shortest_s: float = 0.05) -> None:
+        """Bring the targets to rest from where they are at `now` [s], then hold, forgetting every chunk.
+
+        Constant deceleration per joint over one duration, long enough for each joint's `accel`
+        [rad/s^2 | m/s^2] and at least `shortest_s`: position and velocity stay continuous.
+        """
+        q, v = self.sample(now)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            needed = np.where(accel > 0, np.abs(v) / accel, 0.0)
+        duration = max(shortest_s, float(np.max(needed, initial=0.0)))
+        path = Path(np.array([now, now + duration]), np.vstack([q, q + v * duration / 2]),
+                    np.vstack([v, np.zeros_like(v)]), np.arange(self.n), Hold(q))
+        self.chunks = [path] if self.strategy == "ensemble" else []
+        self.current = path
+
     def sample(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(q*, qd*) for every commanded joint at time t [s]."""
         if self.strategy == "ensemble":

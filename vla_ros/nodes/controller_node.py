@@ -1,6 +1,8 @@
 """`controller_node`: tracks action chunks with its control law (control/pd.py) at a steady rate, safely.
 
-Subscribes joint_states, vla/action_chunk, vla/base_chunk and vla/estop; publishes one
+Subscribes joint_states, vla/action_chunk, vla/base_chunk, vla/estop, and for teleoperation
+vla/intervention (std_msgs/Bool, true while a person drives) and vla/teleop_chunk (tracked instead
+of the policy's chunks during an intervention); publishes one
 std_msgs/Float64MultiArray per commanded group on its `<group>_controller/commands` topic (the
 ros2_control forward_command_controller convention), cmd_vel for a mobile base and `~/commanded`
 (sensor_msgs/JointState: the limited targets q, qd it tracks). Services: `~/estop`
@@ -83,6 +85,8 @@ class ControllerNode(VlaNode):
         self.create_subscription(JointTrajectory, "vla/action_chunk", self._on_chunk, RELIABLE)
         self.create_subscription(MultiDOFJointTrajectory, "vla/base_chunk", self._on_base_chunk, RELIABLE)
         self.create_subscription(Bool, "vla/estop", self._on_estop_topic, RELIABLE)
+        self.create_subscription(JointTrajectory, "vla/teleop_chunk", self._on_teleop_chunk, RELIABLE)
+        self.create_subscription(Bool, "vla/intervention", self._on_intervention, RELIABLE)
         self.create_service(SetBool, "~/estop", self._on_estop_service)
         self.create_service(Trigger, "~/reset", self._on_reset_service)
 
@@ -110,6 +114,15 @@ class ControllerNode(VlaNode):
             self.inbox.append((self._take_chunk, from_chunk_msg(msg)))
         except ChunkRejected as rejection:
             self.inbox.append((self._refuse, (rejection, "")))
+
+    def _on_teleop_chunk(self, msg: JointTrajectory) -> None:
+        try:
+            self.inbox.append((self._take_teleop_chunk, from_chunk_msg(msg)))
+        except ChunkRejected as rejection:
+            self.inbox.append((self._refuse, (rejection, "teleop")))
+
+    def _on_intervention(self, msg: Bool) -> None:
+        self.inbox.append((self._set_intervention, bool(msg.data)))
 
     def _on_base_chunk(self, msg: MultiDOFJointTrajectory) -> None:
         try:
@@ -197,14 +210,24 @@ class ControllerNode(VlaNode):
                     used_stamp = state[2]
 
     # What the loop does with each queued input, at `now` [s] (its clock).
-    def _take_chunk(self, chunk, now: float) -> None:
+    def _take_chunk(self, chunk, now: float, teleop: bool = False) -> None:
         try:
-            chunk = self.controller.submit(chunk, now)
+            chunk = self.controller.submit(chunk, now, teleop)
         except ChunkRejected as rejection:
-            self.get_logger().warning(f"chunk rejected: {rejection.reason}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"{'teleop ' if teleop else ''}chunk rejected: {rejection.reason}",
+                                      throttle_duration_sec=1.0)
             return
         self.chunk_ages.add(now - chunk.stamp)
         self.boundary_jumps.add(self.controller.stats.last_boundary_jump)
+
+    def _take_teleop_chunk(self, chunk, now: float) -> None:
+        self._take_chunk(chunk, now, teleop=True)
+
+    def _set_intervention(self, active: bool, now: float) -> None:
+        if active != self.controller.intervening:
+            self.get_logger().info("a person takes over: tracking vla/teleop_chunk" if active
+                                   else "the person hands back: tracking vla/action_chunk")
+        self.controller.set_intervention(active, now)
 
     def _take_base_chunk(self, chunk, now: float) -> None:
         try:
@@ -241,6 +264,9 @@ class ControllerNode(VlaNode):
             RUNNING: "tracking chunks",
             HOLDING: "no chunk covers now: holding the last target",
         }[state]
+        if controller.intervening and state in (RUNNING, HOLDING):
+            message = f"a person is driving (vla/intervention): {message}"
+
         if self.bad_states and state in (WAITING, STALE):
             message += f"; last bad joint_states: {self.last_bad_state}"
         periods = self.periods.samples()
@@ -261,6 +287,9 @@ class ControllerNode(VlaNode):
             "last_rejection": stats.last_rejection,
             "following_faults": stats.following_faults, "last_following_fault": stats.last_following_fault,
             "boundary_velocity_jump_max": f"{self.boundary_jumps.percentile(100):.4f}",
+            "intervening": str(controller.intervening).lower(), "interventions": stats.interventions,
+            "teleop_chunks": stats.teleop_chunks,
+            "handover_velocity_jump_max": f"{stats.handover_velocity_jump:.4f}",
             "bad_joint_states": self.bad_states, "overruns": self.rate.overruns,
         }
         if self.embodiment.delegated_groups:
