@@ -16,6 +16,7 @@ NODE_EXECUTABLES = {
     "sim_node": "vla_ros.nodes.sim_node:main",
     "recorder_node": "vla_ros.nodes.recorder_node:main",
     "policy_server": "vla_ros.nodes.policy_server:main",
+    "teleop_node": "vla_ros.nodes.teleop_node:main",
 }
 
 # ROS 2 Kilted from PyPI, for machines without a ROS install (`make setup` installs this extra).

@@ -12,7 +12,7 @@ from harness import ros2_run
 REPO = Path(__file__).resolve().parents[1]
 # What a copy of the source tree leaves out: the venvs (.venv-lerobot is 9 GB), git, build and run outputs.
 NOT_SOURCE = shutil.ignore_patterns(".venv*", ".git", "*.egg-info", "build", "__pycache__", "bench_results")
-NODE_EXECUTABLES = ["policy_node", "controller_node", "sim_node", "recorder_node", "policy_server"]
+NODE_EXECUTABLES = ["policy_node", "controller_node", "sim_node", "recorder_node", "policy_server", "teleop_node"]
 REQUIRED_EXEC_DEPENDS = {
     "rclpy", "sensor_msgs", "trajectory_msgs", "std_msgs", "geometry_msgs", "diagnostic_msgs",
     "std_srvs", "rosgraph_msgs", "launch_ros", "python3-numpy", "python3-opencv",
