@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mcap.reader import make_reader
 
-from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info
+from vla_ros.data.bag import BagError, EpisodeWriter, find_bags, read_episode, read_info, segments
 from vla_ros.data.collect import Collector
 from vla_ros.data.dataset import bag_recording, cached_samples, episode_samples
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
@@ -327,3 +327,10 @@ def test_collect_cli_writes_bags_and_a_summary(tmp_path):
                                   "--episodes", "1", "--seed", "9", option, fraction, "--out", str(out)],
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+
+
+def test_intervention_segments_pair_each_takeover_with_its_hand_back():
+    """Repeats change nothing; a takeover never handed back lasts to the episode's end."""
+    switches = [(1.0, True), (1.5, True), (2.0, False), (2.5, False), (3.0, True)]
+    assert segments(switches, 4.0) == [(1.0, 2.0), (3.0, 4.0)]
+    assert segments([(2.0, False)], 4.0) == []

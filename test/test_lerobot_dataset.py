@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -41,7 +42,8 @@ for root in sys.argv[1:]:
     items = [dataset[i] for i in decoded]
     cameras = list(dataset.meta.camera_keys)
     text = {index: task for task, index in dataset.meta.tasks["task_index"].items()}
-    arrays = {key: np.stack(table[key]) for key in ("observation.state", "action", "timestamp", "episode_index")}
+    arrays = {key: np.stack(table[key]) for key in ("observation.state", "action", "timestamp", "episode_index",
+                                                    "complementary_info.is_intervention")}
     arrays.update({key: np.stack([item[key].numpy() for item in items]) for key in cameras})
     np.savez(root + "/read.npz", decoded=np.array(list(decoded)), **arrays)
     json.dump({"frames": len(dataset), "fps": dataset.fps, "episodes": dataset.num_episodes,
@@ -67,6 +69,8 @@ def test_frames_are_causal_and_a_stale_image_or_no_instruction_drops_the_frame(t
                     writer.image(camera, now, np.full((224, 224, 3), step % 256, np.uint8), camera)
         if step == 75:
             writer.instruction(now, "reach the red cube")
+        if step in (150, 325):  # a person drives from 0.3 s to 0.65 s
+            writer.intervention(now, step == 150)
     writer.finish(1.0, {"success": True})
     frames = sample_frames(read_episode(tmp_path / "live"), arm7, 10.0, max_image_age=0.15)
     # the grid starts at the first image (0.014 s); frames at 0.014 and 0.114 come before the instruction;
@@ -76,6 +80,7 @@ def test_frames_are_causal_and_a_stale_image_or_no_instruction_drops_the_frame(t
     np.testing.assert_allclose(frames.states[:, 0], frames.times, atol=1e-6)  # the newest state, not a later one
     np.testing.assert_allclose(frames.actions[:, 0], frames.times + 1.0, atol=1e-6)
     assert frames.tasks == ["reach the red cube"] * 5
+    np.testing.assert_array_equal(frames.intervening, [False, True, True, False, False])
     np.testing.assert_array_equal(frames.images["wrist"][:, 0, 0, 0], np.array([107, 157, 157, 407, 457]) % 256)
     # exported, the dropped frames leave a gap in time (LeRobot decodes each frame at its timestamp)
     scheduling = os.sched_getscheduler(0), os.sched_getparam(0)
@@ -84,6 +89,9 @@ def test_frames_are_causal_and_a_stale_image_or_no_instruction_drops_the_frame(t
         "the exporting thread left real-time (SVT-AV1 makes it SCHED_FIFO 99 as root): its children inherit that"
     episode = LeRobotSource(tmp_path / "dataset", arm7).episode(0)
     np.testing.assert_allclose(episode.joint_states.times, [0.0, 0.1, 0.2, 0.6, 0.7], atol=1e-6)
+    np.testing.assert_allclose(episode.interventions, [(0.3 - 0.214, 0.65 - 0.214)], atol=1e-6)
+    data = pq.read_table(tmp_path / "dataset" / "data" / "chunk-000" / "file-000.parquet")
+    assert data.column("complementary_info.is_intervention").to_pylist() == [0, 1, 1, 0, 0]
     assert np.abs(episode.images["camera/wrist/image_raw"][1][:, 0, 0, 0].astype(int) -
                   np.array([107, 157, 157, 407, 457]) % 256).max() <= 2
 
@@ -127,6 +135,8 @@ def test_lerobot_opens_the_export_and_reads_what_the_bags_hold(exported, name):
     assert read["features"]["observation.state"] == {"shape": [io.size], "names": list(io.names)}
     assert read["features"]["action"] == {"shape": [io.size], "names": list(io.names)}
     assert sorted(read["cameras"]) == sorted(f"observation.images.{c}" for c in embodiment.cameras)
+    assert read["features"]["complementary_info.is_intervention"] == {"shape": [1], "names": ["is_intervention"]}
+    assert not np.any(arrays["complementary_info.is_intervention"]), "collected demonstrations: nobody took over"
     frames = 0
     for index, bag in enumerate(bags):
         episode = read_episode(bag)

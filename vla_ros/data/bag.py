@@ -12,6 +12,7 @@ open it, and training reads it back:
 | `odom` | nav_msgs/Odometry | the base's velocity in its frame (mobile bases) |
 | `vla/instruction` | std_msgs/String | the instruction, when it is given |
 | `vla/correction` | std_msgs/String | language corrections given during the episode (recorder_node) |
+| `vla/intervention` | std_msgs/Bool | true when a person takes over, false when they hand back (recorder_node) |
 | `vla/outcome` | std_msgs/String | JSON outcome label, at the end |
 
 The outcome and what the episode was (embodiment, task, seed) are also in metadata.yaml's
@@ -34,7 +35,7 @@ from vla_ros.errors import VlaRosError
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types
 JOINT_STATES, JOINT_COMMANDS, INSTRUCTION, OUTCOME = "joint_states", "joint_commands", "vla/instruction", "vla/outcome"
-CORRECTION = "vla/correction"
+CORRECTION, INTERVENTION = "vla/correction", "vla/intervention"
 CMD_VEL, ODOM = "cmd_vel", "odom"
 BAG_VERSION = 9
 
@@ -125,6 +126,12 @@ class EpisodeWriter:
             self.connections[CORRECTION] = self._add(CORRECTION, "std_msgs/msg/String")
         self._write(CORRECTION, seconds, T["std_msgs/msg/String"](data=text), "std_msgs/msg/String")
 
+    def intervention(self, seconds: float, active: bool) -> None:
+        """A person takes over (True) or hands back (False)."""
+        if INTERVENTION not in self.connections:
+            self.connections[INTERVENTION] = self._add(INTERVENTION, "std_msgs/msg/Bool")
+        self._write(INTERVENTION, seconds, T["std_msgs/msg/Bool"](data=bool(active)), "std_msgs/msg/Bool")
+
     def base(self, seconds: float, commanded: np.ndarray, measured: np.ndarray, frame_id: str) -> None:
         """The commanded (cmd_vel) and measured (odom) base velocities (vx, vy, wz)."""
         self.base_command(seconds, commanded)
@@ -185,10 +192,19 @@ class Episode:
     instructions: list[tuple[float, str]]
     outcome: dict | None
     corrections: list[tuple[float, str]] = field(default_factory=list)
+    interventions: list[tuple[float, float]] = field(default_factory=list)  # (start, end) [s] a person drove
     base_commands: Series | None = None
     base_velocity: Series | None = None
     start: float = 0.0
     frame_ids: dict[str, str] = field(default_factory=dict)
+
+    def intervening(self, times: np.ndarray) -> np.ndarray:
+        """(N,) bool: whether a person drove at each of `times` [s]."""
+        times = np.asarray(times, dtype=float)
+        driven = np.zeros(times.shape, bool)
+        for start, end in self.interventions:
+            driven |= (times >= start) & (times < end)
+        return driven
 
     def instruction_at(self, seconds: float) -> str | None:
         """The newest instruction given at or before `seconds`."""
@@ -205,7 +221,7 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
     states, commands, base_commands, base_velocity = [], [], [], []
     images: dict[str, tuple[list, list]] = {}
     frame_ids: dict[str, str] = {}
-    instructions, corrections, outcome = [], [], None
+    instructions, corrections, switches, outcome = [], [], [], None
     state_names = command_names = ()
     try:
         with Reader(path) as reader:
@@ -228,6 +244,8 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
                     instructions.append((timestamp * 1e-9, msg.data))
                 elif topic == CORRECTION:
                     corrections.append((timestamp * 1e-9, msg.data))
+                elif topic == INTERVENTION:
+                    switches.append((timestamp * 1e-9, bool(msg.data)))
                 elif topic == OUTCOME:
                     outcome = json.loads(msg.data)
                 elif topic == CMD_VEL:
@@ -249,11 +267,30 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
         commands=_series(commands, command_names, start),
         images={topic: (np.array(times) - start, np.stack(frames)) for topic, (times, frames) in images.items()},
         instructions=[(t - start, text) for t, text in instructions],
-        outcome=outcome, corrections=[(t - start, text) for t, text in corrections], start=start, frame_ids=frame_ids)
+        outcome=outcome, corrections=[(t - start, text) for t, text in corrections],
+        interventions=segments([(t - start, on) for t, on in switches], states[-1][0] - start),
+        start=start, frame_ids=frame_ids)
     if base_velocity and base_commands:  # cmd_vel has no header: its bag time is when it was sent
         episode.base_velocity = _series(base_velocity, ("vx", "vy", "wz"), start)
         episode.base_commands = _series(base_commands, ("vx", "vy", "wz"), start)
     return episode
+
+
+def segments(switches: list[tuple[float, bool]], end: float) -> list[tuple[float, float]]:
+    """(start, end) [s] of each stretch a person drove, from the takeover and hand-back times.
+
+    A takeover not handed back within the episode lasts to `end`; repeats change nothing.
+    """
+    found, since = [], None
+    for seconds, active in sorted(switches, key=lambda switch: switch[0]):
+        if active and since is None:
+            since = seconds
+        elif not active and since is not None:
+            found.append((since, seconds))
+            since = None
+    if since is not None:
+        found.append((since, max(since, end)))
+    return found
 
 
 def read_info(path: Path) -> dict[str, str]:

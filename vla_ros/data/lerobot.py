@@ -21,10 +21,12 @@ The layout is LeRobot's own (LeRobotDataset v3.0, as LeRobot 0.4 writes it):
     videos/observation.images.<camera>/chunk-000/file-000.mp4   episodes one after another
 
 State and action are float32 vectors in the embodiment layout (their names are the layout's);
-images are `observation.images.<camera>` videos. What LeRobot has no place for is kept in the
-episodes table: `vla_ros/source` (the bag's name), `vla_ros/success`, `vla_ros/outcome` (the
-outcome label as JSON), `vla_ros/corrections` (JSON [[seconds from the episode's first frame,
-text], ...]), `vla_ros/seed`, `vla_ros/dropped_frames`.
+images are `observation.images.<camera>` videos; `complementary_info.is_intervention` (LeRobot's
+human-in-the-loop name, float32 1 or 0) marks the frames a person drove. What LeRobot has no place
+for is kept in the episodes table: `vla_ros/source` (the bag's name), `vla_ros/success`,
+`vla_ros/outcome` (the outcome label as JSON), `vla_ros/corrections` (JSON [[seconds from the
+episode's first frame, text], ...]), `vla_ros/interventions` (JSON [[start, end], ...] in the same
+seconds), `vla_ros/seed`, `vla_ros/dropped_frames`.
 
 Import (`vla-ros train --data DIR`): `LeRobotSource` reads such a dataset (or any LeRobot v3.0
 dataset whose names the embodiment file maps, `lerobot:` in its config) back into `Episode`s, so
@@ -46,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vla_ros import __version__
-from vla_ros.data.bag import Episode, Series, read_episode, read_info
+from vla_ros.data.bag import Episode, Series, read_episode, read_info, segments
 from vla_ros.embodiment import Embodiment, EmbodimentIO
 from vla_ros.embodiment.config import lerobot_feature_names
 from vla_ros.errors import VlaRosError
@@ -54,6 +56,7 @@ from vla_ros.media import resize
 
 CODEBASE_VERSION = "v3.0"
 STATE, ACTION, IMAGES = "observation.state", "action", "observation.images."
+INTERVENTION = "complementary_info.is_intervention"
 CHUNKS_SIZE, DATA_FILE_MB, VIDEO_FILE_MB = 1000, 100, 200  # LeRobot's defaults
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"
 DATA_PATH = "data/" + CHUNK_FILE + ".parquet"
@@ -78,7 +81,7 @@ class Frames:
     """An episode sampled at fps.
 
     (F,) times [s] on the bag's clock, (F, D) states and actions, camera -> (F, H, W, 3) images,
-    F tasks, and the frames dropped (reason -> count).
+    F tasks, (F,) whether a person drove, and the frames dropped (reason -> count).
     """
 
     times: np.ndarray
@@ -86,6 +89,7 @@ class Frames:
     actions: np.ndarray
     images: dict[str, np.ndarray]
     tasks: list[str]
+    intervening: np.ndarray
     dropped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -137,7 +141,8 @@ def sample_frames(episode: Episode, embodiment: Embodiment, fps: float, max_imag
     states = layout(episode.joint_states, state_columns, episode.base_velocity)
     actions = layout(episode.commands, command_columns, episode.base_commands)
     images = {name: episode.images[topics[name]][1][index[keep]] for name, index in picks.items()}
-    return Frames(times, states, actions, images, [t for t, k in zip(tasks, keep) if k], dropped)
+    return Frames(times, states, actions, images, [t for t, k in zip(tasks, keep) if k], episode.intervening(times),
+                  dropped)
 
 
 def _columns(series: Series, wanted: tuple[str, ...], path: Path) -> np.ndarray:
@@ -259,6 +264,7 @@ class LeRobotWriter:
             "episode_index": pa.array(np.full(count, index, dtype=np.int64)),
             "index": pa.array(np.arange(self.frames, self.frames + count, dtype=np.int64)),
             "task_index": pa.array(task_index),
+            INTERVENTION: pa.array(frames.intervening.astype(np.float32)),
         })
         if self.rows and self.data_bytes + table.nbytes > DATA_FILE_MB * 2**20:
             self._flush_data()
@@ -289,7 +295,7 @@ class LeRobotWriter:
                  **{IMAGES + name: image_stats(np.stack([resize(image, *size) for image in frames.images[name]]))
                     for name, size in self.cameras.items()},
                  **{name: feature_stats(table.column(name).to_numpy()[:, None].astype(np.float64))
-                    for name in INDEX_FEATURES}}
+                    for name in (*INDEX_FEATURES, INTERVENTION)}}
         for feature, values in stats.items():
             row.update({f"stats/{feature}/{key}": value.tolist() for key, value in values.items()})
         row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
@@ -353,7 +359,8 @@ recorded with vla_ros {__version__} and exported by `vla-ros export lerobot` (Le
 `observation.state` is the state and `action` the commanded target, both in the embodiment's layout (their
 names are in meta/info.json); each camera is a video `observation.images.<camera>`. The episodes table
 (meta/episodes/) keeps each episode's outcome label (`vla_ros/success`, `vla_ros/outcome`), its language
-corrections (`vla_ros/corrections`), its source bag and seed.
+corrections (`vla_ros/corrections`), when a person took over (`vla_ros/interventions`; per frame
+`complementary_info.is_intervention`), its source bag and seed.
 
 Tasks:
 
@@ -374,6 +381,7 @@ Load it with `LeRobotDataset("{self.repo_id}", root=<this directory>)`; publish 
                          "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": self.fps,
                          "video.channels": 3, "has_audio": False}}
         features.update(INDEX_FEATURES)
+        features[INTERVENTION] = {"dtype": "float32", "shape": [1], "names": ["is_intervention"]}
         return {"codebase_version": CODEBASE_VERSION, "robot_type": self.embodiment.name,
                 "total_episodes": len(self.episodes), "total_frames": self.frames, "total_tasks": len(self.tasks),
                 "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILE_MB,
@@ -396,7 +404,8 @@ _PANDAS_TASKS = {
 def _hf_features(size: int) -> dict:
     vector = {"feature": {"dtype": "float32", "_type": "Value"}, "length": size, "_type": "List"}
     return {STATE: vector, ACTION: vector,
-            **{name: {"dtype": spec["dtype"], "_type": "Value"} for name, spec in INDEX_FEATURES.items()}}
+            **{name: {"dtype": spec["dtype"], "_type": "Value"} for name, spec in INDEX_FEATURES.items()},
+            INTERVENTION: {"dtype": "float32", "_type": "Value"}}
 
 
 @dataclass
@@ -461,6 +470,8 @@ def _export_episode(writer: LeRobotWriter, bag: Path, embodiment: Embodiment, fp
             "vla_ros/outcome": json.dumps(outcome),
             "vla_ros/corrections": json.dumps([[round(t - frames.times[0], 6), text]
                                                for t, text in episode.corrections]),
+            "vla_ros/interventions": json.dumps([[round(start - frames.times[0], 6), round(end - frames.times[0], 6)]
+                                                 for start, end in episode.interventions]),
             "vla_ros/seed": int(info["seed"]) if info.get("seed", "").lstrip("-").isdigit() else None,
             "vla_ros/dropped_frames": sum(frames.dropped.values()),
         })
@@ -562,11 +573,19 @@ class LeRobotSource:
             images[self.embodiment.cameras[name].topic] = (times, decode_frames(path, start, times, self.fps))
         outcome = json.loads(row["vla_ros/outcome"]) if row.get("vla_ros/outcome") else None
         corrections = json.loads(row["vla_ros/corrections"]) if row.get("vla_ros/corrections") else []
+        if row.get("vla_ros/interventions"):
+            interventions = json.loads(row["vla_ros/interventions"])
+        elif INTERVENTION in rows.column_names:  # a LeRobot human-in-the-loop dataset: per-frame flags
+            flags = np.ravel(np.stack(rows.column(INTERVENTION).to_numpy(zero_copy_only=False))) > 0.5
+            interventions = segments([(float(t), bool(f)) for t, f in zip(times, flags)], float(times[-1]))
+        else:
+            interventions = []
         episode = Episode(
             path=self.root / f"episode_{index:06d}", info=self.info_of(index),
             joint_states=Series(times, state_joints, io.joints), commands=Series(times, command_joints, io.joints),
             images=images, instructions=[(float(times[i]), self.tasks[int(tasks[i])]) for i in changes],
-            outcome=outcome, corrections=[(float(t), str(text)) for t, text in corrections])
+            outcome=outcome, corrections=[(float(t), str(text)) for t, text in corrections],
+            interventions=[(float(start), float(end)) for start, end in interventions])
         if io.base is not None:
             episode.base_velocity = Series(times, state_base, ("vx", "vy", "wz"))
             episode.base_commands = Series(times, command_base, ("vx", "vy", "wz"))

@@ -3,7 +3,9 @@
 Each episode is one rosbag2 bag (MCAP) in `out_dir`, in the layout `vla-ros collect` writes and
 `vla-ros train` reads (vla_ros/data/bag.py): joint_states, the cameras, the controller's limited
 targets (controller_node/commanded, stored as joint_commands), cmd_vel and odom for a mobile base,
-the instruction, the language corrections given meanwhile (vla/correction) and an outcome label.
+the instruction, the language corrections given meanwhile (vla/correction), when a person took over
+and handed back (vla/intervention: while they drive, the commanded targets are theirs) and an
+outcome label, which lists the corrections and the intervention segments too.
 
 An episode starts with each message on vla/instruction (a new task, or the sim's next episode) and
 ends with the next one, with `~/finish` (std_srvs/SetBool: data is the outcome, success or
@@ -21,11 +23,11 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
 from vla_ros import __version__
-from vla_ros.data.bag import BagError, EpisodeWriter
+from vla_ros.data.bag import BagError, EpisodeWriter, segments
 from vla_ros.embodiment import load_embodiment
 from vla_ros.errors import VlaRosError
 from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
@@ -65,6 +67,8 @@ class RecorderNode(VlaNode):
         self.started = 0.0  # [s] stamp the current episode started at
         self.instruction = ""
         self.corrections: list[str] = []
+        self.intervening = False  # the last value on vla/intervention
+        self.switches: list[tuple[float, bool]] = []  # (seconds into the episode, takeover?) of the current episode
         self.written: list[Path] = []
         self.messages = 0  # written in the current episode
         self.frames = dict.fromkeys(self.embodiment.cameras, 0)  # per camera, in the current episode
@@ -73,6 +77,7 @@ class RecorderNode(VlaNode):
 
         self.create_subscription(String, "vla/instruction", self._on_instruction, LATCHED)
         self.create_subscription(String, "vla/correction", self._on_correction, RELIABLE)
+        self.create_subscription(Bool, "vla/intervention", self._on_intervention, RELIABLE)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, STATE_QUEUE)
         self.create_subscription(JointState, "controller_node/commanded", self._on_commanded, STATE_QUEUE)
         for name, camera in self.embodiment.cameras.items():
@@ -101,6 +106,10 @@ class RecorderNode(VlaNode):
         self.commands = 0
         self.problem = ""
         self.writer.instruction(now, instruction)
+        self.switches = []
+        if self.intervening:  # an episode that starts while a person drives
+            self._record(lambda w: w.intervention(now, True), now)
+            self.switches.append((0.0, True))
         self.get_logger().info(f"episode {len(self.written) + 1}: {instruction!r} -> {self.writer.path}")
 
     def _finish(self, success: bool | None, finished_by: str, now: float) -> Path | None:
@@ -108,8 +117,11 @@ class RecorderNode(VlaNode):
         if self.writer is None:
             return None
         writer, self.writer = self.writer, None
+        seconds = round(now - self.started, 3)
+        driven = [[round(start, 3), round(end, 3)] for start, end in segments(self.switches, seconds)]
         outcome = {"success": success, "finished_by": finished_by, "instruction": self.instruction,
-                   "corrections": self.corrections, "seconds": round(now - self.started, 3)}
+                   "corrections": self.corrections, "interventions": driven,
+                   "intervention_s": round(sum(end - start for start, end in driven), 3), "seconds": seconds}
         try:
             writer.finish(now, outcome)
         except (BagError, OSError) as error:
@@ -152,6 +164,16 @@ class RecorderNode(VlaNode):
         if self.writer is not None:  # after _record, which may have begun the next episode
             self.corrections.append(msg.data)
 
+    def _on_intervention(self, msg: Bool) -> None:
+        active = bool(msg.data)
+        if active == self.intervening:
+            return
+        self.intervening = active
+        now = self.now()
+        self._record(lambda w: w.intervention(now, active), now)
+        if self.writer is not None:
+            self.switches.append((now - self.started, active))
+
     def _on_finish(self, request, response):
         path = self._finish(bool(request.data), "~/finish", self.now())
         response.success = path is not None
@@ -192,6 +214,7 @@ class RecorderNode(VlaNode):
                   "current_bag": str(self.writer.path) if self.writer else "",
                   "last_bag": str(self.written[-1]) if self.written else "", "messages": self.messages,
                   "out_dir": str(self.out_dir), "last_problem": self.problem, "commands": self.commands,
+                  "intervening": str(self.intervening).lower(),
                   **{f"frames_{camera}": count for camera, count in self.frames.items()}}
         if self.problem:
             return Report(ERROR, f"recording failed: {self.problem}", values)
