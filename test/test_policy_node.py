@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from harness import free_port, node_argv, start_policy_server
@@ -84,11 +84,12 @@ def test_no_chunk_comes_from_a_camera_that_stopped(ros):
     assert policy.running()
 
 
-def test_a_new_instruction_resets_the_policy_and_asks_at_once(ros, tmp_path):
-    """A new instruction resets the policy and asks for a chunk at once.
+def test_a_new_instruction_or_a_hand_back_resets_the_policy_and_asks_at_once(ros, tmp_path):
+    """A new instruction, or a person handing back, resets the policy and asks for a chunk at once.
 
     With replay (chunk k = value k) and long chunks (5 s) the next request would be seconds away: a
-    new instruction brings chunk 0 again first, computed from frames taken after it arrived.
+    new instruction brings chunk 0 again first, computed from frames taken after it arrived. While a
+    person drives (vla/intervention) nothing is asked; their hand-back brings chunk 0 again.
     """
     chunks = np.stack([np.tile(IO.home + 0.01 * k, (50, 1)) for k in range(5)])
     save_recording(tmp_path / "r.npz", chunks, 0.1)
@@ -118,6 +119,21 @@ def test_a_new_instruction_resets_the_policy_and_asks_at_once(ros, tmp_path):
     assert all(to_seconds(c.header.stamp) >= sent for c in received), "a chunk from a frame before the instruction"
     diagnostics.wait("policy_node", lambda s: s["instruction"] == "push the blue cube to the left", 5,
                      "the instruction in diagnostics")
+
+    # A person takes over: no requests while they drive; the hand-back resets and asks at once.
+    intervention = ros.node.create_publisher(Bool, "vla/intervention", 10)
+    ros.spin_until(lambda: intervention.get_subscription_count() > 0, 10, "the policy on vla/intervention")
+    intervention.publish(Bool(data=True))
+    diagnostics.wait("policy_node", lambda s: "a person is driving" in s["message"], 5, "the pause in diagnostics")
+    received.clear()
+    paused = now(ros)
+    ros.spin_until(lambda: now(ros) > paused + 1.0, 5, "a second of the person driving")
+    assert not received, "a chunk while a person drove"
+    handed_back = now(ros)
+    intervention.publish(Bool(data=False))
+    ros.spin_until(lambda: received, 10, "a chunk after the hand-back")
+    assert index(received[0]) == 0, "the policy was not reset at the hand-back"
+    assert to_seconds(received[0].header.stamp) >= handed_back, "a chunk from a frame before the hand-back"
 
 
 def test_layered_fallback_the_robot_holds_when_the_server_dies_and_resumes_when_it_returns(ros, tmp_path):

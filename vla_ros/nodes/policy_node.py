@@ -16,7 +16,9 @@ places it in time correctly. Backend errors, timeouts and a lost server never st
 nothing (the controller finishes its chunk and holds), reports, and carries on when the backend
 answers again. A new instruction resets the policy and asks at once, with frames taken after it
 arrived (an episode reset in the sim teleports the robot: older frames show another scene); a
-chunk whose inference was under way when the instruction changed is dropped.
+chunk whose inference was under way when the instruction changed is dropped. While a person
+drives (vla/intervention true) the node asks for nothing; when they hand back it resets the
+policy and asks at once, from frames taken after the hand-back (the pose the person left).
 
 Camera frames and joint states are taken by the worker straight from their subscriptions, not
 through the executor (vla_ros.ros.polled), which only handles the instruction and the timers.
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
@@ -133,13 +135,15 @@ class PolicyNode(VlaNode):
         self.base_chunks = self.create_publisher(MultiDOFJointTrajectory, "vla/base_chunk", RELIABLE) \
             if self.io.base else None
         self.create_subscription(String, "vla/instruction", self._on_instruction, LATCHED)
+        self.create_subscription(Bool, "vla/intervention", self._on_intervention, RELIABLE)
 
         self.instruction = self.params.instruction
-        self.new_instruction = threading.Event()
-        self.instructions_seen = 0  # counts instructions; a chunk asked for under an older one is dropped
-        self.instruction_stamp = -np.inf  # [s] observations for the current instruction are newer
+        self.intervening = False  # a person drives: no requests
+        self.restart = threading.Event()  # reset the policy and ask at once (a new instruction, a hand-back)
+        self.epoch = 0  # counts instructions and interventions; a chunk asked for in an older epoch is dropped
+        self.fresh_after = -np.inf  # [s] observations of the current epoch are newer
         if self.instruction:
-            self.new_instruction.set()
+            self.restart.set()
         self.latency = Window(self.params.latency_window)
         self.overhead = Window(OVERHEAD_WINDOW)
         self.age = Window(self.params.latency_window)
@@ -159,20 +163,33 @@ class PolicyNode(VlaNode):
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
-        self.instructions_seen += 1
-        self.instruction_stamp = self.now()
-        self.new_instruction.set()
+        self._new_epoch()
         self.get_logger().info(f"instruction: {msg.data!r}")
+
+    def _on_intervention(self, msg: Bool) -> None:
+        if msg.data == self.intervening:
+            return
+        self.intervening = msg.data
+        self._new_epoch()
+        self.get_logger().info("a person is driving: no requests" if msg.data else
+                               "the person handed back: resuming from where they left the robot")
+
+    def _new_epoch(self) -> None:
+        self.epoch += 1
+        self.fresh_after = self.now()
+        self.restart.set()
 
     def _work(self) -> None:
         while not self.stopping.is_set():
             self._drain()
-            if self.new_instruction.is_set():
-                self.new_instruction.clear()
+            if self.restart.is_set():
+                self.restart.clear()
                 self._reset()
             now = self.now()
             if not self.instruction:
                 self.waiting = "waiting for an instruction on vla/instruction"
+            elif self.intervening:
+                self.waiting = "a person is driving (vla/intervention): no requests"
             elif self.schedule.due(now):
                 try:
                     self._request(now)
@@ -211,8 +228,8 @@ class PolicyNode(VlaNode):
                 raise NotReady(f"camera {name} is stale: newest frame {now - stamps[name]:.3f} s old "
                                f"(max_image_age_s {self.params.max_image_age_s})")
         stamp = min(stamps.values())
-        if stamp < self.instruction_stamp:
-            raise NotReady("waiting for camera frames taken after the new instruction")
+        if stamp < self.fresh_after:
+            raise NotReady("waiting for camera frames taken after the new instruction or the hand-back")
         executing = self.schedule.executing
         if executing is not None and stamp <= executing.stamp:
             raise NotReady("no frame newer than the last observation")
@@ -254,7 +271,7 @@ class PolicyNode(VlaNode):
 
     def _request(self, now: float) -> None:
         ready = time.perf_counter()
-        asked_under = self.instructions_seen
+        asked_under = self.epoch
         observation = self._observation(now)
         self.schedule.requested(now)
         prefix = None
@@ -270,8 +287,8 @@ class PolicyNode(VlaNode):
             self.stopping.wait(self.params.retry_s)
             return
         model = time.perf_counter() - started
-        if self.instructions_seen != asked_under:
-            return  # the instruction changed while the model thought: this chunk answers the old one
+        if self.epoch != asked_under:
+            return  # the instruction changed or a person took over while the model thought: not wanted
         end = observation.stamp + chunk.times[-1]
         if end <= self.now():
             self._failed(PolicyError(f"the chunk arrived after its last point ({model:.3f} s inference for "
