@@ -40,6 +40,10 @@ def test_the_graph_is_the_robot_the_controller_and_the_policy_with_the_options_p
     assert [n.executable for n in robot] == ["controller_node", "policy_node", "recorder_node"]
     assert all(n.parameters["use_sim_time"] is False and n.namespace == "" for n in robot)
     assert graph(Options("arm7", sim=True))[0].parameters["use_sim_time"] is False, "the wall clock unless asked"
+    teleop = graph(Options("arm7", teleop="leader"))[-1]
+    assert teleop.executable == "teleop_node" and teleop.parameters["input"] == "leader"
+    with pytest.raises(VlaRosError, match="teleop 'jyo': use one of joy, leader.*did you mean 'joy'"):
+        graph(Options("arm7", teleop="jyo"))
 
 
 def test_parameters_reach_the_command_line_as_the_types_they_are():
@@ -142,11 +146,11 @@ def test_the_launch_files_declare_the_graph_vla_ros_up_starts(name, launch_file,
 
     Same names, namespaces and parameters as `vla-ros up` puts on their command lines.
     """
-    overrides = {"embodiment": name, "namespace": "cell1", "policy": "hold"}
+    overrides = {"embodiment": name, "namespace": "cell1", "policy": "hold", "teleop": "joy"}
     declared, nodes = FakeLaunch().run(ROOT / "launch" / launch_file, overrides)
     assert list(declared) == [a.name for a in arguments(False)]
     assert all(description for _, description in declared.values())
-    expected = graph(Options(name, sim=sim, policy="hold", namespace="cell1"))
+    expected = graph(Options(name, sim=sim, policy="hold", namespace="cell1", teleop="joy"))
     assert [(n["executable"], n["name"], n["namespace"], n["parameters"], n["remappings"]) for n in nodes] == \
         [(e.executable, e.name, e.namespace, [e.parameters], list(e.remappings)) for e in expected]
     assert all(n["package"] == "vla_ros" for n in nodes)

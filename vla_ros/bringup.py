@@ -6,7 +6,8 @@ written anywhere else. No ROS imports here: the graph is plain data, testable an
 
 The graph (docs/architecture.md, "Topics and messages"): policy_node (cameras + joint_states + instruction ->
 vla/action_chunk) and controller_node (chunks + joint_states -> <group>_controller/commands),
-plus sim_node (the robot in MuJoCo) with `sim`, and recorder_node with `record`. Every topic is
+plus sim_node (the robot in MuJoCo) with `sim`, recorder_node with `record`, and teleop_node
+(a person takes over with a gamepad or a leader arm) with `teleop`. Every topic is
 relative, so a namespace moves the whole graph.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from vla_ros.errors import VlaRosError
+from vla_ros.control.teleop import INPUTS as TELEOP_INPUTS
+from vla_ros.errors import VlaRosError, did_you_mean
 from vla_ros.policy.registry import parse_params
 
 
@@ -42,6 +44,8 @@ def arguments(sim_time: bool) -> list[Argument]:
         Argument("namespace", "", "namespace for every node and topic (empty: none)"),
         Argument("use_sim_time", "true" if sim_time else "false", "follow /clock instead of the wall clock"),
         Argument("record", "false", "also start recorder_node"),
+        Argument("teleop", "", "also start teleop_node with this input: joy (sensor_msgs/Joy on joy) or leader "
+                 "(a leader arm on leader/joint_states); empty: none"),
     ]
 
 
@@ -50,7 +54,7 @@ def options_from_arguments(value, sim: bool) -> Options:
     return Options(embodiment=value("embodiment"), sim=sim, policy=value("policy"), checkpoint=value("checkpoint"),
                    policy_params=parse_params(value("policy_params")), namespace=value("namespace"),
                    use_sim_time=parse_bool(value("use_sim_time"), "use_sim_time"),
-                   record=parse_bool(value("record"), "record"))
+                   record=parse_bool(value("record"), "record"), teleop=value("teleop"))
 
 
 def launch_description(sim: bool, sim_time: bool = False, extra=None):
@@ -119,6 +123,7 @@ class Options:
             stamps with the wall clock, and the controller's torques come at its own steady rate
             instead of whenever /clock arrives (README, "Why the wall clock is the default").
         record: start recorder_node too.
+        teleop: start teleop_node with this input (joy, leader); "" = none.
         task, seed, phrasing: the sim's task spec, seed and instruction wording (with `sim`).
     """
 
@@ -130,6 +135,7 @@ class Options:
     namespace: str = ""
     use_sim_time: bool = False
     record: bool = False
+    teleop: str = ""
     task: str = "reach"
     seed: int = 0
     phrasing: str = "canonical"
@@ -156,6 +162,11 @@ def graph(options: Options) -> list[NodeSpec]:
     nodes.append(NodeSpec("policy_node", "policy_node", namespace, policy))
     if options.record:
         nodes.append(NodeSpec("recorder_node", "recorder_node", namespace, dict(common)))
+    if options.teleop:
+        if options.teleop not in TELEOP_INPUTS:
+            raise VlaRosError(f"teleop {options.teleop!r}: use one of {', '.join(TELEOP_INPUTS)} (or none)"
+                              f"{did_you_mean(options.teleop, TELEOP_INPUTS)}")
+        nodes.append(NodeSpec("teleop_node", "teleop_node", namespace, {**common, "input": options.teleop}))
     return nodes
 
 

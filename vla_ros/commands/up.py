@@ -1,4 +1,4 @@
-"""`vla-ros up EMBODIMENT [--sim]`: the node graph of `ros2 launch vla_ros (sim|bringup).launch.py`.
+"""`vla-ros up EMBODIMENT [--sim] [--teleop joy|leader]`: the graph `ros2 launch vla_ros ...` starts.
 
 Without ROS's launch tooling: each node a child process, its output line by line behind its name.
 
@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 import time
+
+from vla_ros.control.teleop import INPUTS as TELEOP_INPUTS
 
 POLL_S = 0.1
 
@@ -30,6 +32,8 @@ def register(verbs) -> None:
     parser.add_argument("--use-sim-time", action="store_true",
                         help="every node follows /clock (default: the wall clock, which sim_node keeps pace with)")
     parser.add_argument("--record", action="store_true", help="start recorder_node too")
+    parser.add_argument("--teleop", choices=TELEOP_INPUTS, default="",
+                        help="start teleop_node too: a person takes over with a gamepad (joy) or a leader arm")
     parser.add_argument("--task", default="reach", help="the sim's task spec (with --sim; default reach)")
     parser.add_argument("--seed", type=int, default=0, help="the sim's scene seed (with --sim; default 0)")
     parser.add_argument("--print-graph", action="store_true", help="print each node's command line and exit")
@@ -42,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = Options(embodiment=args.embodiment, sim=args.sim, policy=args.policy, checkpoint=args.checkpoint,
                       policy_params=parse_params(pairs=args.policy_param), namespace=args.namespace,
-                      use_sim_time=args.use_sim_time, record=args.record, task=args.task, seed=args.seed)
+                      use_sim_time=args.use_sim_time, record=args.record, teleop=args.teleop, task=args.task,
+                      seed=args.seed)
     nodes = graph(options)
     if args.print_graph:
         for node in nodes:

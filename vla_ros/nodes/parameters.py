@@ -20,6 +20,7 @@ from vla_ros.nodes.policy_node import PolicyParams
 from vla_ros.nodes.policy_server import ServerParams
 from vla_ros.nodes.recorder_node import RecorderParams
 from vla_ros.nodes.sim_node import SimParams
+from vla_ros.nodes.teleop_node import TeleopParams
 from vla_ros.params import Params, markdown_table
 
 TABLES: dict[str, type[Params]] = {
@@ -29,6 +30,7 @@ TABLES: dict[str, type[Params]] = {
     "sim_node": SimParams,
     "recorder_node": RecorderParams,
     "policy_server": ServerParams,
+    "teleop_node": TeleopParams,
     "expert_node": RobotParams,
     "chunk_source_node": ChunkSourceParams,
 }
