@@ -35,6 +35,10 @@ def register(verbs) -> None:
                         help="what the model learns to output for the arms: joint positions (default), or tool poses "
                              "followed through IK (ee_pose); a checkpoint given to --init or --resume keeps its own")
     parser.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
+    parser.add_argument("--flywheel", default="", metavar="SOURCES",
+                        help="learn from episodes recorded in deployment (recorder_node) through these sources, "
+                             "comma-separated: interventions, relabel, corrections, outcomes, or all (default: "
+                             "such episodes are read like any other)")
     parser.add_argument("--paraphrase", action="store_true",
                         help="word each drawn frame in any instruction the data has for its episode's task, not only "
                              "the one it was recorded with")
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     from vla_ros.data.dataset import cached_samples, find_recordings
+    from vla_ros.data.flywheel import deployment_pieces, is_deployment, parse_sources
     from vla_ros.embodiment import load_embodiment
     from vla_ros.errors import VlaRosError
     from vla_ros.model.checkpoint import load_checkpoint, load_optimizer, read_config, save_checkpoint
@@ -85,20 +90,22 @@ def run(args: argparse.Namespace) -> int:
     horizon, dt = (based.horizon, based.dt) if based else (args.horizon, args.dt)
     architecture = based.architecture if based else Architecture(image_size=(args.image_size, args.image_size))
 
+    sources = parse_sources(args.flywheel)
     bags, skipped = [], 0
     for recording in find_recordings(args.data, args.embodiment):
         info = recording.info
         if "embodiment" not in info:
             raise VlaRosError(f"{recording.name}: metadata.yaml custom_data names no embodiment (not recorded by "
                               f"vla_ros?)")
-        if info.get("outcome.success") != "true" and not args.include_failures:
+        deployed = bool(sources) and is_deployment(info)  # the sources choose its samples, failures too
+        if not deployed and info.get("outcome.success") != "true" and not args.include_failures:
             skipped += 1
             continue
-        bags.append((recording, info))
+        bags.append((recording, info, deployed))
     if not bags:
         raise VlaRosError(f"no successful episodes in {', '.join(map(str, args.data))} ({skipped} failed ones skipped)")
     embodiments = {}
-    for recording, info in bags:
+    for recording, info, _ in bags:
         if info["embodiment"] not in embodiments:
             embodiments[info["embodiment"]] = recording.embodiment or load_embodiment(info["embodiment"])
     embodiments = dict(sorted(embodiments.items()))
@@ -110,10 +117,15 @@ def run(args: argparse.Namespace) -> int:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("reading episodes (cached after the first time)", total=len(bags))
-        for index, (recording, info) in enumerate(bags):
-            episode = cached_samples(recording, embodiments[info["embodiment"]], horizon, dt, architecture.image_size)
-            samples["validation" if index in validation_bags else "train"].append(episode)
+        for index, (recording, info, deployed) in enumerate(bags):
+            embodiment = embodiments[info["embodiment"]]
+            episode = cached_samples(recording, embodiment, horizon, dt, architecture.image_size)
+            pieces = deployment_pieces(recording.meta(), episode, embodiment, horizon, dt, sources) if deployed \
+                else [episode]
+            samples["validation" if index in validation_bags else "train"].extend(pieces)
             progress.update(bar, advance=1)
+    if sources:
+        console.print(f"--flywheel {','.join(sources)}: {sum(b[2] for b in bags)} deployment episodes")
 
     space = based.action_space if based else args.action_space or JOINT
     if args.action_space and args.action_space != space:
@@ -150,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         "tasks": sorted({s.task for split in samples.values() for s in split}), "instructions": instructions,
         "embodiments": sorted(embodiments), "action_space": space, "settings": asdict(settings),
         "init": str(args.init) if args.init else None,
+        "flywheel": {"sources": list(sources), "deployment_episodes": sum(b[2] for b in bags)},
     }
     parameters = sum(p.numel() for p in model.parameters())
     console.print(f"{len(bags)} episodes ({held} for validation), {len(training)} training samples, "

@@ -13,6 +13,7 @@ open it, and training reads it back:
 | `vla/instruction` | std_msgs/String | the instruction, when it is given |
 | `vla/correction` | std_msgs/String | language corrections given during the episode (recorder_node) |
 | `vla/intervention` | std_msgs/Bool | true when a person takes over, false when they hand back (recorder_node) |
+| `sim/objects` | visualization_msgs/MarkerArray | where the objects are, when something reports them (recorder_node) |
 | `vla/outcome` | std_msgs/String | JSON outcome label, at the end |
 
 The outcome and what the episode was (embodiment, task, seed) are also in metadata.yaml's
@@ -35,7 +36,7 @@ from vla_ros.errors import VlaRosError
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types
 JOINT_STATES, JOINT_COMMANDS, INSTRUCTION, OUTCOME = "joint_states", "joint_commands", "vla/instruction", "vla/outcome"
-CORRECTION, INTERVENTION = "vla/correction", "vla/intervention"
+CORRECTION, INTERVENTION, OBJECTS = "vla/correction", "vla/intervention", "sim/objects"
 CMD_VEL, ODOM = "cmd_vel", "odom"
 BAG_VERSION = 9
 
@@ -132,6 +133,12 @@ class EpisodeWriter:
             self.connections[INTERVENTION] = self._add(INTERVENTION, "std_msgs/msg/Bool")
         self._write(INTERVENTION, seconds, T["std_msgs/msg/Bool"](data=bool(active)), "std_msgs/msg/Bool")
 
+    def serialized(self, topic: str, msgtype: str, seconds: float, data: bytes) -> None:
+        """A message already in CDR (as rclpy serializes it), e.g. sim/objects' MarkerArray."""
+        if topic not in self.connections:
+            self.connections[topic] = self._add(topic, msgtype)
+        self.writer.write(self.connections[topic], int(round((self.start + seconds) * 1e9)), data)
+
     def base(self, seconds: float, commanded: np.ndarray, measured: np.ndarray, frame_id: str) -> None:
         """The commanded (cmd_vel) and measured (odom) base velocities (vx, vy, wz)."""
         self.base_command(seconds, commanded)
@@ -193,6 +200,7 @@ class Episode:
     outcome: dict | None
     corrections: list[tuple[float, str]] = field(default_factory=list)
     interventions: list[tuple[float, float]] = field(default_factory=list)  # (start, end) [s] a person drove
+    objects: dict[str, Series] = field(default_factory=dict)  # red_cube, tray... -> (N, 3) [m] in the root frame
     base_commands: Series | None = None
     base_velocity: Series | None = None
     start: float = 0.0
@@ -222,6 +230,7 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
     images: dict[str, tuple[list, list]] = {}
     frame_ids: dict[str, str] = {}
     instructions, corrections, switches, outcome = [], [], [], None
+    objects: dict[str, list] = {}
     state_names = command_names = ()
     try:
         with Reader(path) as reader:
@@ -246,6 +255,11 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
                     corrections.append((timestamp * 1e-9, msg.data))
                 elif topic == INTERVENTION:
                     switches.append((timestamp * 1e-9, bool(msg.data)))
+                elif topic == OBJECTS:
+                    for marker in msg.markers:
+                        position = marker.pose.position
+                        objects.setdefault(marker.text, []).append((_seconds(marker.header.stamp),
+                                                                    (position.x, position.y, position.z)))
                 elif topic == OUTCOME:
                     outcome = json.loads(msg.data)
                 elif topic == CMD_VEL:
@@ -269,6 +283,7 @@ def read_episode(path: str | Path, cameras: bool = True) -> Episode:
         instructions=[(t - start, text) for t, text in instructions],
         outcome=outcome, corrections=[(t - start, text) for t, text in corrections],
         interventions=segments([(t - start, on) for t, on in switches], states[-1][0] - start),
+        objects={name: _series(entries, ("x", "y", "z"), start) for name, entries in objects.items()},
         start=start, frame_ids=frame_ids)
     if base_velocity and base_commands:  # cmd_vel has no header: its bag time is when it was sent
         episode.base_velocity = _series(base_velocity, ("vx", "vy", "wz"), start)

@@ -36,7 +36,7 @@ from vla_ros.embodiment import Embodiment, EmbodimentError, EmbodimentIO, load_e
 from vla_ros.embodiment.goals import goals_in_tool, hindsight_goals
 from vla_ros.media import resize
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 CAMERA_SKEW_S = 0.02  # frames of different cameras closer than this count as one moment
 
 
@@ -45,7 +45,8 @@ class EpisodeSamples:
     """N samples of one episode.
 
     images: camera -> (N, h, w, 3) uint8; states (N, D); actions (N, H, D); goals (N, 3) [m] or None
-    (hindsight_goals) in the root frame, tool_goals the same in the acting end effector's frame at each state.
+    (hindsight_goals) in the root frame, tool_goals the same in the acting end effector's frame at each state;
+    times (N,) [s] of the frames on the episode's clock (Episode's: from its first joint state).
     """
 
     embodiment: str
@@ -57,6 +58,7 @@ class EpisodeSamples:
     task: str
     goals: np.ndarray | None = None
     tool_goals: np.ndarray | None = None
+    times: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -99,7 +101,8 @@ def episode_samples(episode: Episode, embodiment: Embodiment, horizon: int, dt: 
     outcome = episode.outcome or {}
     return with_goals(EpisodeSamples(embodiment.name, images, states.astype(np.float32), actions,
                                      [episode.instruction_at(t) for t in times], bool(outcome.get("success", False)),
-                                     str(outcome.get("task", episode.info.get("task", "")))), embodiment)
+                                     str(outcome.get("task", episode.info.get("task", ""))), times=times),
+                      embodiment)
 
 
 def with_goals(samples: EpisodeSamples, embodiment: Embodiment) -> EpisodeSamples:
@@ -144,12 +147,18 @@ class Recording:
     cache_dir: Path
     read: Callable[[], Episode]
     embodiment: Embodiment | None = None
+    read_meta: Callable[[], Episode] | None = None  # the episode without its images, where that is cheaper
+
+    def meta(self) -> Episode:
+        """The episode, without images where the source can leave them out."""
+        return (self.read_meta or self.read)()
 
 
 def bag_recording(bag: Path, cache_dir: Path | None = None) -> Recording:
     """A bag as a Recording, cached beside it (in its dataset's .cache/) unless told where."""
     return Recording(bag.name, tuple(sorted(p for p in bag.iterdir() if p.is_file())), read_info(bag),
-                     cache_dir or bag.parent / ".cache", lambda: read_episode(bag))
+                     cache_dir or bag.parent / ".cache", lambda: read_episode(bag),
+                     read_meta=lambda: read_episode(bag, cameras=False))
 
 
 def lerobot_recordings(root: Path, embodiment: Embodiment) -> list[Recording]:
@@ -195,12 +204,13 @@ def cached_samples(recording: Recording, embodiment: Embodiment, horizon: int, d
             return with_goals(EpisodeSamples(
                 str(data["embodiment"]), {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("image/")},
                 data["states"], data["actions"], [str(s) for s in data["instructions"]], bool(data["success"]),
-                str(data["task"])), embodiment)
+                str(data["task"]), times=data["times"]), embodiment)
     samples = episode_samples(recording.read(), embodiment, horizon, dt, image_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, embodiment=samples.embodiment, states=samples.states, actions=samples.actions,
              instructions=np.array(samples.instructions, dtype=str), success=samples.success, task=samples.task,
+             times=samples.times,
              **{f"image/{name}": frames for name, frames in samples.images.items()})
     partial.replace(path)
     return samples

@@ -4,8 +4,10 @@ Each episode is one rosbag2 bag (MCAP) in `out_dir`, in the layout `vla-ros coll
 `vla-ros train` reads (vla_ros/data/bag.py): joint_states, the cameras, the controller's limited
 targets (controller_node/commanded, stored as joint_commands), cmd_vel and odom for a mobile base,
 the instruction, the language corrections given meanwhile (vla/correction), when a person took over
-and handed back (vla/intervention: while they drive, the commanded targets are theirs) and an
-outcome label, which lists the corrections and the intervention segments too.
+and handed back (vla/intervention: while they drive, the commanded targets are theirs), where the
+objects are when something reports them (sim/objects: the sim, or a perception node remapped onto
+it; training relabels from them what the robot reached) and an outcome label, which lists the
+corrections and the intervention segments too.
 
 An episode starts with each message on vla/instruction (a new task, or the sim's next episode) and
 ends with the next one, with `~/finish` (std_srvs/SetBool: data is the outcome, success or
@@ -22,12 +24,14 @@ from pathlib import Path
 import numpy as np
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
+from visualization_msgs.msg import MarkerArray
 
 from vla_ros import __version__
-from vla_ros.data.bag import BagError, EpisodeWriter, segments
+from vla_ros.data.bag import OBJECTS, BagError, EpisodeWriter, segments
 from vla_ros.embodiment import load_embodiment
 from vla_ros.errors import VlaRosError
 from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
@@ -78,6 +82,7 @@ class RecorderNode(VlaNode):
         self.create_subscription(String, "vla/instruction", self._on_instruction, LATCHED)
         self.create_subscription(String, "vla/correction", self._on_correction, RELIABLE)
         self.create_subscription(Bool, "vla/intervention", self._on_intervention, RELIABLE)
+        self.create_subscription(MarkerArray, OBJECTS, self._on_objects, RELIABLE)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, STATE_QUEUE)
         self.create_subscription(JointState, "controller_node/commanded", self._on_commanded, STATE_QUEUE)
         for name, camera in self.embodiment.cameras.items():
@@ -173,6 +178,11 @@ class RecorderNode(VlaNode):
         self._record(lambda w: w.intervention(now, active), now)
         if self.writer is not None:
             self.switches.append((now - self.started, active))
+
+    def _on_objects(self, msg: MarkerArray) -> None:
+        stamp = to_seconds(msg.markers[0].header.stamp) if msg.markers else self.now()
+        data = serialize_message(msg)
+        self._record(lambda w: w.serialized(OBJECTS, "visualization_msgs/msg/MarkerArray", stamp, data), stamp)
 
     def _on_finish(self, request, response):
         path = self._finish(bool(request.data), "~/finish", self.now())

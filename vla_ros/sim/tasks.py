@@ -9,6 +9,7 @@ evaluation with them measures whether a policy understood the words, not memoris
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -325,3 +326,19 @@ def make_task(spec: str, world: World, rng: np.random.Generator) -> Task:
         values[parameter] = value
     return task(world, values)
 
+
+
+def read_instruction(text: str) -> str | None:
+    """The task spec an instruction in any task's phrasings states ("reach:red"), or None.
+
+    Matches whole templates (training and held-out alike), case and surrounding space ignored.
+    """
+    wanted = " ".join(text.lower().split())
+    for task in TASKS.values():
+        for template in (t for split in PHRASING_SPLITS for t in task.phrasings[split]):
+            pattern = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+            pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[a-z]+)", pattern)
+            found = re.fullmatch(pattern, wanted)
+            if found:
+                return ":".join([task.name, *(found.group(p) for p in task.parameters)])
+    return None
