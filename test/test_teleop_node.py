@@ -176,3 +176,28 @@ def test_a_takeover_without_fresh_joint_states_sends_nothing_and_says_why(ros):
     status = diagnostics.wait("/lonely/teleop_node", lambda s: s["level"] == 2, 10, "the diagnostic")
     assert status["message"].startswith("takeover without fresh joint_states")
     assert status["chunks_published"] == "0" and not chunks
+
+
+def test_the_scripted_operator_takes_over_a_stalled_robot_through_the_teleop_topics_and_labels_it(ros, tmp_path):
+    """No policy drives: the operator sees the arm stall, takes over with a correction, reaches the cube, labels it.
+
+    Through the graph a person would use: vla/intervention, a leader arm into teleop_node, vla/correction and
+    recorder_node's ~/finish. The recorded episode holds what the flywheel learns from (test_flywheel.py).
+    """
+    ros.start_node("recorder_node", out_dir=str(tmp_path / "episodes"))
+    ros.start_node("sim_node", task="reach:red", seed=5, publish_cameras=False)
+    ros.start_node("controller_node")
+    ros.start_node("teleop_node", input="leader")
+    operator = ros.start_node("operator_node", seconds=20.0, patience_s=0.5, stall_s=1.0)
+    diagnostics = ros.diagnostics()
+    status = diagnostics.wait("operator_node", lambda s: int(s["labels"]) == 1, 60, "the episode labelled")
+    assert status["takeovers"] == "1" and status["corrections"] == "1" and float(status["takeover_s"]) > 0.5
+    assert operator.running()
+    recorder = diagnostics.wait("recorder_node", lambda s: int(s["episodes_written"]) == 1, 10, "the bag")
+    episode = read_episode(recorder["last_bag"])
+    assert episode.outcome["success"] is True and len(episode.interventions) == 1
+    [(_, said)] = episode.corrections
+    assert "red" in said and episode.instructions[0][1] == "reach the red cube"
+    assert {"red_cube", "green_cube", "blue_cube"} <= set(episode.objects)
+    start, end = episode.interventions[0]
+    assert start < episode.corrections[0][0] < end and end - start > 1.0

@@ -13,9 +13,10 @@ by name for ablations:
   it reached, worded as the reach task's training instruction for it. None of them keeps the
   instruction it failed.
 - `corrections`: after each correction, until the next one, the samples that are a person's, or the
-  policy's in an episode labelled a success, worded as the correction itself; its task is the
-  episode's with the colour the correction names.
-- `outcomes`: the policy's own samples of an episode labelled a success; a failure's are left out.
+  policy's good ones (below), worded as the correction itself; its task is the episode's with the
+  colour the correction names.
+- `outcomes`: the policy's good samples: those of an episode labelled a success, after the last
+  time a person handed back (what led to a takeover was not good); a failure's are left out.
 
 Only reach is relabelled (what "reached" means for the other tasks is left for later).
 """
@@ -64,25 +65,27 @@ def deployment_pieces(episode: Episode, samples: EpisodeSamples, embodiment: Emb
         driven |= (times >= start) & (ends <= end)
         touched |= (times < end) & (ends > start)
     own = ~touched
+    handed_back = max((end for _, end in episode.interventions), default=-np.inf)
     instruction = samples.instructions[0] if samples.instructions else ""
     spec = read_instruction(instruction) or samples.task
     success = bool((episode.outcome or {}).get("success"))
+    good = own & success & (times >= handed_back)
     pieces = []
     if "interventions" in sources:
         pieces.append(_piece(samples, driven, instruction, spec, embodiment))
-    if "outcomes" in sources and success:
-        pieces.append(_piece(samples, own, instruction, spec, embodiment))
+    if "outcomes" in sources:
+        pieces.append(_piece(samples, good, instruction, spec, embodiment))
     if "relabel" in sources and spec and spec.startswith("reach:"):
         for colour, chosen in _reached_elsewhere(episode, samples, embodiment, own, spec.split(":")[1]):
             pieces.append(_piece(samples, chosen, TASKS["reach"].phrasings["train"][0].format(colour=colour),
                                  f"reach:{colour}", embodiment))
     if "corrections" in sources:
-        good = driven | (own & success)
         moments = [t for t, _ in episode.corrections] + [np.inf]
         for (said, text), until in zip(episode.corrections, moments[1:]):
             named = _colour(text)
             task = spec if named is None or not spec else ":".join([spec.split(":")[0], named, *spec.split(":")[2:]])
-            pieces.append(_piece(samples, good & (times >= said) & (times < until), text, task, embodiment))
+            pieces.append(_piece(samples, (driven | good) & (times >= said) & (times < until), text, task,
+                                 embodiment))
     return [piece for piece in pieces if len(piece)]
 
 

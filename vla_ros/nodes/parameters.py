@@ -16,6 +16,7 @@ from pathlib import Path
 from vla_ros.nodes.base import NodeParams, RobotParams
 from vla_ros.nodes.chunk_source_node import ChunkSourceParams
 from vla_ros.nodes.controller_node import ControllerParams
+from vla_ros.nodes.operator_node import OperatorParams
 from vla_ros.nodes.policy_node import PolicyParams
 from vla_ros.nodes.policy_server import ServerParams
 from vla_ros.nodes.recorder_node import RecorderParams
@@ -33,6 +34,7 @@ TABLES: dict[str, type[Params]] = {
     "teleop_node": TeleopParams,
     "expert_node": RobotParams,
     "chunk_source_node": ChunkSourceParams,
+    "operator_node": OperatorParams,
 }
 BLOCK = re.compile(r"(<!-- parameters: (?P<name>[^>]+?) -->\n)(?P<table>.*?)(<!-- end parameters -->)", re.DOTALL)
 
