@@ -5,6 +5,8 @@ intervention segments, the cubes on sim/objects), with a motion the test chooses
 to the blue cube while the instruction asks for the red one.
 """
 import json
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +129,13 @@ def test_train_flywheel_learns_from_a_deployment_episode_and_says_so(tmp_path, c
     assert set(summary["instructions"]) == {"reach the red cube", "reach the blue cube", "no, the red one"}
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "plain"), "--steps", "2"]) == 2
     assert "no successful episodes" in capsys.readouterr().err, "without --flywheel a failed episode is left out"
+
+
+def test_the_flywheel_bench_counts_the_operators_time_from_the_recorded_outcomes(tmp_path):
+    """Seconds driven, takeovers, corrections and their words, labelled episodes: what the comparison charges."""
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "bench" / "flywheel.py"), run_name="bench")
+    deployment_bag(tmp_path / "d" / "ep1", interventions=[(2.5, 4.0)], corrections=[(2.5, "no, the red one")])
+    deployment_bag(tmp_path / "d" / "ep2", success=True)
+    assert bench["operator_time"](tmp_path / "d") == {"episodes": 2, "labelled": 2, "takeovers": 1, "takeover_s": 1.5,
+                                                      "corrections": 1, "correction_words": 4}
+    assert bench["mean_length"](tmp_path / "d") == pytest.approx(4.0, abs=0.01)

@@ -123,6 +123,7 @@ class Options:
             stamps with the wall clock, and the controller's torques come at its own steady rate
             instead of whenever /clock arrives (README, "Why the wall clock is the default").
         record: start recorder_node too.
+        record_dir: its out_dir ("" = its default, episodes/ where the graph starts).
         teleop: start teleop_node with this input (joy, leader); "" = none.
         task, seed, phrasing: the sim's task spec, seed and instruction wording (with `sim`).
     """
@@ -135,6 +136,7 @@ class Options:
     namespace: str = ""
     use_sim_time: bool = False
     record: bool = False
+    record_dir: str = ""
     teleop: str = ""
     task: str = "reach"
     seed: int = 0
@@ -161,7 +163,8 @@ def graph(options: Options) -> list[NodeSpec]:
                                                  width=math.inf).strip()
     nodes.append(NodeSpec("policy_node", "policy_node", namespace, policy))
     if options.record:
-        nodes.append(NodeSpec("recorder_node", "recorder_node", namespace, dict(common)))
+        recorder = {**common, **({"out_dir": options.record_dir} if options.record_dir else {})}
+        nodes.append(NodeSpec("recorder_node", "recorder_node", namespace, recorder))
     if options.teleop:
         if options.teleop not in TELEOP_INPUTS:
             raise VlaRosError(f"teleop {options.teleop!r}: use one of {', '.join(TELEOP_INPUTS)} (or none)"

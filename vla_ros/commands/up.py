@@ -31,7 +31,8 @@ def register(verbs) -> None:
     parser.add_argument("--namespace", default="", help="namespace for every node and topic (default none)")
     parser.add_argument("--use-sim-time", action="store_true",
                         help="every node follows /clock (default: the wall clock, which sim_node keeps pace with)")
-    parser.add_argument("--record", action="store_true", help="start recorder_node too")
+    parser.add_argument("--record", nargs="?", const="episodes", default="", metavar="DIR",
+                        help="start recorder_node too, its bags into DIR (default episodes/)")
     parser.add_argument("--teleop", choices=TELEOP_INPUTS, default="",
                         help="start teleop_node too: a person takes over with a gamepad (joy) or a leader arm")
     parser.add_argument("--task", default="reach", help="the sim's task spec (with --sim; default reach)")
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = Options(embodiment=args.embodiment, sim=args.sim, policy=args.policy, checkpoint=args.checkpoint,
                       policy_params=parse_params(pairs=args.policy_param), namespace=args.namespace,
-                      use_sim_time=args.use_sim_time, record=args.record, teleop=args.teleop, task=args.task,
+                      use_sim_time=args.use_sim_time, record=bool(args.record), record_dir=args.record,
+                      teleop=args.teleop, task=args.task,
                       seed=args.seed)
     nodes = graph(options)
     if args.print_graph:
