@@ -1,5 +1,6 @@
 """The scripted operator's judgement and driving, in-process (no ROS): when it steps in, what it says, where it goes."""
 import numpy as np
+import pytest
 
 from vla_ros.embodiment import load_embodiment
 from vla_ros.sim.operator import CORRECTIONS, Operator, OperatorConfig
@@ -17,12 +18,13 @@ def home() -> np.ndarray:
     return q
 
 
-def scene(near: str) -> dict[str, np.ndarray]:
-    """Cubes on a table 10 cm under the tool at home, `near` 4 cm from under it, the others 25 cm away."""
+def scene(near: str = "") -> dict[str, np.ndarray]:
+    """Cubes on a table 10 cm under the tool at home, `near` 4 cm under it, the others 25 cm away."""
     below = KIN.frame_pose(home(), TOOL)[:3, 3] - np.array([0.0, 0.0, 0.1])
     offsets = {"red": np.array([0.0, 0.25, 0.0]), "green": np.array([0.0, -0.25, 0.0]),
                "blue": np.array([0.25, 0.0, 0.0])}
-    offsets[near] = np.array([0.0, 0.0, 0.06])
+    if near:
+        offsets[near] = np.array([0.0, 0.0, 0.06])
     return {colour: below + offset for colour, offset in offsets.items()}
 
 
@@ -44,12 +46,15 @@ def test_heading_for_the_wrong_cube_is_taken_over_with_a_correction_naming_the_r
     assert positions.shape == (len(joints),)
 
 
-def test_a_tool_that_stays_put_has_stalled_and_one_near_its_own_cube_is_left_alone():
+def test_a_tool_that_comes_no_nearer_has_stalled_and_one_at_its_own_cube_is_left_alone():
+    """Held 25 cm from red: taken over once stall_s passed without getting nearer; dwelling at red: never."""
     watcher = operator(patience_s=0.5, stall_s=1.0, speak=False)
-    steps = [watcher.tick(t, home(), scene("red"), False) for t in np.arange(0.0, 2.0, 0.05)]
+    steps = [watcher.tick(t, home(), scene(), False) for t in np.arange(0.0, 2.0, 0.05)]
     takeovers = [k for k, acts in enumerate(steps) if acts.intervention]
     assert len(takeovers) == 1 and watcher.took_over == "stalled" and steps[takeovers[0]].say is None
-    assert 1.0 <= takeovers[0] * 0.05 <= 1.6
+    assert takeovers[0] * 0.05 == pytest.approx(1.5, abs=0.06), "its patience, then stall_s"
+    dwelling = operator(patience_s=0.5, stall_s=1.0)
+    assert not any(dwelling.tick(t, home(), scene("red"), False).intervention for t in np.arange(0.0, 3.0, 0.05))
 
 
 def test_the_operator_drives_to_the_cube_asked_for_and_labels_the_outcome():

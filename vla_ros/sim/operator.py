@@ -7,7 +7,8 @@ correction in words, and labels how the episode ended. After `patience_s` it tak
 
 - `wrong`: the tool is within `wrong_radius` of a cube other than the one asked for, and nearer to
   it than to that one (heading for the wrong object);
-- `stalled`: the tool has stayed within `stall_distance` of where it is for `stall_s`, short of the task.
+- `stalled`: the tool has come no nearer the cube asked for (by `stall_distance`) for `stall_s`, and
+  is not at it: stopped, or wandering.
 
 It says a correction drawn from CORRECTIONS (words no task's phrasings use, so the model never saw
 them) and drives until the task holds, then hands back. An episode it took over once is finished
@@ -16,7 +17,6 @@ One Operator per episode; the operator node makes a new one at each reset. No RO
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,7 @@ from vla_ros.embodiment.config import END_EFFECTOR_KINDS
 from vla_ros.embodiment.goals import goal_frames
 from vla_ros.params import Params, param
 from vla_ros.sim.expert import EXPERTS, Observation
-from vla_ros.sim.tasks import TASKS
+from vla_ros.sim.tasks import REACH_RADIUS, TASKS
 
 CORRECTIONS = {
     "wrong": ("no, the {colour} one", "not that one, the {colour} cube", "wrong cube, I meant the {colour} one",
@@ -43,8 +43,9 @@ class OperatorConfig(Params):
                               low=0.0, high=60.0)
     wrong_radius: float = param(0.10, "a tool this near a cube other than the one asked for is heading for the "
                                       "wrong object [m]", low=0.0, high=1.0)
-    stall_s: float = param(1.5, "a tool that stayed put this long has stalled [s]", low=0.1, high=60.0)
-    stall_distance: float = param(0.01, "... within this distance [m]", low=0.0, high=1.0)
+    stall_s: float = param(1.5, "a tool that came no nearer the cube asked for in this long has stalled [s]",
+                           low=0.1, high=60.0)
+    stall_distance: float = param(0.01, "... nearer by at least this much [m]", low=0.0, high=1.0)
     speak: bool = param(True, "say a correction at each takeover")
 
 
@@ -74,7 +75,7 @@ class Operator:
         self.target = self.values.get("colour", "")
         self.frames = goal_frames(embodiment)
         self.joints: tuple[str, ...] = ()
-        self.recent: deque[tuple[float, np.ndarray]] = deque()
+        self.best: tuple[float, float] | None = None  # (nearest the tool came to the cube asked for [m], when [s])
         self.driving = False
         self.took_over = ""  # why, once it has
         self.labelled = False
@@ -105,19 +106,17 @@ class Operator:
 
     def _judge(self, time: float, tools: np.ndarray, cubes: dict[str, np.ndarray]) -> str:
         """Why to take over now ("wrong", "stalled"), or ""."""
-        if self.target in cubes:
-            to_target = np.min(np.linalg.norm(tools - cubes[self.target], axis=1))
-            for colour, cube in cubes.items():
-                distance = np.min(np.linalg.norm(tools - cube, axis=1))
-                if colour != self.target and distance < self.config.wrong_radius and distance < to_target:
-                    return "wrong"
-        self.recent.append((time, tools))
-        while self.recent and time - self.recent[0][0] > self.config.stall_s:
-            self.recent.popleft()
-        if time - self.recent[0][0] >= self.config.stall_s * 0.95:
-            moved = max(np.max(np.linalg.norm(t - tools, axis=1)) for _, t in self.recent)
-            if moved < self.config.stall_distance:
-                return "stalled"
+        if self.target not in cubes:
+            return ""
+        to_target = float(np.min(np.linalg.norm(tools - cubes[self.target], axis=1)))
+        for colour, cube in cubes.items():
+            distance = np.min(np.linalg.norm(tools - cube, axis=1))
+            if colour != self.target and distance < self.config.wrong_radius and distance < to_target:
+                return "wrong"
+        if self.best is None or to_target < self.best[0] - self.config.stall_distance:
+            self.best = (to_target, time)
+        if to_target > REACH_RADIUS and time - self.best[1] >= self.config.stall_s:
+            return "stalled"
         return ""
 
     def _drive(self, time: float, q: np.ndarray, cubes: dict[str, np.ndarray]):
