@@ -125,9 +125,14 @@ def test_a_gamepad_takes_over_mid_chunk_and_hands_back_without_a_jump_and_the_re
     assert during.sum() > 500, "the person's targets are the episode's commands while they drove"
 
 
-def test_a_leader_arm_drives_the_follower_by_joint_name_and_unknown_names_hold_it(ros):
-    """vla/intervention starts the takeover; the follower goes where the leader is; a misnamed joint is refused."""
+def test_a_leader_arm_drives_the_follower_by_joint_name_and_unknown_names_or_no_joint_states_hold_it(ros):
+    """vla/intervention starts the takeover; the follower goes where the leader is; a misnamed joint is refused.
+
+    A second teleop_node in a namespace where no joint_states come (the robot's driver is down) sends
+    nothing when taken over, and says why.
+    """
     diagnostics = ros.diagnostics()
+    ros.start_node("teleop_node", namespace="/lonely", input="leader")
     ros.start_node("sim_node", task="reach:red", seed=3, publish_cameras=False)
     ros.start_node("controller_node")
     ros.start_node("teleop_node", input="leader", leader_prefix="leader_", rate_hz=30.0)
@@ -159,23 +164,17 @@ def test_a_leader_arm_drives_the_follower_by_joint_name_and_unknown_names_hold_i
     assert "['jiont2'] are not commanded joints of arm7" in teleop["message"] and "'joint2'" in teleop["message"]
     diagnostics.wait("controller_node", lambda s: s["state"] == "holding", 10, "the follower held")
 
-
-def test_a_takeover_without_fresh_joint_states_sends_nothing_and_says_why(ros):
-    """No joint_states at all (the robot's driver is down): the takeover publishes no chunk, one clear diagnostic."""
-    diagnostics = ros.diagnostics()
-    ros.start_node("teleop_node", namespace="/lonely", input="leader")
-    chunks = ros.subscribe("/lonely/vla/teleop_chunk", JointTrajectory)
-    intervention = ros.node.create_publisher(Bool, "/lonely/vla/intervention", RELIABLE)
-    leader = ros.node.create_publisher(JointState, "/lonely/leader/joint_states", RELIABLE)
-    diagnostics.wait("/lonely/teleop_node", lambda s: True, 15, "teleop_node up")
+    lonely_chunks = ros.subscribe("/lonely/vla/teleop_chunk", JointTrajectory)
+    lonely_intervention = ros.node.create_publisher(Bool, "/lonely/vla/intervention", RELIABLE)
+    lonely_leader = ros.node.create_publisher(JointState, "/lonely/leader/joint_states", RELIABLE)
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
-        intervention.publish(Bool(data=True))
-        leader.publish(JointState(name=["joint1"], position=[0.1]))
+        lonely_intervention.publish(Bool(data=True))
+        lonely_leader.publish(JointState(name=["joint1"], position=[0.1]))
         ros.executor.spin_once(timeout_sec=0.03)
     status = diagnostics.wait("/lonely/teleop_node", lambda s: s["level"] == 2, 10, "the diagnostic")
     assert status["message"].startswith("takeover without fresh joint_states")
-    assert status["chunks_published"] == "0" and not chunks
+    assert status["chunks_published"] == "0" and not lonely_chunks
 
 
 def test_the_scripted_operator_takes_over_a_stalled_robot_through_the_teleop_topics_and_labels_it(ros, tmp_path):
