@@ -98,13 +98,24 @@ def deploy(work: Path, checkpoint: Path, episodes: int) -> Path:
     options = Options(BODY, policy="builtin", checkpoint=str(checkpoint), record=True, record_dir=str(out),
                       teleop="leader", phrasing="train")
     operator = NodeSpec("operator_node", "operator_node", "", {"embodiment": BODY, "seed": done,
-                                                                "seconds": SECONDS - OPERATOR_MARGIN_S})
+                                                                "seconds": SECONDS - OPERATOR_MARGIN_S,
+                                                                "diagnostics_period_s": 0.2})
     os.environ.update(ENV)
     with Rollout(load_embodiment(BODY), options, log_dir=work / "logs" / "deploy") as rollout:
         rollout.wait_ready()
+        reports = rollout.client.watch_diagnostics(operator.name)
         rollout.graph.start(operator.name, operator.argv())
+
+        def labels() -> int:
+            return int(reports[-1]["labels"]) if reports else -1
+
+        # Its first look labels the episode the graph started with (long over): let that pass.
+        rollout.client.spin_until(lambda: len(reports) >= 5, 60, "the operator's first reports")
         for index in range(done, episodes):
+            before = labels()
             rollout.episode(TASK, DEPLOY_SEED + index, SECONDS)
+            # A person labels an episode before the next begins: ~/finish labels the one under way.
+            rollout.client.spin_until(lambda: labels() > before, 15, "the operator's label of the episode")
     return out
 
 

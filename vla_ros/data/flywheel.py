@@ -5,13 +5,15 @@ cut into pieces, each a run of its samples under one instruction and one task (s
 instruction reader learns the pieces' words as their task's), from four sources, each switched on
 by name for ablations:
 
-- `interventions`: the samples whose whole action window lies inside a segment a person drove:
-  the robot's own states with the person's actions, under the instruction in force.
-- `relabel` (hindsight): where the policy drove and the tool came to rest at a cube other than the
-  reach instruction's (within REACH_RADIUS for REACH_HOLD_S, the cubes as sim/objects reported
-  them), the policy's samples of that stretch up to then are a correct example of reaching the cube
-  it reached, worded as the reach task's training instruction for it. None of them keeps the
-  instruction it failed.
+- `interventions`: the samples whose whole action window lies inside a segment a person drove,
+  SETTLE_S after it began (the controller first brings the policy's motion to rest): the robot's
+  own states with the person's actions, under the instruction in force.
+- `relabel` (hindsight): where the policy drove and the tool first stayed at a cube other than the
+  reach instruction's (within REACH_RADIUS for REACH_HOLD_S, as the reach task judges success; the
+  cubes as sim/objects reported them), the policy's samples of that stretch up to then are a
+  correct example of reaching the cube it reached, worded as the reach task's training instruction
+  for it. None of them keeps the instruction it failed. A stretch that reached the asked-for cube
+  first is not relabelled.
 - `corrections`: after each correction, until the next one, the samples that are a person's, or the
   policy's good ones (below), worded as the correction itself; its task is the episode's with the
   colour the correction names.
@@ -35,6 +37,7 @@ from vla_ros.sim.tasks import REACH_HOLD_S, REACH_RADIUS, TASKS, read_instructio
 from vla_ros.sim.world import COLOURS
 
 SOURCES = ("interventions", "relabel", "corrections", "outcomes")
+SETTLE_S = 0.2  # [s] after a takeover: the policy's motion braking, then the person's first chunk
 
 
 def parse_sources(text: str) -> tuple[str, ...]:
@@ -62,7 +65,7 @@ def deployment_pieces(episode: Episode, samples: EpisodeSamples, embodiment: Emb
     driven = np.zeros(len(times), bool)  # the whole action window inside one intervention
     touched = np.zeros(len(times), bool)  # the action window overlaps one
     for start, end in episode.interventions:
-        driven |= (times >= start) & (ends <= end)
+        driven |= (times >= start + SETTLE_S) & (ends <= end)
         touched |= (times < end) & (ends > start)
     own = ~touched
     handed_back = max((end for _, end in episode.interventions), default=-np.inf)
@@ -123,15 +126,19 @@ def _reached_elsewhere(episode: Episode, samples: EpisodeSamples, embodiment: Em
                       for state in samples.states])  # (N, frames, 3)
     found = []
     for stretch in _runs(own):
+        dwells = {}
         for colour, series in cubes.items():
             at = np.stack([np.interp(times[stretch], series.times, series.values[:, k]) for k in range(3)], axis=1)
             near = np.min(np.linalg.norm(tools[stretch] - at[:, None, :], axis=2), axis=1) < REACH_RADIUS
             dwell = _first_dwell(times[stretch], near)
-            if dwell is not None and colour != target:
+            if dwell is not None:
+                dwells[colour] = dwell
+        if dwells:
+            colour, dwell = min(dwells.items(), key=lambda item: item[1])  # the cube it stayed at first
+            if colour != target:
                 chosen = np.zeros(len(times), bool)
                 chosen[stretch[: dwell + 1]] = True
                 found.append((colour, chosen))
-                break
     return found
 
 

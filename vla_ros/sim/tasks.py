@@ -336,7 +336,7 @@ def read_instruction(text: str) -> str | None:
     wanted = " ".join(text.lower().split())
     for task in TASKS.values():
         for template in (t for split in PHRASING_SPLITS for t in task.phrasings[split]):
-            pattern = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+            pattern = re.escape(template.lower()).replace(r"\{", "{").replace(r"\}", "}")
             pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[a-z]+)", pattern)
             found = re.fullmatch(pattern, wanted)
             if found:
