@@ -452,7 +452,10 @@ def test_humanoid_upper_body_weight_ramps_up_and_delegated_legs_are_never_comman
 
 @st.composite
 def chunk_streams(draw):
-    """Random valid chunks: random arrival times, lags, lengths and targets within +-4 rad."""
+    """Random valid chunks: arrival times, lags, lengths, targets within +-4 rad; the policy's or a person's.
+
+    A takeover or hand-back arrives with some of them.
+    """
     chunks, arrival = [], 0.0
     for _ in range(draw(st.integers(1, 6))):
         arrival += draw(st.floats(0.01, 0.3))
@@ -460,18 +463,19 @@ def chunk_streams(draw):
         count = draw(st.integers(1, 8))
         times = np.cumsum([draw(st.floats(0.01, 0.2)) for _ in range(count)])
         positions = np.array([[draw(st.floats(-4, 4)) for _ in range(8)] for _ in range(count)])
-        chunks.append((arrival, arrival - lag, times, positions))
+        chunks.append((arrival, arrival - lag, times, positions, draw(st.booleans()), draw(st.booleans())))
     return chunks
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=chunk_streams(), strategy=st.sampled_from(["splice", "replace", "ensemble"]))
 def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
-    """Whatever valid chunks arrive, commands stay inside every limit.
+    """Whatever valid chunks arrive, from the policy or a person, commands stay inside every limit.
 
     Position, velocity, acceleration and effort limits hold, and commanded velocity never jumps more
-    than a_max * dt per period. (The arm is measured at home throughout, so the following-error
-    check, which restarts at rest on purpose, is off here; it has its own test.)
+    than a_max * dt per period, takeovers and hand-backs included. (The arm is measured at home
+    throughout, so the following-error check, which restarts at rest on purpose, is off here; it has
+    its own test.)
     """
     controller = arm7_controller(strategy=strategy, following_error_rad=10.0)
     step_at_home(controller)
@@ -483,11 +487,13 @@ def test_random_chunk_streams_never_command_outside_limits(stream, strategy):
     for k in range(1, int((stream[-1][0] + 0.5) / DT)):
         now = k * DT
         while pending and pending[0][0] <= now:
-            arrival, stamp, times, positions = pending.pop(0)
+            arrival, stamp, times, positions, teleop, toggle = pending.pop(0)
+            if toggle:
+                controller.set_intervention(not controller.intervening, now)
             try:
-                controller.submit(JointChunk(stamp, tuple(controller.joints), times, positions), now)
+                controller.submit(JointChunk(stamp, tuple(controller.joints), times, positions), now, teleop)
             except ChunkRejected:
-                pass  # entirely in the past: fine, nothing changes
+                pass  # in the past, or from the side not in charge: nothing changes
         out = step_at_home(controller, now)
         assert np.all(out.q_command >= lower - 1e-9) and np.all(out.q_command <= upper + 1e-9)
         assert np.all(np.abs(out.qd_command) <= vmax + 1e-9)

@@ -103,7 +103,6 @@ class Stats:
     following_faults: int = 0  # restarts because a joint was too far from its command
     last_following_fault: str = ""
     interventions: int = 0  # takeovers by a person so far
-    handover_velocity_jump: float = 0.0  # [rad/s] max |qd*| change at any takeover or hand-back so far
     teleop_chunks: int = 0  # teleop chunks accepted
 
     def rejected(self, rejection: ChunkRejected, what: str = "") -> None:
@@ -202,11 +201,7 @@ class Controller:
         else:
             self._handed_back = now
         if self._active and not self.estopped:
-            _, before = self.timeline.sample(now)
             self.timeline.stop(now, self.limiter.acceleration)
-            _, after = self.timeline.sample(now)
-            self.stats.handover_velocity_jump = max(self.stats.handover_velocity_jump,
-                                                    float(np.max(np.abs(after - before))))
         if active and self.base is not None:
             self.base.forget()  # the base brakes: teleoperation drives the arms only
 

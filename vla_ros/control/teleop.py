@@ -10,8 +10,10 @@ Two inputs, each ticked by teleop_node at its rate with the newest input and joi
   target the limits keep out of reach is not wound up (the next tick starts from what the IK
   reached). One button closes the gripper, another opens it.
 - `LeaderTeleop`: a leader arm (sensor_msgs/JointState) whose joints are mapped by name onto the
-  follower's commanded joints (an optional prefix stripped): its positions are the targets,
-  `lead_s` ahead, with its velocities (or ones estimated from its last two messages).
+  follower's commanded joints (an optional prefix stripped): each of its messages is a target
+  `lead_s` ahead, with its velocities (or ones estimated from its last two messages). A follower
+  further from the leader than `lead_s` at `catch_up_speed` allows (a takeover with the two arms
+  apart) goes there at that speed instead, resting at the end: never a lunge at full joint speed.
 
 Inputs that do not fit are refused whole with the reason (`TeleopInputError`); the node then
 publishes nothing and the controller holds. Limits stay the controller's: it tracks teleop chunks
@@ -35,6 +37,8 @@ if TYPE_CHECKING:  # the graph's description (vla_ros.bringup) imports INPUTS: n
 INPUTS = ("joy", "leader")  # what a person drives with: a gamepad, a leader arm
 TWIST_AXES = ("x", "y", "z", "roll", "pitch", "yaw")
 REANCHOR_RAD = 0.1  # [rad | m] measured this far from the teleop's own targets: start again from the measured arm
+LIMIT_SLACK = 0.5  # [rad | m] a leader joint further outside the follower's limits is refused (inside: clamped later)
+CONTINUOUS_RANGE = 100.0  # [rad] a continuous joint's leader position beyond this is refused
 
 
 class TeleopInputError(VlaRosError):
@@ -180,12 +184,18 @@ def _moved(pose: np.ndarray, twist: np.ndarray, seconds: float) -> np.ndarray:
 class LeaderTeleop:
     """A leader arm's joint positions -> chunks of the follower's joints of the same names."""
 
-    def __init__(self, embodiment: Embodiment, prefix: str = "", lead_s: float = 0.1):
+    def __init__(self, embodiment: Embodiment, prefix: str = "", lead_s: float = 0.1, catch_up_speed: float = 0.5):
         self.embodiment = embodiment
         self.prefix = prefix
         self.lead_s = lead_s
-        self.commanded = {j for g in embodiment.commanded_groups for j in g.joints}
+        self.catch_up_speed = catch_up_speed
         self.delegated = {j for g in embodiment.delegated_groups for j in g.joints}
+        groups = {j: g for g in embodiment.commanded_groups for j in g.joints}
+        self.commanded = set(groups)
+        # A leader this far outside a joint's limits is not a leader arm of this robot (continuous joints: 100 rad).
+        self.lower = {j: g.lower[g.joints.index(j)] - LIMIT_SLACK for j, g in groups.items()}
+        self.upper = {j: g.upper[g.joints.index(j)] + LIMIT_SLACK for j, g in groups.items()}
+        self.index = {j: i for i, j in enumerate(embodiment.kinematics.joint_names)}
         self._last: tuple[float, tuple[str, ...], np.ndarray] | None = None  # (stamp, joints, positions)
 
     def restart(self) -> None:
@@ -206,20 +216,40 @@ class LeaderTeleop:
             hint = did_you_mean(unknown[0], sorted(self.commanded))
             raise TeleopInputError(f"leader joints {unknown} are not commanded joints of {self.embodiment.name}"
                                    f"{f' (after stripping the prefix {self.prefix!r})' if self.prefix else ''}{hint}")
+        twice = sorted({name for name in mapped if mapped.count(name) > 1})
+        if twice:
+            raise TeleopInputError(f"leader joints {twice} appear more than once")
         return mapped
 
-    def chunk(self, names, positions, velocities, stamp: float) -> JointChunk:
-        """The follower's targets `lead_s` after `stamp` [s] (TeleopInputError when the message does not fit)."""
+    def chunk(self, names, positions, velocities, stamp: float, q_full: np.ndarray,
+              measured: float | None = None) -> JointChunk:
+        """The follower's target for one leader message read at `stamp` [s], from the measured joints `q_full`.
+
+        `measured` [s] is when the leader measured it (its stamp; default `stamp`): velocities missing
+        from the message are estimated from the last two.
+
+        TeleopInputError when the message does not fit: unknown, delegated or repeated joints, a
+        position count that is not the name count, positions not finite or far outside the limits.
+        """
         joints = self.joints(names)
         positions = np.asarray(positions, dtype=float)
         if positions.shape != (len(joints),):
             raise TeleopInputError(f"leader joint_states has {len(positions)} positions for {len(joints)} names")
         if not np.all(np.isfinite(positions)):
             raise TeleopInputError("leader joint_states has non-finite positions")
+        for joint, value in zip(joints, positions):
+            low, high = self.lower[joint], self.upper[joint]
+            if not (max(low, -CONTINUOUS_RANGE) <= value <= min(high, CONTINUOUS_RANGE)):
+                raise TeleopInputError(f"leader joint {joint} at {value:.3f} is far outside the follower's limits "
+                                       f"[{low + LIMIT_SLACK:.3f}, {high - LIMIT_SLACK:.3f}]")
         velocities = np.asarray(velocities, dtype=float)
         if velocities.shape != positions.shape or not np.all(np.isfinite(velocities)):
-            velocities = self._estimate(joints, positions, stamp)
-        self._last = (stamp, joints, positions)
+            velocities = self._estimate(joints, positions, stamp if measured is None else measured)
+        self._last = (stamp if measured is None else measured, joints, positions)
+        apart = float(np.max(np.abs(positions - q_full[[self.index[j] for j in joints]])))
+        if apart > self.catch_up_speed * self.lead_s:  # catch up slowly, and arrive at rest
+            return JointChunk(stamp, joints, np.array([apart / self.catch_up_speed]), positions[None],
+                              np.zeros((1, len(joints))))
         return JointChunk(stamp, joints, np.array([self.lead_s]), positions[None], velocities[None])
 
     def _estimate(self, joints: tuple[str, ...], positions: np.ndarray, stamp: float) -> np.ndarray:

@@ -549,9 +549,14 @@ class LeRobotSource:
             raise LeRobotError(f"{root}: not a LeRobot dataset ({error})") from None
 
     def info_of(self, index: int) -> dict[str, str]:
-        """What train reads from a bag's metadata: the embodiment and the outcome's success."""
-        success = self.episodes[index].get("vla_ros/success")
-        return {"embodiment": self.embodiment.name, "outcome.success": "false" if success is False else "true"}
+        """What train reads from a bag's metadata: the embodiment, the outcome's success, its takeovers if recorded."""
+        row = self.episodes[index]
+        success = row.get("vla_ros/success")
+        info = {"embodiment": self.embodiment.name, "outcome.success": "false" if success is False else "true"}
+        outcome = json.loads(row["vla_ros/outcome"]) if row.get("vla_ros/outcome") else None
+        if isinstance(outcome, dict) and "interventions" in outcome:  # recorded in deployment (recorder_node)
+            info["outcome.interventions"] = json.dumps(outcome["interventions"])
+        return info
 
     def episode(self, index: int) -> Episode:
         """Episode `index` as read_episode would give it: frames at their timestamps, actions as commands."""
@@ -577,7 +582,8 @@ class LeRobotSource:
             interventions = json.loads(row["vla_ros/interventions"])
         elif INTERVENTION in rows.column_names:  # a LeRobot human-in-the-loop dataset: per-frame flags
             flags = np.ravel(np.stack(rows.column(INTERVENTION).to_numpy(zero_copy_only=False))) > 0.5
-            interventions = segments([(float(t), bool(f)) for t, f in zip(times, flags)], float(times[-1]))
+            interventions = segments([(float(t), bool(f)) for t, f in zip(times, flags)],
+                                     float(times[-1]) + 1.0 / self.fps)  # the last frame lasts a period
         else:
             interventions = []
         episode = Episode(

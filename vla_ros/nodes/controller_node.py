@@ -289,7 +289,6 @@ class ControllerNode(VlaNode):
             "boundary_velocity_jump_max": f"{self.boundary_jumps.percentile(100):.4f}",
             "intervening": str(controller.intervening).lower(), "interventions": stats.interventions,
             "teleop_chunks": stats.teleop_chunks,
-            "handover_velocity_jump_max": f"{stats.handover_velocity_jump:.4f}",
             "bad_joint_states": self.bad_states, "overruns": self.rate.overruns,
         }
         if self.embodiment.delegated_groups:

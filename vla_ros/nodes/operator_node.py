@@ -23,8 +23,9 @@ from visualization_msgs.msg import MarkerArray
 from vla_ros.embodiment import load_embodiment
 from vla_ros.nodes.base import OK, WARN, Report, RobotParams, VlaNode, run
 from vla_ros.params import param
+from vla_ros.ros.joint_state import JointStateError, JointStateReader
 from vla_ros.ros.polled import polled_subscription, take_latest
-from vla_ros.ros.qos import RELIABLE
+from vla_ros.ros.qos import LATCHED, RELIABLE
 from vla_ros.ros.task_status import SimStatus, StatusError, from_status_msg
 from vla_ros.ros.time import to_seconds
 from vla_ros.sim.operator import Operator, OperatorConfig
@@ -55,11 +56,11 @@ class OperatorNode(VlaNode):
         self.status: SimStatus | None = None
         self.operator: Operator | None = None
         self.cubes: dict[str, np.ndarray] = {}
-        self.order: np.ndarray | None = None
+        self.reader = JointStateReader(self.kinematics.joint_names)
         self.states = polled_subscription(self, JointState, "joint_states")
         self.create_subscription(DiagnosticStatus, "sim/task_status", self._on_status, RELIABLE)
         self.create_subscription(MarkerArray, "sim/objects", self._on_objects, RELIABLE)
-        self.intervention = self.create_publisher(Bool, "vla/intervention", RELIABLE)
+        self.intervention = self.create_publisher(Bool, "vla/intervention", LATCHED)
         self.leader = self.create_publisher(JointState, "leader/joint_states", RELIABLE)
         self.correction = self.create_publisher(String, "vla/correction", RELIABLE)
         self.finish = self.create_client(SetBool, f"{self.params.recorder}/finish")
@@ -75,6 +76,9 @@ class OperatorNode(VlaNode):
             self.get_logger().error(str(error), throttle_duration_sec=5.0)
             return
         if self.status is None or status.episode != self.status.episode:
+            if self.driving_since is not None:  # the episode ended under the operator's hands: hand back
+                self.intervention.publish(Bool(data=False))
+                self.driving_since = None
             self.cubes = {}
             self.operator = Operator(self.embodiment, status.task, self.params.seconds, self.params, self.rng)
             self.totals["episodes"] += 1
@@ -96,11 +100,13 @@ class OperatorNode(VlaNode):
             if msg is None or status is None or operator is None or not self.cubes or \
                     to_seconds(msg.header.stamp) < status.episode_start:
                 continue
-            if self.order is None:
-                names = list(msg.name)
-                self.order = np.array([names.index(n) for n in self.kinematics.joint_names])
+            try:
+                q, _ = self.reader.read(msg)
+            except JointStateError as error:
+                self.get_logger().error(f"ignoring joint_states: {error}", throttle_duration_sec=5.0)
+                continue
             time = to_seconds(msg.header.stamp) - status.episode_start
-            self._act(operator.tick(time, np.asarray(msg.position)[self.order], self.cubes, status.success), time)
+            self._act(operator.tick(time, q, self.cubes, status.success), time)
 
     def _act(self, acts, time: float) -> None:
         if acts.intervention is not None:

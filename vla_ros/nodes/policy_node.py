@@ -169,8 +169,8 @@ class PolicyNode(VlaNode):
     def _on_intervention(self, msg: Bool) -> None:
         if msg.data == self.intervening:
             return
+        self._new_epoch()  # before the worker can see the flag: no request from frames of the old epoch
         self.intervening = msg.data
-        self._new_epoch()
         self.get_logger().info("a person is driving: no requests" if msg.data else
                                "the person handed back: resuming from where they left the robot")
 

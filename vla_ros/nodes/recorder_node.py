@@ -180,7 +180,8 @@ class RecorderNode(VlaNode):
             self.switches.append((now - self.started, active))
 
     def _on_objects(self, msg: MarkerArray) -> None:
-        stamp = to_seconds(msg.markers[0].header.stamp) if msg.markers else self.now()
+        stamp = to_seconds(msg.markers[0].header.stamp) if msg.markers else 0.0
+        stamp = stamp if stamp > 0 else self.now()  # an unstamped report: when it came
         data = serialize_message(msg)
         self._record(lambda w: w.serialized(OBJECTS, "visualization_msgs/msg/MarkerArray", stamp, data), stamp)
 

@@ -13,7 +13,9 @@ While an intervention lasts, every period the node turns the newest input and jo
 short chunk on `vla/teleop_chunk`, which controller_node tracks instead of the policy's with the
 same limits and watchdogs. It publishes nothing when the input, the joint states or the
 intervention are missing or do not fit: the controller then finishes the last chunk and holds,
-and the diagnostics say why (ERROR while a person is meant to be driving).
+and the diagnostics say why (ERROR). A gamepad that goes quiet with the deadman held leaves the
+takeover on, the arm held: only a person hands back. While the deadman is held its takeover is
+published again every second, so a node that starts late learns of it.
 """
 from __future__ import annotations
 
@@ -27,12 +29,16 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros.control.teleop import INPUTS, JoyMapping, JoyTeleop, LeaderTeleop, TeleopInputError, teleop_arm
 from vla_ros.embodiment import load_embodiment
+from vla_ros.errors import VlaRosError
 from vla_ros.nodes.base import ERROR, OK, Report, RobotParams, VlaNode, run
 from vla_ros.params import param
 from vla_ros.ros.joint_state import JointStateError, JointStateReader
 from vla_ros.ros.polled import polled_subscription, take_latest
-from vla_ros.ros.qos import RELIABLE
+from vla_ros.ros.qos import LATCHED, RELIABLE
+from vla_ros.ros.time import to_seconds
 from vla_ros.ros.trajectory import to_chunk_msg
+
+REANNOUNCE_S = 1.0  # [s] while the deadman is held, its takeover is published again this often (late joiners)
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,51 @@ class TeleopParams(JoyMapping, RobotParams):
                        low=1, high=100)
     lead_s: float = param(0.1, "leader: the follower reaches the leader's pose this long after it is read [s]",
                           low=0.005, high=2.0)
+    catch_up_speed: float = param(0.5, "leader: a follower further from the leader than lead_s allows goes there at "
+                                       "this speed, arriving at rest (a takeover with the arms apart) [rad/s | m/s]",
+                                  low=0.01, high=10.0)
     leader_prefix: str = param("", "leader: stripped from the leader's joint names before matching the follower's "
                                    "(e.g. leader_)")
     input_timeout_s: float = param(0.5, "no input for this long: no chunks (the controller holds) [s]",
                                    low=0.01, high=10.0)
     state_timeout_s: float = param(0.2, "joint_states older than this: no chunks (the controller holds) [s]",
                                    low=0.001, high=10.0)
+
+
+class _JoyInput:
+    """A gamepad on `joy`: each period, the held stick moves the tool on."""
+
+    msg_type, topic, every_period = Joy, "joy", True
+
+    def __init__(self, embodiment, params: TeleopParams, period_s: float):
+        self.params = params
+        self.teleop = JoyTeleop(embodiment, params, params.arm, period_s, params.steps)
+
+    def check(self, msg: Joy) -> None:
+        self.params.check_fits(len(msg.axes), len(msg.buttons))
+
+    def chunk(self, msg: Joy, q_full: np.ndarray, now: float):
+        return self.teleop.chunk(q_full, msg.axes, msg.buttons, now)
+
+
+class _LeaderInput:
+    """A leader arm on `leader/joint_states`: each message is a target."""
+
+    msg_type, topic, every_period = JointState, "leader/joint_states", False
+
+    def __init__(self, embodiment, params: TeleopParams, period_s: float):
+        teleop_arm(embodiment, params.arm)  # a named arm must exist, as for joy
+        self.teleop = LeaderTeleop(embodiment, params.leader_prefix, params.lead_s, params.catch_up_speed)
+
+    def check(self, msg: JointState) -> None:
+        self.teleop.joints(msg.name)
+
+    def chunk(self, msg: JointState, q_full: np.ndarray, now: float):
+        stamp = to_seconds(msg.header.stamp)
+        return self.teleop.chunk(msg.name, msg.position, msg.velocity, now, q_full, stamp if stamp > 0 else now)
+
+
+INPUT_TYPES = {"joy": _JoyInput, "leader": _LeaderInput}
 
 
 class TeleopNode(VlaNode):
@@ -65,32 +110,29 @@ class TeleopNode(VlaNode):
         self.embodiment = load_embodiment(self.params.embodiment)
         self.hardware_id = self.embodiment.name
         self.period_s = 1.0 / self.params.rate_hz
-        joy = self.params.input == "joy"
-        if joy:
-            self.teleop = JoyTeleop(self.embodiment, self.params, self.params.arm, self.period_s, self.params.steps)
-            self.inputs = polled_subscription(self, Joy, "joy")
-        else:
-            teleop_arm(self.embodiment, self.params.arm)  # a named arm must exist, as for joy
-            self.teleop = LeaderTeleop(self.embodiment, self.params.leader_prefix, self.params.lead_s)
-            self.inputs = polled_subscription(self, JointState, "leader/joint_states")
+        self.source = INPUT_TYPES[self.params.input](self.embodiment, self.params, self.period_s)
+        self.deadman_drives = self.params.input == "joy" and self.params.deadman_button >= 0
+        self.inputs = polled_subscription(self, self.source.msg_type, self.source.topic)
         self.reader = JointStateReader(self.embodiment.kinematics.joint_names)
         self.states = polled_subscription(self, JointState, "joint_states")
         self.chunks = self.create_publisher(JointTrajectory, "vla/teleop_chunk", RELIABLE)
-        self.intervention = self.create_publisher(Bool, "vla/intervention", RELIABLE)
+        self.intervention = self.create_publisher(Bool, "vla/intervention", LATCHED)
         self.create_subscription(Bool, "vla/intervention", self._on_intervention, RELIABLE)
 
         self.intervening = False  # the last value on vla/intervention (ours included)
-        self.driving = False  # intervening, as the worker last saw it
+        self.driving = False  # a person drives through this node, as the worker last saw it
         self.deadman = False
+        self.deadman_pressed = False  # in the newest Joy message
+        self.announced = -np.inf  # [s] (monotonic) the deadman's takeover was last published
         self.state: tuple[np.ndarray, float] | None = None  # (q in Kinematics order, taken at [s])
         self.input: tuple[object, float] | None = None  # (message, taken at [s])
+        self.fresh_input = False  # a message not yet turned into a chunk
         self.published = 0
         self.refused = 0
         self.problem = ""  # why no chunk goes out (ERROR on the diagnostics)
         self.input_problem = self.state_problem = ""
         self.start_loop(self._work, "teleop_worker")
-        how = (f"deadman button {self.params.deadman_button}" if joy and self.params.deadman_button >= 0
-               else "vla/intervention")
+        how = f"deadman button {self.params.deadman_button}" if self.deadman_drives else "vla/intervention"
         self.get_logger().info(f"{self.embodiment.name}: {self.params.input} teleoperation at "
                                f"{self.params.rate_hz:g} Hz; {how} starts and ends a takeover")
 
@@ -112,11 +154,15 @@ class TeleopNode(VlaNode):
                 self.state_problem = self._refused(f"joint_states: {error}")
         msg = take_latest(self.inputs)
         if msg is not None:
-            self.input = (msg, taken)
+            self.input, self.fresh_input = (msg, taken), True
             self.input_problem = self._check_input(msg)
-        if self.intervening != self.driving:
-            self.driving = self.intervening
-            self.teleop.restart()
+        stale = self.input is None or taken - self.input[1] > self.params.input_timeout_s
+        if self.deadman_drives:
+            self._follow_deadman(taken)
+        driving = self.intervening and (self.deadman or not self.deadman_drives)
+        if driving != self.driving:
+            self.driving = driving
+            self.source.teleop.restart()
         self.problem = self.input_problem or self.state_problem
         if not self.driving or self.problem:
             return
@@ -124,39 +170,47 @@ class TeleopNode(VlaNode):
             self.problem = ("takeover without fresh joint_states (none for over "
                             f"{self.params.state_timeout_s:g} s): no teleop chunks, the controller holds")
             return
-        if self.input is None or taken - self.input[1] > self.params.input_timeout_s:
+        if stale:
             self.problem = (f"no {self.params.input} input for over {self.params.input_timeout_s:g} s: "
                             "the controller holds")
             return
-        message = self.input[0]
+        if not (self.fresh_input or self.source.every_period):
+            return
         try:
-            if isinstance(self.teleop, JoyTeleop):
-                chunk = self.teleop.chunk(self.state[0], message.axes, message.buttons, now)
-            else:
-                chunk = self.teleop.chunk(message.name, message.position, message.velocity, now)
-        except TeleopInputError as error:
+            chunk = self.source.chunk(self.input[0], self.state[0], now)
+        except VlaRosError as error:  # a message that fits the mapping but not the robot or the moment
             self.input_problem = self.problem = self._refused(str(error))
             return
+        self.fresh_input = False
         self.chunks.publish(to_chunk_msg(chunk.joints, chunk.times, chunk.positions, chunk.stamp, chunk.velocities))
         self.published += 1
 
     def _check_input(self, msg) -> str:
-        """What is wrong with an input message ("" if nothing); a gamepad's deadman edges publish vla/intervention."""
+        """What is wrong with an input message ("" if nothing); a gamepad's deadman is read if it can be."""
+        if self.deadman_drives and len(msg.buttons) > self.params.deadman_button:
+            self.deadman_pressed = bool(msg.buttons[self.params.deadman_button])
         try:
-            if isinstance(self.teleop, LeaderTeleop):
-                self.teleop.joints(msg.name)
-                return ""
-            self.params.check_fits(len(msg.axes), len(msg.buttons))
+            self.source.check(msg)
         except TeleopInputError as error:
             return self._refused(str(error))
-        if self.params.deadman_button >= 0:
-            pressed = self.params.pressed(msg.buttons, "deadman_button")
-            if pressed != self.deadman:
-                self.deadman = self.intervening = pressed
-                self.intervention.publish(Bool(data=pressed))
-                self.get_logger().info("deadman pressed: a person takes over" if pressed
-                                       else "deadman released: handing back to the policy")
         return ""
+
+    def _follow_deadman(self, taken: float) -> None:
+        """Publish vla/intervention on the deadman's edges, and again each second while it is held.
+
+        A gamepad that goes quiet with the deadman held keeps the takeover (the controller holds the
+        arm, the status says why): handing back to the policy is a person's decision.
+        """
+        pressed = self.deadman_pressed
+        if pressed != self.deadman:
+            self.deadman = pressed
+            self.get_logger().info("deadman pressed: a person takes over" if pressed
+                                   else "deadman released: handing back to the policy")
+        elif not pressed or taken - self.announced < REANNOUNCE_S:
+            return
+        self.intervening = pressed
+        self.announced = taken
+        self.intervention.publish(Bool(data=pressed))
 
     def _refused(self, problem: str) -> str:
         """Count and log a refused input; returns the problem."""

@@ -11,9 +11,9 @@ correction in words, and labels how the episode ended. After `patience_s` it tak
   is not at it: stopped, or wandering.
 
 It says a correction drawn from CORRECTIONS (words no task's phrasings use, so the model never saw
-them) and drives until the task holds, then hands back. An episode it took over once is finished
-by it; the label is success when the task holds (whoever did it), failure when `seconds` ran out.
-One Operator per episode; the operator node makes a new one at each reset. No ROS here.
+them) and drives until the task holds, then hands back: it takes over at most once per episode.
+It labels every episode: success when the task holds (whoever did it), failure when `seconds` ran
+out. One Operator per episode; the operator node makes a new one at each reset. No ROS here.
 """
 from __future__ import annotations
 
