@@ -168,7 +168,7 @@ def chart(path: Path, cells: list[dict], spent: dict) -> None:
     axis.set_ylim(0, 1)
     axis.set_ylabel("reach success, held-out phrasings (95% Wilson)")
     axis.set_title(f"one flywheel round: {spent['takeover_s']:.0f} s of takeovers, {spent['correction_words']} words "
-                   f"of corrections over {spent['episodes']} episodes", fontsize=9)
+                   f"of corrections over {spent['labelled']} episodes", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
