@@ -81,9 +81,9 @@ def test_a_gamepad_takes_over_mid_chunk_and_hands_back_without_a_jump_and_the_re
     assert "a person is driving" in status["message"]
     rejected = int(status["chunks_rejected"])
     take_all(states)
-    hold(gamepad(deadman=True, up=1.0), 1.5)
+    hold(gamepad(deadman=True, up=1.0), 1.0)
     heights = [tool_height(msg) for msg in take_all(states)]
-    assert heights[-1] - heights[0] > 0.08, f"the tool rose {heights[-1] - heights[0]:.3f} m at 0.1 m/s for 1.5 s"
+    assert heights[-1] - heights[0] > 0.05, f"the tool rose {heights[-1] - heights[0]:.3f} m at 0.1 m/s for 1 s"
     status = controller(lambda s: True, "a status")
     assert int(status["chunks_rejected"]) > rejected, "the policy's chunks were set aside"
     assert "a person is driving (vla/intervention)" in status["last_rejection"]
@@ -125,14 +125,18 @@ def test_a_gamepad_takes_over_mid_chunk_and_hands_back_without_a_jump_and_the_re
     assert during.sum() > 500, "the person's targets are the episode's commands while they drove"
 
 
-def test_a_leader_arm_drives_the_follower_by_joint_name_and_unknown_names_or_no_joint_states_hold_it(ros):
+def test_a_leader_arm_drives_the_follower_by_name_bad_input_holds_it_and_the_scripted_operator_uses_it(ros, tmp_path):
     """vla/intervention starts the takeover; the follower goes where the leader is; a misnamed joint is refused.
 
     A second teleop_node in a namespace where no joint_states come (the robot's driver is down) sends
-    nothing when taken over, and says why.
+    nothing when taken over, and says why. Then, handed back with no policy to drive, the scripted
+    operator sees the arm make no progress, takes over through the same leader topic with a
+    correction, reaches the cube and labels the episode through recorder_node's ~/finish; the bag
+    holds what the flywheel learns from (test_flywheel.py).
     """
     diagnostics = ros.diagnostics()
     ros.start_node("teleop_node", namespace="/lonely", input="leader")
+    recorder = ros.start_node("recorder_node", out_dir=str(tmp_path / "episodes"))
     ros.start_node("sim_node", task="reach:red", seed=3, publish_cameras=False)
     ros.start_node("controller_node")
     ros.start_node("teleop_node", input="leader", leader_prefix="leader_", rate_hz=30.0)
@@ -176,27 +180,17 @@ def test_a_leader_arm_drives_the_follower_by_joint_name_and_unknown_names_or_no_
     assert status["message"].startswith("takeover without fresh joint_states")
     assert status["chunks_published"] == "0" and not lonely_chunks
 
-
-def test_the_scripted_operator_takes_over_a_stalled_robot_through_the_teleop_topics_and_labels_it(ros, tmp_path):
-    """No policy drives: the operator sees the arm stall, takes over with a correction, reaches the cube, labels it.
-
-    Through the graph a person would use: vla/intervention, a leader arm into teleop_node, vla/correction and
-    recorder_node's ~/finish. The recorded episode holds what the flywheel learns from (test_flywheel.py).
-    """
-    ros.start_node("recorder_node", out_dir=str(tmp_path / "episodes"))
-    ros.start_node("sim_node", task="reach:red", seed=5, publish_cameras=False)
-    ros.start_node("controller_node")
-    ros.start_node("teleop_node", input="leader")
-    operator = ros.start_node("operator_node", seconds=20.0, patience_s=0.5, stall_s=1.0)
-    diagnostics = ros.diagnostics()
+    intervention.publish(Bool(data=False))
+    diagnostics.wait("controller_node", lambda s: s["intervening"] == "false", 10, "the hand-back")
+    operator = ros.start_node("operator_node", seconds=60.0, patience_s=0.5, stall_s=1.0)
     status = diagnostics.wait("operator_node", lambda s: int(s["labels"]) == 1, 60, "the episode labelled")
     assert status["takeovers"] == "1" and status["corrections"] == "1" and float(status["takeover_s"]) > 0.5
     assert operator.running()
-    recorder = diagnostics.wait("recorder_node", lambda s: int(s["episodes_written"]) == 1, 10, "the bag")
-    episode = read_episode(recorder["last_bag"])
-    assert episode.outcome["success"] is True and len(episode.interventions) == 1
-    [(_, said)] = episode.corrections
-    assert "red" in said and episode.instructions[0][1] == "reach the red cube"
-    assert {"red_cube", "green_cube", "blue_cube"} <= set(episode.objects)
-    start, end = episode.interventions[0]
-    assert abs(episode.corrections[0][0] - start) < 0.2 and end - start > 1.0, "said as it took over"
+    written = diagnostics.wait("recorder_node", lambda s: int(s["episodes_written"]) == 1, 10, "the bag")
+    assert recorder.stop() == 0, recorder.describe()
+    episode = read_episode(written["last_bag"], cameras=False)
+    assert episode.outcome["success"] is True and episode.instructions[0][1] == "reach the red cube"
+    [(said_at, said)] = episode.corrections
+    assert "red" in said and {"red_cube", "green_cube", "blue_cube"} <= set(episode.objects)
+    start, end = episode.interventions[-1]  # the test's own takeover came first
+    assert abs(said_at - start) < 0.2 and end - start > 1.0, "said as it took over"

@@ -13,8 +13,6 @@ import sys
 import threading
 import time
 
-from vla_ros.control.teleop import INPUTS as TELEOP_INPUTS
-
 POLL_S = 0.1
 
 
@@ -33,7 +31,7 @@ def register(verbs) -> None:
                         help="every node follows /clock (default: the wall clock, which sim_node keeps pace with)")
     parser.add_argument("--record", nargs="?", const="episodes", default="", metavar="DIR",
                         help="start recorder_node too, its bags into DIR (default episodes/)")
-    parser.add_argument("--teleop", choices=TELEOP_INPUTS, default="",
+    parser.add_argument("--teleop", default="", metavar="joy|leader",
                         help="start teleop_node too: a person takes over with a gamepad (joy) or a leader arm")
     parser.add_argument("--task", default="reach", help="the sim's task spec (with --sim; default reach)")
     parser.add_argument("--seed", type=int, default=0, help="the sim's scene seed (with --sim; default 0)")
