@@ -26,12 +26,10 @@ import argparse
 import json
 import math
 import os
-import random
-import subprocess
-import sys
+import runpy
 from pathlib import Path
 
-from vla_ros.data.bag import BagError, find_bags, read_episode, read_info
+from vla_ros.data.bag import read_episode, read_info
 from vla_ros.data.flywheel import SOURCES
 from vla_ros.terminal import console as make_console
 
@@ -39,23 +37,9 @@ BODY, TASK = "arm7", "reach"
 COLLECT_SEED, DEPLOY_SEED = 40000, 50000
 SECONDS = 10.0  # per episode, deployed and evaluated
 OPERATOR_MARGIN_S = 0.5  # the operator labels a timeout this long before the episode is cut
-VLA_ROS = str(Path(sys.executable).parent / "vla-ros")
-ENV = {"ROS_DOMAIN_ID": str(random.randint(1, 200)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", **os.environ}
-
-
-def run(command: list[str], log: Path) -> None:
-    """A `vla-ros` verb on this study's DDS domain, its output to `log`; a failure stops the study."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        if subprocess.run([VLA_ROS, *command], stdout=out, stderr=subprocess.STDOUT, env=ENV).returncode != 0:
-            raise SystemExit(f"`vla-ros {' '.join(command)}` failed: see {log}")
-
-
-def bags(folder: Path) -> list[Path]:
-    try:
-        return find_bags([folder])
-    except BagError:
-        return []
+# The study's plumbing is the generalist study's: `vla-ros` verbs on one DDS domain, datasets, subsets.
+STUDY = runpy.run_path(str(Path(__file__).with_name("generalist.py")), run_name="bench_generalist")
+ENV, run, bags, first = STUDY["ENV"], STUDY["run"], STUDY["bags"], STUDY["share_of"]
 
 
 def demonstrations(work: Path, count: int) -> Path:
@@ -64,16 +48,6 @@ def demonstrations(work: Path, count: int) -> Path:
         run(["collect", "--embodiment", BODY, "--task", TASK, "--episodes", str(count), "--seed", str(COLLECT_SEED),
              "--seconds", str(SECONDS + 5), "--out", str(folder)], work / "logs" / "collect.txt")
     return folder
-
-
-def first(folder: Path, count: int) -> Path:
-    """A dataset of the `count` lowest-seeded episodes of `folder` (links to its bags)."""
-    subset = folder.with_name(f"{folder.name}-first{count}")
-    subset.mkdir(exist_ok=True)
-    for bag in sorted(bags(folder), key=lambda bag: int(bag.name.rsplit("-s", 1)[1]))[:count]:
-        if not (subset / bag.name).exists():
-            (subset / bag.name).symlink_to(bag.resolve())
-    return subset
 
 
 def train(work: Path, name: str, data: list[Path], steps: int, *extra: str) -> Path:
