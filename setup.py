@@ -112,7 +112,8 @@ setup(
         # robot-properties-fingers, airo-models: real vendor URDFs and xacro files with meshes for the
         # embodiment tests and `vla-ros bench vendors`.
         # mcap: an independent reader of the bags vla-ros collect writes. ruff: the lint `make test` runs.
-        "test": ["pytest", "hypothesis", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash",
+        # trustme: a throwaway certificate authority for the policy server's TLS tests.
+        "test": ["pytest", "hypothesis", "trustme", "catkin_pkg", "colcon-core", "colcon-ros", "colcon-bash",
                  "example-robot-data", "hello-robot-stretch-urdf", "jvrc-description", "upkie-description",
                  "robot-properties-fingers", "airo-models", "mcap", "ruff"],
     },

@@ -54,13 +54,18 @@ class ServerError(RuntimeError):
 
 
 class OpenpiClient:
-    """One connection: `metadata` as the server sent it, `infer(obs)` -> the reply map."""
+    """One connection: `metadata` as the server sent it, `infer(obs)` -> the reply map.
 
-    def __init__(self, host: str = "localhost", port: int = 8000, timeout_s: float = 5.0):
+    With `api_key`, the handshake carries the header `Authorization: Api-Key KEY`, as openpi's
+    `WebsocketClientPolicy(api_key=...)` sends it.
+    """
+
+    def __init__(self, host: str = "localhost", port: int = 8000, timeout_s: float = 5.0, api_key: str | None = None):
         self.timeout_s = timeout_s
         self._exit = contextlib.ExitStack()  # connect() as a context manager, as websockets >= 17.1 wants
-        self.ws = self._exit.enter_context(
-            connect(f"ws://{host}:{port}", compression=None, max_size=None, open_timeout=timeout_s))
+        headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None  # as WebsocketClientPolicy sends it
+        self.ws = self._exit.enter_context(connect(f"ws://{host}:{port}", compression=None, max_size=None,
+                                                   open_timeout=timeout_s, additional_headers=headers))
         self.metadata = unpackb(self.ws.recv(timeout=timeout_s))
 
     def request(self, observation) -> dict | str:

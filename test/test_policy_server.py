@@ -3,23 +3,35 @@
 The acceptance check: a test starts `vla-ros serve` and talks to it with an implementation of
 the openpi protocol written from its documentation (test/openpi_protocol.py, not our own client
 code), checking metadata, action shape and an error reply; our `remote` backend against our
-server passes the same checks. Then how `remote` behaves with no server, and with one that dies.
+server passes the same checks. Then how `remote` behaves with no server, and with one that dies;
+last, the server facing a network: loopback by default, the API key, TLS, its limits, one model
+for every client, and no tracebacks to clients.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
 import time
 import urllib.request
 
 import msgpack
 import numpy as np
 import pytest
+import trustme
 from openpi_protocol import OpenpiClient, ServerError
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from harness import free_port, isolated, start_policy_server
 from vla_ros.embodiment import load_embodiment
 from vla_ros.policy import BackendUnavailable, Observation, PolicyError, make_policy
+from vla_ros.policy import builtin as builtin_module
 from vla_ros.policy import remote as remote_module
+from vla_ros.policy.hold import HoldPolicy
 from vla_ros.policy.replay import save_recording
+from vla_ros.policy.server import Limits, PolicyServer, policy_server, server_metadata, tls_context
 
 STATE_SIZE = 8  # arm7: seven joints and the finger
 CAMERAS = {"front": [224, 224, 3], "wrist": [224, 224, 3]}
@@ -291,3 +303,177 @@ def test_remote_reports_a_killed_server_as_unavailable_and_reconnects_to_its_suc
         assert chunk.actions.shape[1] == STATE_SIZE and policy.state.startswith("connected")
     finally:
         policy.close()
+
+
+# --- facing a network ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(server: PolicyServer):
+    """`server` listening in a thread of this process; its port."""
+    listening = threading.Event()
+    ports = []
+    thread = threading.Thread(target=asyncio.run, args=(server.serve(lambda port: (ports.append(port),
+                                                                                  listening.set())),), daemon=True)
+    thread.start()
+    assert listening.wait(30), "the server did not listen"
+    try:
+        yield ports[0]
+    finally:
+        server.stop()
+        thread.join(10)
+
+
+def hold_server(**options) -> PolicyServer:
+    return policy_server("hold", load_embodiment("arm7"), {}, port=0, **options)
+
+
+def outward_address() -> str:
+    """An address of this machine other than loopback (the one a route out would use)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # UDP: nothing is sent, the kernel only picks the interface
+            address = probe.getsockname()[0]
+    except OSError:
+        address = ""
+    if not address or address.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    return address
+
+
+def refused_status(**client) -> int:
+    with pytest.raises(InvalidStatus) as refused:
+        OpenpiClient("127.0.0.1", **client)
+    return refused.value.response.status_code
+
+
+def test_serve_without_host_listens_on_loopback_only(hold_port):
+    address = outward_address()
+    with socket.create_connection(("127.0.0.1", hold_port), timeout=5):
+        pass
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((address, hold_port), timeout=5)
+    with serving(policy_server("hold", load_embodiment("arm7"), {}, host="0.0.0.0", port=0)) as port:
+        with socket.create_connection((address, port), timeout=5):  # the check can see a reachable server
+            pass
+
+
+def test_a_client_without_the_key_is_refused_and_one_with_it_is_served():
+    server = hold_server(api_key="s3cret")
+    with serving(server) as port:
+        assert refused_status(port=port) == 401
+        assert refused_status(port=port, api_key="s3cre") == 401
+        with OpenpiClient("127.0.0.1", port, api_key="s3cret") as client:  # openpi's client sends the same header
+            assert client.infer(observation_dict())["actions"].shape[1] == STATE_SIZE
+        ours = remote(port, api_key="s3cret")
+        try:
+            assert ours.infer(observation()).actions.shape[1] == STATE_SIZE
+        finally:
+            ours.close()
+        with pytest.raises(BackendUnavailable, match="401"):
+            remote(port).infer(observation())
+    assert server.refused["unauthorized"] == 3
+
+
+def test_a_message_over_the_limit_closes_that_connection_only():
+    server = hold_server()
+    assert server.max_message_bytes > 2 * (480 * 640 * 3)  # a client's own camera frames still fit
+    with serving(server) as port, OpenpiClient("127.0.0.1", port) as flooder, OpenpiClient("127.0.0.1", port) as other:
+        assert flooder.metadata["max_message_bytes"] == server.max_message_bytes
+        flooder.ws.send(bytes(server.max_message_bytes + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            flooder.ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1009
+        assert other.infer(observation_dict())["actions"].shape[1] == STATE_SIZE
+    assert server.refused["oversized"] == 1
+
+
+def test_past_max_connections_a_client_is_refused_until_one_leaves():
+    server = hold_server(limits=Limits(max_connections=1))
+    with serving(server) as port:
+        with OpenpiClient("127.0.0.1", port) as first:
+            assert refused_status(port=port) == 503
+            assert first.infer(observation_dict())["actions"].shape[1] == STATE_SIZE
+        deadline = time.monotonic() + 10
+        while server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with OpenpiClient("127.0.0.1", port) as second:
+            assert second.infer(observation_dict())["actions"].shape[1] == STATE_SIZE
+    assert server.refused["full"] == 1
+
+
+def test_an_idle_connection_is_closed():
+    server = hold_server(limits=Limits(idle_timeout_s=0.2))
+    with serving(server) as port, OpenpiClient("127.0.0.1", port) as client:
+        with pytest.raises(ConnectionClosed) as closed:
+            client.ws.recv(timeout=30)
+        assert closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
+    assert server.refused["idle"] == 1
+
+
+class Failing(HoldPolicy):
+    """A backend that fails with an error naming its internals."""
+
+    def infer(self, observation, prefix=None):
+        raise RuntimeError("internals: /secret/path line 7")
+
+
+def test_a_failing_backend_tells_the_client_one_line_and_its_log_the_traceback(caplog):
+    policy = Failing(load_embodiment("arm7"))
+    server = PolicyServer(policy, server_metadata(policy, np.zeros(STATE_SIZE), "reach"), port=0)
+    with caplog.at_level(logging.ERROR, "vla_ros.policy_server"), serving(server) as port, \
+            OpenpiClient("127.0.0.1", port) as client:
+        reply = client.request(observation_dict())
+    assert isinstance(reply, str) and "\n" not in reply and "RuntimeError" in reply, reply
+    assert "secret" not in reply and "Traceback" not in reply
+    assert "Traceback" in caplog.text and "/secret/path" in caplog.text
+
+
+def test_tls_serves_wss_to_clients_that_trust_its_certificate(tmp_path):
+    authority = trustme.CA()
+    pem = tmp_path / "server.pem"
+    authority.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(pem)
+    trusted = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(trusted)
+    server = hold_server(tls=tls_context(str(pem), str(pem)))
+    with serving(server) as port:
+        secure = make_policy("remote", load_embodiment("arm7"), {"url": f"wss://localhost:{port}",
+                                                                 "ca_file": str(trusted)})
+        try:
+            assert secure.infer(observation()).actions.shape[1] == STATE_SIZE
+        finally:
+            secure.close()
+        with pytest.raises(BackendUnavailable, match="certificate"):  # an authority it does not know: no connection
+            make_policy("remote", load_embodiment("arm7"), {"url": f"wss://localhost:{port}"}).infer(observation())
+        with pytest.raises(BackendUnavailable):
+            make_policy("remote", load_embodiment("arm7"), {"url": f"ws://localhost:{port}"}).infer(observation())
+    with pytest.raises(PolicyError, match="ca_file"):
+        make_policy("remote", load_embodiment("arm7"), {"url": "wss://localhost:1", "ca_file": str(tmp_path / "no")})
+
+
+def test_the_model_loads_once_and_each_client_has_its_own_episode(monkeypatch):
+    loads = []
+
+    def counted(path):
+        loads.append(path)
+        return load_checkpoint(path)
+
+    load_checkpoint = builtin_module.load_checkpoint
+    monkeypatch.setattr(builtin_module, "load_checkpoint", counted)
+    server = policy_server("builtin", load_embodiment("arm7"), {"checkpoint": "arm7"}, port=0)
+    with serving(server) as port:
+        clients = [OpenpiClient("127.0.0.1", port, timeout_s=60) for _ in range(3)]
+        try:
+            example = clients[0].metadata["example_observation"]
+            firsts = [client.infer(example)["actions"] for client in clients]
+            second = clients[0].infer(example)["actions"]
+            clients[0].request({"reset": True})
+            again = clients[0].infer(example)["actions"]
+        finally:
+            for client in clients:
+                client.close()
+    assert len(loads) == 1
+    for first in firsts[1:]:  # each episode starts from the same seeded noise ...
+        np.testing.assert_array_equal(first, firsts[0])
+    assert not np.array_equal(second, firsts[0])  # ... and goes on with its own
+    np.testing.assert_array_equal(again, firsts[0])

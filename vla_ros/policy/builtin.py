@@ -137,7 +137,7 @@ class BuiltinPolicy(Policy):
                 raise PolicyError(f"camera {name!r}: expected an HxWx3 image, got "
                                   f"{None if frame is None else frame.shape}")
             pixels = resize(np.asarray(frame, dtype=np.uint8), *self.image_size)
-            images[name] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
+            images[name] = torch.tensor(pixels).permute(2, 0, 1)[None].float() / 255.0  # copied: frames are read-only
         words = observation.instruction
         if self.reader is not None:
             self.reading = self.reader.read(words)
@@ -159,8 +159,13 @@ class BuiltinPolicy(Policy):
         return ActionChunk(actions.astype(np.float32), self.model.config.dt, observation.stamp)
 
     def reset(self) -> None:
-        self.generator.manual_seed(self.seed)
+        """A new episode: a noise generator of its own (from the seed), no goal or reading yet.
+
+        Reassigned, not changed in place: `fork` relies on it.
+        """
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.goal = None
+        self.reading = None
 
     @property
     def state(self) -> str:

@@ -10,6 +10,7 @@ sees padding.
 """
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 
@@ -171,6 +172,17 @@ class Policy(ABC):
 
     def reset(self) -> None:
         """Forget the episode so far (a new instruction, a new episode)."""
+
+    def fork(self) -> Policy:
+        """A policy with an episode of its own that shares this one's loaded model (a server's per client).
+
+        The default, a shallow copy reset, suits a backend whose `reset` reassigns all its episode
+        state; one that keeps mutable state otherwise, or a connection, overrides it. Forks may infer
+        at the same time from different threads; closing a fork leaves the model to this policy.
+        """
+        twin = copy.copy(self)
+        twin.reset()
+        return twin
 
     @property
     def state(self) -> str:

@@ -16,6 +16,7 @@ python=.venv-lerobot/bin/python` works from the main venv.
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -103,6 +104,11 @@ class LeRobotPolicy(Policy):
 
     def reset(self) -> None:
         self.runner.reset()
+
+    def fork(self) -> LeRobotPolicy:
+        twin = copy.copy(self)
+        twin.runner = self.runner.fork()
+        return twin
 
     @property
     def state(self) -> str:

@@ -14,10 +14,14 @@ parameter, the preset's, the one a vla_ros server states in its metadata, `joint
 Never blocks for long and never raises anything but PolicyError: a refused connection, a
 timeout or a dropped link make `infer` raise BackendUnavailable, and the next attempt to connect
 waits an exponentially growing backoff (reset by a success). A request that times out drops the
-connection: its late reply would otherwise answer the next request.
+connection: its late reply would otherwise answer the next request. `api_key` goes out as the
+header `Authorization: Api-Key KEY` (openpi's); a wss:// url speaks TLS, trusting the authority in
+`ca_file` when one is given (a server's self-signed certificate).
 """
 from __future__ import annotations
 
+import copy
+import ssl
 import time
 from dataclasses import replace
 
@@ -39,7 +43,8 @@ class RemotePolicy(Policy):
 
     def __init__(self, embodiment: Embodiment, url: str = "ws://localhost:8000", timeout_s: float = 2.0,
                  connect_timeout_s: float = 2.0, backoff_s: float = 0.25, max_backoff_s: float = 5.0,
-                 api_key: str = "", preset: str = "", dt: float = 0.0, steps: int = 0, clip: float = 0.0,
+                 api_key: str = "", ca_file: str = "", preset: str = "", dt: float = 0.0, steps: int = 0,
+                 clip: float = 0.0,
                  images_key: str | None = None, image_keys: dict | None = None, image_size: list | None = None,
                  channels_first: bool | None = None, state_key: str | None = None, state_keys: dict | None = None,
                  prompt_key: str | None = None, actions_key: str = "actions", action_space: str | dict | None = None):
@@ -53,6 +58,7 @@ class RemotePolicy(Policy):
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.api_key, self.preset = api_key, preset
+        self.tls = self._tls(ca_file) if ca_file and self.url.startswith("wss://") else None
         chosen = openpi.preset(preset, embodiment) if preset else None
         self.dt = dt or (chosen.dt if chosen else 0.0)
         self.steps = steps or (chosen.steps if chosen else 0)
@@ -72,6 +78,14 @@ class RemotePolicy(Policy):
         self._wait = backoff_s
         self._next_attempt = 0.0
         self._state = f"not connected yet to {self.url}"
+
+    @staticmethod
+    def _tls(ca_file: str) -> ssl.SSLContext:
+        """TLS that trusts the certificate authority in `ca_file` (PEM): a server's own, no public one."""
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise PolicyError(f"remote: cannot read ca_file {ca_file!r} as PEM certificates: {error}") from None
 
     @staticmethod
     def _space(given: str | dict | None, preset: ActionSpace | None) -> ActionSpace | None:
@@ -114,8 +128,9 @@ class RemotePolicy(Policy):
         try:
             # Entered like a context manager (websockets >= 17.1 warns otherwise); close() ends it.
             ws = connect(self.url, open_timeout=self.connect_timeout_s, compression=None, max_size=None,
-                         additional_headers=headers, user_agent_header=f"vla_ros/{__version__}").__enter__()
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
+                         additional_headers=headers, user_agent_header=f"vla_ros/{__version__}",
+                         **({"ssl": self.tls} if self.tls else {})).__enter__()
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ssl.SSLError) as error:
             self._lost(f"cannot connect to {self.url}: {error or type(error).__name__}")
             raise BackendUnavailable(self._state) from None
         try:
@@ -133,6 +148,14 @@ class RemotePolicy(Policy):
         """Connect now rather than at the first request; the server's metadata, or BackendUnavailable."""
         self._connection()
         return self.server
+
+    def fork(self) -> RemotePolicy:
+        """The same server, parameters and request form, on a connection of its own (opened when first used)."""
+        twin = copy.copy(self)
+        twin.ws, twin.server = None, {}
+        twin._wait, twin._next_attempt = self.backoff_s, 0.0
+        twin._state = f"not connected yet to {self.url}"
+        return twin
 
     def _lost(self, reason: str) -> None:
         if self.ws is not None:

@@ -10,6 +10,7 @@ without either (PR_SET_PDEATHSIG, Linux).
 from __future__ import annotations
 
 import atexit
+import copy
 import ctypes
 import json
 import os
@@ -26,7 +27,7 @@ from vla_ros.policy.interface import ActionChunk, BackendUnavailable, Observatio
 from vla_ros.policy.remote import RemotePolicy
 from vla_ros.process import spawn, stop
 
-STARTUP_TIMEOUT_S = 300.0  # importing torch and loading a multi-GB model, twice (server.py builds one per connection)
+STARTUP_TIMEOUT_S = 300.0  # importing torch and loading a multi-GB model on a CPU
 REQUEST_TIMEOUT_S = 60.0  # a large model on a CPU
 OUTPUT_LINES_KEPT = 50  # of the child's output, for the error that says why it stopped
 READY = "listening on "  # `vla-ros serve`'s line once it listens
@@ -67,6 +68,7 @@ class SpawnedPolicy(Policy):
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
         self.url: str | None = None
         self.remote: RemotePolicy | None = None
+        self.owner = True  # of the child: forks share it
         self._listening = threading.Event()
         try:
             self.child = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -130,14 +132,25 @@ class SpawnedPolicy(Policy):
     def reset(self) -> None:
         self.remote.reset()
 
+    def fork(self) -> SpawnedPolicy:
+        """The same child on a connection of its own, hence an episode of its own in the child's server.
+
+        Closing the fork closes only that connection.
+        """
+        twin = copy.copy(self)
+        twin.remote = self.remote.fork()
+        twin.owner = False
+        return twin
+
     @property
     def state(self) -> str:
         return f"{self.backend_name} in child process {self.child.pid}: {self.remote.state}"
 
     def close(self) -> None:
-        """Disconnect and stop the child (SIGINT, then harder); safe to call twice."""
-        atexit.unregister(self.close)
+        """Disconnect and, unless a fork, stop the child (SIGINT, then harder); safe to call twice."""
         if self.remote is not None:
             self.remote.close()
-        if self.child.poll() is None:
-            stop(self.child)
+        if self.owner:
+            atexit.unregister(self.close)
+            if self.child.poll() is None:
+                stop(self.child)
