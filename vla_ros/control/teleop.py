@@ -73,23 +73,25 @@ class JoyMapping(Params):
                  "open_button": self.open_button}
         return {role: index for role, index in roles.items() if index >= 0}
 
-    def check_fits(self, axes: int, buttons: int) -> None:
-        """TeleopInputError naming the first mapped axis or button a Joy message of this size lacks."""
+    def check_fits(self, axes, buttons) -> None:
+        """TeleopInputError naming the first mapped axis or button a Joy message lacks, or a mapped axis not finite."""
         for name, index in self.axes().items():
-            if index >= axes:
-                raise TeleopInputError(f"joy has {axes} axes, but axis_{name} maps axis {index}")
+            if index >= len(axes):
+                raise TeleopInputError(f"joy has {len(axes)} axes, but axis_{name} maps axis {index}")
+            if not np.isfinite(axes[index]):
+                raise TeleopInputError(f"joy axis {index} (axis_{name}) is {axes[index]}")
         for role, index in self.buttons().items():
-            if index >= buttons:
-                raise TeleopInputError(f"joy has {buttons} buttons, but {role} maps button {index}")
+            if index >= len(buttons):
+                raise TeleopInputError(f"joy has {len(buttons)} buttons, but {role} maps button {index}")
 
     def twist(self, axes) -> np.ndarray:
-        """(6,) the tool's twist [m/s, rad/s] (linear xyz, angular xyz) from Joy axes in -1..1."""
+        """(6,) the tool's twist [m/s, rad/s] (linear xyz, angular xyz) from Joy axes in -1..1 (beyond: clipped).
+
+        The axes are those of a message `check_fits` took.
+        """
         twist = np.zeros(6)
         for name, index in self.axes().items():
-            value = float(axes[index])
-            if not np.isfinite(value):
-                raise TeleopInputError(f"joy axis {index} (axis_{name}) is {value}")
-            value = float(np.clip(value, -1.0, 1.0))
+            value = float(np.clip(axes[index], -1.0, 1.0))  # finite: check_fits said so
             if abs(value) < self.deadzone:
                 continue
             speed = self.linear_speed if TWIST_AXES.index(name) < 3 else self.angular_speed
@@ -146,7 +148,7 @@ class JoyTeleop:
 
         TeleopInputError when the Joy message lacks a mapped axis or button or holds a non-finite axis.
         """
-        self.mapping.check_fits(len(axes), len(buttons))
+        self.mapping.check_fits(axes, buttons)
         twist = self.mapping.twist(axes)
         measured = q_full[self.arm_index]
         if self.q_arm is None or np.max(np.abs(measured - self.q_arm)) > REANCHOR_RAD:

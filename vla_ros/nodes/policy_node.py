@@ -22,6 +22,11 @@ policy and asks at once, from frames taken after the hand-back (the pose the per
 
 Camera frames and joint states are taken by the worker straight from their subscriptions, not
 through the executor (vla_ros.ros.polled), which only handles the instruction and the timers.
+Each input is checked as it arrives: a frame that is no picture (unknown encoding, sizes that
+disagree with its data, empty), a joint state that cannot be read (missing or repeated joints,
+lengths that disagree, NaN), an instruction longer than MAX_INSTRUCTION_CHARS or not UTF-8 text
+is refused, counted on diagnostics (`rejected_frames`, `rejected_joint_states`,
+`rejected_instructions`, `last_rejection`) and never displaces the last good one.
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ from vla_ros.policy.registry import MODULES
 from vla_ros.policy.schedule import ChunkSchedule
 from vla_ros.policy.spaces import ChunkAdapter
 from vla_ros.ros.image import from_compressed_msg, from_image_msg
-from vla_ros.ros.joint_state import JointStateReader
+from vla_ros.ros.joint_state import JointStateError, JointStateReader
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
 from vla_ros.ros.qos import LATCHED, RELIABLE, SENSOR_DATA
 from vla_ros.ros.time import to_seconds
@@ -57,6 +62,7 @@ TICK_S = 0.005  # the worker's polling period while it waits for a chunk to fall
 STATE_HISTORY = 1000  # joint_states kept to find the one nearest an image (2 s at 500 Hz)
 ODOM_HISTORY = 100
 OVERHEAD_WINDOW = 200  # requests in the node-overhead percentiles
+MAX_INSTRUCTION_CHARS = 2000  # a task in words; longer is refused
 
 
 @dataclass(frozen=True)
@@ -126,9 +132,9 @@ class PolicyNode(VlaNode):
             for name, camera in self.embodiment.cameras.items()
         }
         self.decode = from_compressed_msg if compressed else from_image_msg
-        self.frames: dict[str, object] = {}
+        self.frames: dict[str, tuple[float, np.ndarray]] = {}  # camera -> (stamp, RGB) of its newest good frame
         self.joint_states = polled_subscription(self, JointState, "joint_states", 100)
-        self.states: deque[tuple[float, JointState]] = deque(maxlen=STATE_HISTORY)
+        self.states: deque[tuple[float, np.ndarray]] = deque(maxlen=STATE_HISTORY)  # (stamp, positions)
         self.odom = polled_subscription(self, Odometry, "odom", RELIABLE) if self.io.base else None
         self.odometry: deque[tuple[float, Odometry]] = deque(maxlen=ODOM_HISTORY)
         self.chunks = self.create_publisher(JointTrajectory, "vla/action_chunk", RELIABLE)
@@ -150,6 +156,8 @@ class PolicyNode(VlaNode):
         self.published = 0
         self.published_reported = 0
         self.errors = 0
+        self.rejected = {"frames": 0, "joint_states": 0, "instructions": 0}
+        self.last_rejection = ""
         self.waiting = "starting"
         self.last_error = ""
         self.last_report = time.monotonic()
@@ -162,9 +170,23 @@ class PolicyNode(VlaNode):
         self.schedule.fraction, self.schedule.rate_hz = new.request_fraction, new.request_rate_hz
 
     def _on_instruction(self, msg: String) -> None:
-        self.instruction = msg.data
+        words = msg.data
+        if len(words) > MAX_INSTRUCTION_CHARS:
+            self._reject("instructions", f"an instruction of {len(words)} characters (at most "
+                                         f"{MAX_INSTRUCTION_CHARS})")
+            return
+        if "\ufffd" in words:
+            self._reject("instructions", "an instruction that is not UTF-8 text")
+            return
+        self.instruction = words.strip() and words  # blank: no instruction (wait for one)
         self._new_epoch()
-        self.get_logger().info(f"instruction: {msg.data!r}")
+        self.get_logger().info(f"instruction: {words!r}")
+
+    def _reject(self, what: str, reason: str) -> None:
+        """Count a refused input of kind `what` (a key of `rejected`); say why, at most once a second."""
+        self.rejected[what] += 1
+        self.last_rejection = reason
+        self.get_logger().warning(f"refused {reason}", throttle_duration_sec=1.0)
 
     def _on_intervention(self, msg: Bool) -> None:
         if msg.data == self.intervening:
@@ -209,10 +231,19 @@ class PolicyNode(VlaNode):
         """Move what arrived into the frame and state buffers (the worker's only input)."""
         for name, subscription in self.cameras.items():
             frame = take_latest(subscription)
-            if frame is not None:
-                self.frames[name] = frame
+            if frame is None:
+                continue
+            try:
+                self.frames[name] = to_seconds(frame.header.stamp), self.decode(frame)
+            except VlaRosError as error:
+                self._reject("frames", f"a frame of camera {name}: {error}")
         for msg in take_all(self.joint_states):
-            self.states.append((to_seconds(msg.header.stamp), msg))
+            try:
+                positions, _ = self.reader.read(msg)
+            except JointStateError as error:
+                self._reject("joint_states", str(error))
+                continue
+            self.states.append((to_seconds(msg.header.stamp), positions))
         if self.odom is not None:
             for msg in take_all(self.odom):
                 self.odometry.append((to_seconds(msg.header.stamp), msg))
@@ -220,10 +251,9 @@ class PolicyNode(VlaNode):
     def _observation(self, now: float) -> Observation:
         stamps = {}
         for name in self.cameras:
-            frame = self.frames.get(name)
-            if frame is None:
+            if name not in self.frames:
                 raise NotReady(f"no frame from camera {name} yet")
-            stamps[name] = to_seconds(frame.header.stamp)
+            stamps[name] = self.frames[name][0]
             if now - stamps[name] > self.params.max_image_age_s:
                 raise NotReady(f"camera {name} is stale: newest frame {now - stamps[name]:.3f} s old "
                                f"(max_image_age_s {self.params.max_image_age_s})")
@@ -233,22 +263,14 @@ class PolicyNode(VlaNode):
         executing = self.schedule.executing
         if executing is not None and stamp <= executing.stamp:
             raise NotReady("no frame newer than the last observation")
-        state = self._nearest(self.states, stamp, "joint_states")
-        try:
-            positions, _ = self.reader.read(state)
-        except VlaRosError as error:
-            raise NotReady(str(error)) from None
+        positions = self._nearest(self.states, stamp, "joint_states")
         base_velocity = None
         if self.odom is not None:
             twist = self._nearest(self.odometry, stamp, "odom").twist.twist
             base_velocity = (twist.linear.x, twist.linear.y, twist.angular.z)
         wanted = self.policy.metadata.get("cameras", {})
         images = {}
-        for name, frame in self.frames.items():
-            try:
-                rgb = self.decode(frame)
-            except VlaRosError as error:
-                raise NotReady(f"camera {name}: {error}") from None
+        for name, (_, rgb) in self.frames.items():
             height, width, _ = wanted.get(name, rgb.shape)
             images[name] = resize(rgb, height, width)
         return Observation(images, self.io.state(positions, base_velocity), self.instruction, stamp)
@@ -338,6 +360,8 @@ class PolicyNode(VlaNode):
             "chunks_per_s": f"{rate:.2f}",
             "chunks_published": self.published,
             "errors": self.errors,
+            **{f"rejected_{what}": count for what, count in self.rejected.items()},
+            "last_rejection": self.last_rejection,
             "inference_p50_ms": f"{self.latency.percentile(50) * 1e3:.1f}",
             "inference_p95_ms": f"{self.latency.percentile(95) * 1e3:.1f}",
             "delay_estimate_ms": f"{self.schedule.delay * 1e3:.1f}",

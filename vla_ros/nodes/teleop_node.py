@@ -74,7 +74,7 @@ class _JoyInput:
         self.teleop = JoyTeleop(embodiment, params, params.arm, period_s, params.steps)
 
     def check(self, msg: Joy) -> None:
-        self.params.check_fits(len(msg.axes), len(msg.buttons))
+        self.params.check_fits(msg.axes, msg.buttons)
 
     def chunk(self, msg: Joy, q_full: np.ndarray, now: float):
         return self.teleop.chunk(q_full, msg.axes, msg.buttons, now)

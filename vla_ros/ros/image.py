@@ -28,6 +28,8 @@ def from_image_msg(msg: Image) -> np.ndarray:
     channels = CHANNELS.get(msg.encoding)
     if channels is None:
         raise ImageError(f"encoding {msg.encoding!r} is not one of {', '.join(CHANNELS)}")
+    if not (msg.width and msg.height):
+        raise ImageError(f"an empty {msg.width}x{msg.height} image")
     if msg.step < msg.width * channels or len(msg.data) < msg.step * msg.height:
         raise ImageError(f"{msg.width}x{msg.height} {msg.encoding} needs step >= {msg.width * channels} "
                          f"and {msg.step * msg.height} bytes, got step {msg.step} and {len(msg.data)} bytes")

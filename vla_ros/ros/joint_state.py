@@ -26,13 +26,17 @@ class JointStateReader:
         self._order: np.ndarray | None = None
 
     def read(self, msg: JointState) -> tuple[np.ndarray, np.ndarray]:
-        """(q, qd) of `joints`, or JointStateError (missing joints, wrong lengths, NaN/Inf)."""
+        """(q, qd) of `joints`, or JointStateError (missing or repeated joints, wrong lengths, NaN/Inf)."""
         if msg.name != self._names:
-            missing = [j for j in self.joints if j not in msg.name]
+            names = list(msg.name)
+            missing = [j for j in self.joints if j not in names]
             if missing:
                 raise JointStateError(f"joint_states lack {missing}")
-            self._order = np.array([list(msg.name).index(j) for j in self.joints])
-            self._names = list(msg.name)
+            twice = [j for j in self.joints if names.count(j) > 1]
+            if twice:
+                raise JointStateError(f"joint_states name {twice} more than once")
+            self._order = np.array([names.index(j) for j in self.joints])
+            self._names = names
         if len(msg.position) != len(msg.name) or len(msg.velocity) != len(msg.name):
             raise JointStateError(f"joint_states has {len(msg.name)} names, {len(msg.position)} positions and "
                                   f"{len(msg.velocity)} velocities (the controller needs both for every joint)")

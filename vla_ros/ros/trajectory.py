@@ -22,6 +22,9 @@ from trajectory_msgs.msg import (
 from vla_ros.control.chunk import BaseChunk, ChunkRejected, JointChunk
 from vla_ros.ros.time import to_seconds, to_stamp
 
+MAX_POINTS = 10_000  # in one chunk (10 s at 1 kHz): a larger one is refused before it is decoded
+MAX_JOINTS = 256  # named in one chunk
+
 
 def duration_seconds(duration: Duration) -> float:
     return duration.sec + duration.nanosec * 1e-9
@@ -32,8 +35,16 @@ def to_duration(seconds: float) -> Duration:
     return Duration(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
+def _bounded(msg: JointTrajectory | MultiDOFJointTrajectory, what: str) -> None:
+    if len(msg.points) > MAX_POINTS:
+        raise ChunkRejected(f"{what}has {len(msg.points)} points (at most {MAX_POINTS})")
+    if len(msg.joint_names) > MAX_JOINTS:
+        raise ChunkRejected(f"{what}names {len(msg.joint_names)} joints (at most {MAX_JOINTS})")
+
+
 def from_chunk_msg(msg: JointTrajectory) -> JointChunk:
     """The chunk a JointTrajectory carries (ChunkRejected when it cannot be one)."""
+    _bounded(msg, "")
     points = msg.points
     velocities = [p.velocities for p in points]
     return JointChunk.from_points(to_seconds(msg.header.stamp), msg.joint_names,
@@ -58,6 +69,7 @@ def from_base_chunk_msg(msg: MultiDOFJointTrajectory) -> BaseChunk:
 
     ChunkRejected when a point has none, or the chunk is otherwise invalid.
     """
+    _bounded(msg, "base chunk ")
     velocities = []
     for k, point in enumerate(msg.points):
         if not point.velocities:
