@@ -2,8 +2,9 @@
 
 The graph is `vla-ros up mobile_manipulator --sim --policy hold --teleop joy`: sim_node standing in for
 the robot, controller_node, policy_node and teleop_node (a gamepad). For every input (INPUTS) and each of
-its faults, hypothesis draws `--examples` messages (a fixed seed: the same messages every run); they are
-published over DDS as fast as they are drawn. Then:
+its faults, hypothesis draws messages (a fixed seed: the same messages every run), `--messages` per input
+shared evenly by its faults; they are published over DDS as fast as they are drawn (or at the pace a
+node that reads only the newest once a period can see them). Then:
 - every node still runs and reports;
 - no command left the limits (LimitWatch): every controller_node/commanded within the position and
   velocity limits, its velocity changing by at most the acceleration limit over the periods between two,
@@ -15,7 +16,7 @@ The policy server (vla_ros.policy.server) is fuzzed in-process (SERVER_FAULTS): 
 with a one-line error or, past the size limit, that connection closed; another client is served throughout.
 
 Writes JSON (per input and fault: sent, counted, reason, outcome), the matrix as markdown (`--table`,
-docs/fuzz.md) and a PNG. Run with `vla-ros bench fuzz [--examples N] [--seed S] [--json OUT] [--png OUT]
+docs/fuzz.md) and a PNG. Run with `vla-ros bench fuzz [--messages N] [--seed S] [--json OUT] [--png OUT]
 [--table OUT]` (needs the test extra: hypothesis).
 """
 from __future__ import annotations
@@ -326,19 +327,25 @@ def inputs(embodiment: Embodiment) -> dict[str, Input]:
     return found
 
 
-def draw(strategy, count: int, seed: int) -> list:
-    """`count` values of `strategy` (fewer if it has fewer), the same ones for the same seed."""
-    values = []
+def each(strategy, count: int, seed: int, use: Callable[[object], None]) -> int:
+    """Give `use` each of `count` values of `strategy` as it is drawn; how many were used.
+
+    Fewer if the strategy has fewer; the same ones for the same seed. One at a time: a thousand
+    chunks of 10000 points do not fit in memory.
+    """
+    used = [0]
 
     @seeded(seed)
     @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(strategy)
-    def collect(value) -> None:
-        values.append(value)
+    def run(value) -> None:
+        if used[0] < count:
+            use(value)
+            used[0] += 1
 
-    collect()
-    return values[:count]
+    run()
+    return used[0]
 
 
 # --- watching the graph ----------------------------------------------------------------------------------------
@@ -469,9 +476,9 @@ class Fuzzer:
         before = {(node, counter): self.count(node, counter) for node, counter, _ in put.counters}
         violations, restarts = len(self.watch.violations), self.watch.restarts
         self.watch.during = f"{name} ({fault})"
-        shots = draw(put.faults[fault](), examples, seed)
         publisher = self.publishers[name]
-        for shot in shots:
+
+        def publish(shot: Shot) -> None:
             message = shot.message
             if shot.offset is not None:
                 message.header.stamp = to_stamp(self.node.get_clock().now().nanoseconds * 1e-9 + shot.offset)
@@ -479,6 +486,8 @@ class Fuzzer:
             due = time.monotonic() + put.pace_s
             self.spin_until(lambda: time.monotonic() >= due, put.pace_s + 5, "the input's pace")
             self.watch.check()
+
+        sent = each(put.faults[fault](), examples, seed, publish)
         if put.after is not None:
             publisher.publish(put.after)
         self.settle(nodes, [(node, counter) for node, counter, _ in put.counters])
@@ -487,7 +496,7 @@ class Fuzzer:
         counted = {f"{node}.{counter}": self.count(node, counter) - before[(node, counter)]
                    for node, counter, _ in put.counters}
         reasons = {node: str(self.status(node).get(reason, "")) for node, _, reason in put.counters}
-        return {"input": name, "topic": put.topic, "fault": fault, "sent": len(shots), "counted": counted,
+        return {"input": name, "topic": put.topic, "fault": fault, "sent": sent, "counted": counted,
                 "reasons": reasons, "limit_violations": len(self.watch.violations) - violations,
                 "restarts": self.watch.restarts - restarts}
 
@@ -556,29 +565,33 @@ def fuzz_server(examples: int, seed: int, faults: list[str] = SERVER_FAULTS) -> 
             metadata = wire.unpack(witness.recv(timeout=10))
             example = metadata["example_observation"]
             for fault in faults:
-                errors, closed, answered, valid = server.errors, 0, 0, 0
-                messages = draw(_server_messages(fault, example, server.max_message_bytes), examples, seed)
+                errors = server.errors
+                seen = {"closed": 0, "answered": 0, "valid": 0}
                 with contextlib.ExitStack() as connections:
-                    ws = connections.enter_context(connect(url, max_size=None))
-                    ws.recv(timeout=10)
-                    for message in messages:
+                    ws = [connections.enter_context(connect(url, max_size=None))]
+                    ws[0].recv(timeout=10)
+
+                    def attack(message: bytes, fault=fault, connections=connections, ws=ws, seen=seen) -> None:
                         try:
-                            ws.send(message)
-                            reply = ws.recv(timeout=30)
+                            ws[0].send(message)
+                            reply = ws[0].recv(timeout=30)
                         except ConnectionClosed:
-                            closed += 1
-                            ws = connections.enter_context(connect(url, max_size=None))
-                            ws.recv(timeout=10)
-                            continue
-                        answered += 1
-                        valid += isinstance(reply, bytes)
+                            seen["closed"] += 1
+                            ws[0].close()
+                            ws[0] = connections.enter_context(connect(url, max_size=None))
+                            ws[0].recv(timeout=10)
+                            return
+                        seen["answered"] += 1
+                        seen["valid"] += isinstance(reply, bytes)
                         if isinstance(reply, str) and "\n" in reply:
                             raise AssertionError(f"{fault}: the server answered {reply!r:.300}: more than one line")
+
+                    sent = each(_server_messages(fault, example, server.max_message_bytes), examples, seed, attack)
                 witness.send(wire.pack(example))
                 served = isinstance(witness.recv(timeout=30), bytes)
-                results.append({"input": "policy server", "topic": url, "fault": fault, "sent": len(messages),
-                                "counted": {"errors": server.errors - errors, "closed (1009)": closed},
-                                "answered": answered, "valid": valid, "witness_served": served})
+                results.append({"input": "policy server", "topic": url, "fault": fault, "sent": sent,
+                                "counted": {"errors": server.errors - errors, "closed (1009)": seen["closed"]},
+                                "answered": seen["answered"], "valid": seen["valid"], "witness_served": served})
     finally:
         server.stop()
         thread.join(10)
@@ -605,9 +618,9 @@ def outcome(row: dict) -> str:
     return "taken (a valid message), limits held"
 
 
-def markdown(rows: list[dict], examples: int, seed: int) -> str:
+def markdown(rows: list[dict], messages: int, seed: int) -> str:
     lines = ["# The fuzzed fault matrix", "",
-             f"Written by `vla-ros bench fuzz --examples {examples} --seed {seed}` (bench/fuzz.py): each fault's "
+             f"Written by `vla-ros bench fuzz --messages {messages} --seed {seed}` (bench/fuzz.py): each fault's "
              "messages drawn by hypothesis and published over DDS to the running graph (`mobile_manipulator`, "
              "sim, controller, hold policy, gamepad teleop) or sent to the policy server. Counted: refusals on "
              "the node's diagnostics (frames and joint states superseded before a node read them are neither "
@@ -652,7 +665,8 @@ def main() -> None:
     from vla_ros.terminal import console as make_console
 
     parser = argparse.ArgumentParser(prog="vla-ros bench fuzz", description=__doc__.split("\n")[0])
-    parser.add_argument("--examples", type=int, default=1000, help="messages per fault (default 1000)")
+    parser.add_argument("--messages", type=int, default=10_000,
+                        help="messages per input, shared evenly by its faults (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0)")
     parser.add_argument("--json", type=Path, default=Path("bench_results/fuzz.json"))
     parser.add_argument("--png", type=Path, default=Path("bench_results/fuzz.png"))
@@ -676,22 +690,22 @@ def main() -> None:
         for name, put in fuzzer.inputs.items():
             for fault in put.faults:
                 with console.status(f"{name}: {fault}"):
-                    row = fuzzer.send(name, fault, args.examples, args.seed)
+                    row = fuzzer.send(name, fault, math.ceil(args.messages / len(put.faults)), args.seed)
                 rows.append(row)
                 console.print(f"{name:14s} {fault:28s} sent {row['sent']:6d}  counted {row['counted']}  "
                               f"violations {row['limit_violations']}")
         stopped = [n for n, child in group.children.items() if child.poll() is not None]
         client.close()
     with console.status("the policy server"):
-        rows += fuzz_server(args.examples, args.seed)
-    report = {"examples": args.examples, "seed": args.seed, "seconds": round(time.monotonic() - started, 1),
+        rows += fuzz_server(math.ceil(args.messages / len(SERVER_FAULTS)), args.seed)
+    report = {"messages_per_input": args.messages, "seed": args.seed, "seconds": round(time.monotonic() - started, 1),
               "commands_checked": fuzzer.watch.commands, "restarts": fuzzer.watch.restarts,
               "limit_violations": fuzzer.watch.violations[:20],
               "nodes_stopped": stopped, "rows": rows}
     for path in (args.json, args.png, args.table):
         path.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
-    args.table.write_text(markdown(rows, args.examples, args.seed))
+    args.table.write_text(markdown(rows, args.messages, args.seed))
     chart(args.png, rows)
     console.print(f"{sum(r['sent'] for r in rows)} messages, {fuzzer.watch.commands} commands checked, "
                   f"{len(fuzzer.watch.violations)} out of the limits, nodes stopped: {stopped or 'none'}")
