@@ -60,6 +60,7 @@ BODY = "mobile_manipulator"
 DIAGNOSTICS_PERIOD_S = 0.1  # the graph's, so counts settle quickly after each fault
 TELEOP_RATE_HZ = 100.0  # teleop_node reads the newest Joy once a period: the fuzzer paces Joy to it
 TOLERANCE = 1e-6  # [rad, rad/s] numerical slack of the limit checks
+RESTART_GAP_PERIODS = 10  # the controller sent no command for this long: it held without feedback (stale)
 HOSTILE_TEXT = st.text(min_size=1, max_size=40)
 INSTRUCTION = "reach the red cube"  # restored after the instruction's faults
 
@@ -354,9 +355,11 @@ def each(strategy, count: int, seed: int, use: Callable[[object], None]) -> int:
 class LimitWatch:
     """Every command the controller sends, checked against the embodiment's limits as it arrives.
 
-    A command at rest, every velocity exactly zero, after one that moved faster than the acceleration
-    limit can stop in a period is a restart (the controller's reaction to a following error: it drops the
-    chunk and holds where the joints are measured): counted in `restarts`, not as a violation.
+    A command whose position moved further from the last than the velocity limits allow, or the first after
+    the controller sent none for RESTART_GAP_PERIODS (its joint_states went stale), is a restart: the
+    controller's reaction to a following error or to states coming back is to drop the chunk and start again
+    at rest from where the joints are measured. Its velocity change is by design and counted in
+    `restarts`, not as a violation; its position and velocity are checked as any command's.
     """
 
     def __init__(self, node, embodiment: Embodiment):
@@ -378,26 +381,28 @@ class LimitWatch:
         for msg in take_all(self.commanded):
             self.commands += 1
             now = to_seconds(msg.header.stamp)
-            velocity = dict(zip(msg.name, msg.velocity))
-            at_rest = not any(msg.velocity)
-            jumped = False
+            position, velocity = dict(zip(msg.name, msg.position)), dict(zip(msg.name, msg.velocity))
+            restart = False
+            if self._previous is not None:
+                then, before, _ = self._previous
+                periods = max(1, round((now - then) / self.period_s))  # the stamps jitter; the periods do not
+                reach = periods * self.period_s
+                restart = periods > RESTART_GAP_PERIODS or any(
+                    abs(q - before[name]) > self.vmax[name] * reach + TOLERANCE for name, q in position.items()
+                    if name in before)
+                self.restarts += restart
             for name, q, qd in zip(msg.name, msg.position, msg.velocity):
                 low, high, vmax = self.lower[name], self.upper[name], self.vmax[name]
                 if not low - TOLERANCE <= q <= high + TOLERANCE:
                     self._violated(f"{name} commanded to {q:.4f}, limits [{low:.4f}, {high:.4f}]")
                 if abs(qd) > vmax + TOLERANCE:
                     self._violated(f"{name} commanded at {qd:.4f}/s, limit {vmax:.4f}")
-                if self._previous is not None:
-                    then, before = self._previous
-                    change = abs(qd - before.get(name, qd))
-                    periods = max(1, round((now - then) / self.period_s))  # the stamps jitter; the periods do not
+                if self._previous is not None and not restart:
+                    change = abs(qd - self._previous[2].get(name, qd))
                     if change > self.amax[name] * periods * self.period_s + TOLERANCE:
-                        jumped = True
-                        if not at_rest:
-                            self._violated(f"{name}'s velocity changed by {change:.4f} in {periods} periods, "
-                                           f"acceleration limit {self.amax[name]:.4f}")
-            self.restarts += jumped and at_rest
-            self._previous = now, velocity
+                        self._violated(f"{name}'s velocity changed by {change:.4f} in {periods} periods, "
+                                       f"acceleration limit {self.amax[name]:.4f}")
+            self._previous = now, position, velocity
         if self.cmd_vel is not None:
             for msg in take_all(self.cmd_vel):
                 self.commands += 1
