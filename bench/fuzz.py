@@ -235,7 +235,7 @@ def _utf8(data: bytes) -> bool:
     return b"\x00" not in data
 
 
-def _flapping(fault: str):
+def _flapping():
     """Bool messages (vla/estop, vla/intervention): a random sequence, delivered as fast as drawn."""
     # The integer only keeps hypothesis drawing: booleans alone are two examples.
     return st.tuples(st.booleans(), st.integers()).map(lambda drawn: Shot(Bool(data=drawn[0]), None))
@@ -315,9 +315,9 @@ def inputs(embodiment: Embodiment) -> dict[str, Input]:
             for f in ["fewer axes than mapped", "fewer buttons than mapped", "NaN/Inf axes", "out-of-range axes",
                       "driving (deadman held)"]}, (("teleop_node", "inputs_refused", "last_problem"),),
             after=Joy(axes=[0.0] * 6, buttons=[0] * 8), pace_s=1.5 / TELEOP_RATE_HZ),
-        "intervention": Input("vla/intervention", Bool, {"flapping": lambda: _flapping("flapping")},
+        "intervention": Input("vla/intervention", Bool, {"flapping": _flapping},
                               (("controller_node", "interventions", "message"),), after=Bool(data=False)),
-        "estop": Input("vla/estop", Bool, {"flapping": lambda: _flapping("flapping")},
+        "estop": Input("vla/estop", Bool, {"flapping": _flapping},
                        (("controller_node", "state", "message"),), reset=True),
     }
     if io.base:
@@ -355,11 +355,12 @@ def each(strategy, count: int, seed: int, use: Callable[[object], None]) -> int:
 class LimitWatch:
     """Every command the controller sends, checked against the embodiment's limits as it arrives.
 
-    A command whose position moved further from the last than the velocity limits allow, or the first after
-    the controller sent none for RESTART_GAP_PERIODS (its joint_states went stale), is a restart: the
-    controller's reaction to a following error or to states coming back is to drop the chunk and start again
-    at rest from where the joints are measured. Its velocity change is by design and counted in
-    `restarts`, not as a violation; its position and velocity are checked as any command's.
+    A command at rest (every velocity within one period's acceleration of zero) whose position moved further
+    from the last than the velocity limits allow, or the first after the controller sent none for
+    RESTART_GAP_PERIODS (its joint_states went stale), is a restart: the controller's reaction to a following
+    error or to states coming back is to drop the chunk and start again at rest from where the joints are
+    measured. Its velocity change is by design and counted in `restarts`, not as a violation; its position
+    and velocity are checked as any command's. A jump while moving is a violation.
     """
 
     def __init__(self, node, embodiment: Embodiment):
@@ -387,9 +388,10 @@ class LimitWatch:
                 then, before, _ = self._previous
                 periods = max(1, round((now - then) / self.period_s))  # the stamps jitter; the periods do not
                 reach = periods * self.period_s
-                restart = periods > RESTART_GAP_PERIODS or any(
+                at_rest = all(abs(qd) <= self.amax[name] * self.period_s + TOLERANCE for name, qd in velocity.items())
+                restart = at_rest and (periods > RESTART_GAP_PERIODS or any(
                     abs(q - before[name]) > self.vmax[name] * reach + TOLERANCE for name, q in position.items()
-                    if name in before)
+                    if name in before))
                 self.restarts += restart
             for name, q, qd in zip(msg.name, msg.position, msg.velocity):
                 low, high, vmax = self.lower[name], self.upper[name], self.vmax[name]
@@ -398,6 +400,10 @@ class LimitWatch:
                 if abs(qd) > vmax + TOLERANCE:
                     self._violated(f"{name} commanded at {qd:.4f}/s, limit {vmax:.4f}")
                 if self._previous is not None and not restart:
+                    step = abs(q - self._previous[1].get(name, q))
+                    if step > self.vmax[name] * reach + TOLERANCE:
+                        self._violated(f"{name} commanded {step:.4f} from the last command in {periods} periods "
+                                       f"while moving, velocity limit {self.vmax[name]:.4f}")
                     change = abs(qd - self._previous[2].get(name, qd))
                     if change > self.amax[name] * periods * self.period_s + TOLERANCE:
                         self._violated(f"{name}'s velocity changed by {change:.4f} in {periods} periods, "
@@ -554,15 +560,17 @@ def fuzz_server(examples: int, seed: int, faults: list[str] = SERVER_FAULTS) -> 
 
     from vla_ros.embodiment import load_embodiment
     from vla_ros.policy import wire
-    from vla_ros.policy.server import policy_server
+    from vla_ros.policy.server import Limits, policy_server
 
-    server = policy_server("hold", load_embodiment("arm7"), {}, port=0)
+    # The witness waits through each whole fault: no idle timeout for it.
+    server = policy_server("hold", load_embodiment("arm7"), {}, port=0, limits=Limits(idle_timeout_s=86400.0))
     listening = threading.Event()
     port = []
     thread = threading.Thread(target=asyncio.run, args=(server.serve(lambda p: (port.append(p), listening.set())),),
                               daemon=True)
     thread.start()
-    listening.wait(30)
+    if not listening.wait(30):
+        raise RuntimeError("the policy server did not listen within 30 s")
     url = f"ws://127.0.0.1:{port[0]}"
     results = []
     try:

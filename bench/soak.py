@@ -43,11 +43,41 @@ def number(status: dict, key: str) -> float:
         return float("nan")
 
 
+def count(status: dict, key: str) -> int | None:
+    """A counter from a status; None when the status lacks it (no report yet)."""
+    value = number(status, key)
+    return int(value) if np.isfinite(value) else None
+
+
 def growth_mb_per_hour(times_s: list[float], values: list[float]) -> float:
     """The slope of a least-squares line through (time, memory), in MB per hour."""
     if len(times_s) < 2:
         return float("nan")
     return float(np.polyfit(np.asarray(times_s) / 3600.0, values, 1)[0])
+
+
+def summarise(args: argparse.Namespace, samples: list[dict], episodes: int, successes: int) -> dict:
+    """The report on `samples` so far (see the module docstring)."""
+    settled = samples[WARMUP_EPISODES:] or samples
+    nodes = list(samples[0]["rss_mb"]) if samples else []
+    memory = {node: {"start_mb": settled[0]["rss_mb"][node], "end_mb": settled[-1]["rss_mb"][node],
+                     "growth_mb_per_hour": round(growth_mb_per_hour([s["t_s"] for s in settled],
+                                                                    [s["rss_mb"][node] for s in settled]), 2)}
+              for node in nodes}
+    rates = [s["controller"]["rate_hz"] for s in settled] or [float("nan")]
+    chunks = [s["policy"]["chunks_per_s"] for s in settled] or [float("nan")]
+    last = samples[-1] if samples else {"controller": {}, "policy": {}}
+    return {"embodiment": args.embodiment, "task": args.task, "minutes": args.minutes, "episodes": episodes,
+            "successes": successes, "memory": memory,
+            "controller_rate_hz": {"min": float(np.nanmin(rates)), "median": float(np.nanmedian(rates))},
+            "policy_chunks_per_s": {"min": float(np.nanmin(chunks)), "median": float(np.nanmedian(chunks))},
+            "totals": {**last["controller"], **{f"policy_{k}": v for k, v in last["policy"].items()}},
+            "samples": samples}
+
+
+def write(args: argparse.Namespace, result: dict) -> None:
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
 
 
 def chart(path: Path, samples: list[dict], nodes: list[str]) -> None:
@@ -113,39 +143,25 @@ def main() -> None:
                     "rss_mb": {name: round(rss_mb(pid), 1) for name, pid in pids.items()},
                     "controller": {"rate_hz": number(control, "rate_hz_achieved"),
                                    "period_error_p99_us": number(control, "period_error_p99_us"),
-                                   **{key: int(number(control, key)) for key in (
+                                   **{key: count(control, key) for key in (
                                        "overruns", "chunks_accepted", "chunks_rejected", "bad_joint_states",
                                        "following_faults")}},
                     "policy": {"chunks_per_s": number(policy, "chunks_per_s"),
                                "inference_p50_ms": number(policy, "inference_p50_ms"),
-                               **{key: int(number(policy, key)) for key in (
+                               **{key: count(policy, key) for key in (
                                    "errors", "rejected_frames", "rejected_joint_states", "rejected_instructions")}},
                 })
+                write(args, summarise(args, samples, episodes, successes))  # a run cut short keeps its samples
                 console.print(f"{samples[-1]['t_s'] / 60:5.1f} min, episode {episodes}: memory "
                               f"{samples[-1]['rss_mb']}, controller {samples[-1]['controller']['rate_hz']:.1f} Hz, "
                               f"policy {samples[-1]['policy']['chunks_per_s']:.2f} chunks/s")
     finally:
         hog.kill()
         hog.wait()
-    settled = samples[WARMUP_EPISODES:] or samples
-    nodes = list(samples[0]["rss_mb"]) if samples else []
-    memory = {node: {"start_mb": settled[0]["rss_mb"][node], "end_mb": settled[-1]["rss_mb"][node],
-                     "growth_mb_per_hour": round(growth_mb_per_hour([s["t_s"] for s in settled],
-                                                                    [s["rss_mb"][node] for s in settled]), 2)}
-              for node in nodes}
-    rates = [s["controller"]["rate_hz"] for s in settled]
-    chunks = [s["policy"]["chunks_per_s"] for s in settled]
-    last = samples[-1] if samples else {"controller": {}, "policy": {}}
-    result = {"embodiment": args.embodiment, "task": args.task, "minutes": args.minutes, "episodes": episodes,
-              "successes": successes, "memory": memory,
-              "controller_rate_hz": {"min": float(np.nanmin(rates)), "median": float(np.nanmedian(rates))},
-              "policy_chunks_per_s": {"min": float(np.nanmin(chunks)), "median": float(np.nanmedian(chunks))},
-              "totals": {**last["controller"], **{f"policy_{k}": v for k, v in last["policy"].items()}},
-              "samples": samples}
-    for path in (args.json, args.png):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    chart(args.png, samples, nodes)
+    result = summarise(args, samples, episodes, successes)
+    write(args, result)
+    chart(args.png, samples, list(result["memory"]))
+    memory = result["memory"]
     console.print(f"{episodes} episodes ({successes} succeeded) in {args.minutes:g} min; memory growth "
                   f"{ {n: m['growth_mb_per_hour'] for n, m in memory.items()} } MB/h; controller "
                   f"{result['controller_rate_hz']['min']:.1f}-{result['controller_rate_hz']['median']:.1f} Hz")

@@ -23,6 +23,7 @@ import pytest
 import trustme
 from openpi_protocol import OpenpiClient, ServerError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
 from harness import free_port, isolated, start_policy_server
 from vla_ros.embodiment import load_embodiment
@@ -375,6 +376,17 @@ def test_a_client_without_the_key_is_refused_and_one_with_it_is_served():
     assert server.refused["unauthorized"] == 3
 
 
+def test_a_key_given_twice_is_refused_and_a_prompt_over_the_limit_is_an_error():
+    server = hold_server(api_key="s3cret")
+    with serving(server) as port:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{port}", additional_headers=[("Authorization", "Api-Key s3cret")] * 2)
+        assert refused.value.response.status_code == 401
+        with OpenpiClient("127.0.0.1", port, api_key="s3cret") as client:
+            reply = client.request(observation_dict(prompt="reach " * 400))
+            assert isinstance(reply, str) and "2400 characters" in reply
+
+
 def test_a_message_over_the_limit_closes_that_connection_only():
     server = hold_server()
     assert server.max_message_bytes > 2 * (480 * 640 * 3)  # a client's own camera frames still fit
@@ -402,13 +414,23 @@ def test_past_max_connections_a_client_is_refused_until_one_leaves():
     assert server.refused["full"] == 1
 
 
-def test_an_idle_connection_is_closed():
+def test_an_idle_connection_is_closed_and_remote_connects_again_at_its_next_request():
     server = hold_server(limits=Limits(idle_timeout_s=0.2))
-    with serving(server) as port, OpenpiClient("127.0.0.1", port) as client:
-        with pytest.raises(ConnectionClosed) as closed:
-            client.ws.recv(timeout=30)
-        assert closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
-    assert server.refused["idle"] == 1
+    with serving(server) as port:
+        with OpenpiClient("127.0.0.1", port) as client:
+            with pytest.raises(ConnectionClosed) as closed:
+                client.ws.recv(timeout=30)
+            assert closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
+        ours = remote(port)
+        try:
+            ours.infer(observation())
+            deadline = time.monotonic() + 30
+            while server.refused["idle"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert ours.infer(observation()).actions.shape[1] == STATE_SIZE, "no backoff after a clean close"
+        finally:
+            ours.close()
+    assert server.refused["idle"] >= 2
 
 
 class Failing(HoldPolicy):

@@ -21,6 +21,7 @@ through the same limiter and watchdogs as the policy's.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,7 @@ class JoyMapping(Params):
                  "open_button": self.open_button}
         return {role: index for role, index in roles.items() if index >= 0}
 
-    def check_fits(self, axes, buttons) -> None:
+    def check_fits(self, axes: Sequence[float], buttons: Sequence[int]) -> None:
         """TeleopInputError naming the first mapped axis or button a Joy message lacks, or a mapped axis not finite."""
         for name, index in self.axes().items():
             if index >= len(axes):

@@ -23,6 +23,13 @@ import numpy as np
 from vla_ros.errors import VlaRosError
 
 DIMENSION = 384
+CACHED = 4096  # strings whose embedding (or reading) is kept; the oldest go first (a server hears any text)
+
+
+def _forget_oldest(cache: dict) -> None:
+    """Keep the CACHED newest entries of `cache` (dicts keep insertion order)."""
+    while len(cache) > CACHED:
+        del cache[next(iter(cache))]
 
 
 class LanguageEncoder:
@@ -56,7 +63,9 @@ class LanguageEncoder:
                 vectors = self._model.encode(missing, convert_to_numpy=True, normalize_embeddings=True,
                                              show_progress_bar=False)
                 self._cache.update(zip(missing, np.asarray(vectors, dtype=np.float32)))
-            return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, DIMENSION), np.float32)
+            found = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, DIMENSION), np.float32)
+            _forget_oldest(self._cache)
+            return found
 
 
 _shared: LanguageEncoder | None = None
@@ -130,4 +139,5 @@ class InstructionReader:
             task = self.tasks[best]
             self._cache[instruction] = Reading(instruction, task, float(probabilities[best]),
                                                 self.typical[task])
+            _forget_oldest(self._cache)
         return self._cache[instruction]

@@ -24,7 +24,7 @@ Camera frames and joint states are taken by the worker straight from their subsc
 through the executor (vla_ros.ros.polled), which only handles the instruction and the timers.
 Each input is checked as it arrives: a frame that is no picture (unknown encoding, sizes that
 disagree with its data, empty), a joint state that cannot be read (missing or repeated joints,
-lengths that disagree, NaN), an instruction longer than MAX_INSTRUCTION_CHARS or not UTF-8 text
+lengths that disagree, NaN), an instruction longer than MAX_PROMPT_CHARS or not UTF-8 text
 is refused, counted on diagnostics (`rejected_frames`, `rejected_joint_states`,
 `rejected_instructions`, `last_rejection`) and never displaces the last good one.
 """
@@ -47,6 +47,7 @@ from vla_ros.media import resize
 from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
 from vla_ros.params import param
 from vla_ros.policy import ActionChunk, ActionSpace, Observation, PolicyError, make_policy, parse_params
+from vla_ros.policy.observation import MAX_PROMPT_CHARS
 from vla_ros.policy.registry import MODULES
 from vla_ros.policy.schedule import ChunkSchedule
 from vla_ros.policy.spaces import ChunkAdapter
@@ -62,7 +63,6 @@ TICK_S = 0.005  # the worker's polling period while it waits for a chunk to fall
 STATE_HISTORY = 1000  # joint_states kept to find the one nearest an image (2 s at 500 Hz)
 ODOM_HISTORY = 100
 OVERHEAD_WINDOW = 200  # requests in the node-overhead percentiles
-MAX_INSTRUCTION_CHARS = 2000  # a task in words; longer is refused
 
 
 @dataclass(frozen=True)
@@ -171,14 +171,14 @@ class PolicyNode(VlaNode):
 
     def _on_instruction(self, msg: String) -> None:
         words = msg.data
-        if len(words) > MAX_INSTRUCTION_CHARS:
+        if len(words) > MAX_PROMPT_CHARS:
             self._reject("instructions", f"an instruction of {len(words)} characters (at most "
-                                         f"{MAX_INSTRUCTION_CHARS})")
+                                         f"{MAX_PROMPT_CHARS})")
             return
         if "\ufffd" in words:
             self._reject("instructions", "an instruction that is not UTF-8 text")
             return
-        self.instruction = words.strip() and words  # blank: no instruction (wait for one)
+        self.instruction = words if words.strip() else ""  # blank: no instruction, wait for one
         self._new_epoch()
         self.get_logger().info(f"instruction: {words!r}")
 
@@ -281,9 +281,9 @@ class PolicyNode(VlaNode):
         # Newest first: stamps rise and the image is at most max_image_age_s old, so this stops after
         # a few entries instead of converting the whole history (1000 entries at 500 Hz).
         best_stamp, best = history[-1]
-        for entry_stamp, msg in reversed(history):
+        for entry_stamp, value in reversed(history):
             if abs(entry_stamp - stamp) < abs(best_stamp - stamp):
-                best_stamp, best = entry_stamp, msg
+                best_stamp, best = entry_stamp, value
             elif entry_stamp < stamp:
                 break
         if abs(best_stamp - stamp) > self.params.max_state_skew_s:

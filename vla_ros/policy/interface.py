@@ -177,8 +177,8 @@ class Policy(ABC):
         """A policy with an episode of its own that shares this one's loaded model (a server's per client).
 
         The default, a shallow copy reset, suits a backend whose `reset` reassigns all its episode
-        state; one that keeps mutable state otherwise, or a connection, overrides it. Forks may infer
-        at the same time from different threads; closing a fork leaves the model to this policy.
+        state; one that keeps mutable state otherwise, or a connection, overrides it. Forks infer one
+        at a time (the server takes care of it); closing a fork leaves the model to this policy.
         """
         twin = copy.copy(self)
         twin.reset()

@@ -17,6 +17,7 @@ dt is 1 / `fps`, else 1 / that dataset's fps.
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,7 @@ class LeRobotModel(Policy):
                 raise PolicyError(f"camera {camera!r}: expected an HxWx3 image, got "
                                   f"{None if frame is None else frame.shape}")
             pixels = np.ascontiguousarray(resize(np.asarray(frame, dtype=np.uint8), height, width))
-            batch[key] = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255.0
+            batch[key] = torch.tensor(pixels).permute(2, 0, 1)[None].float() / 255.0  # copied: frames are read-only
         return batch
 
     def infer(self, observation: Observation, prefix: np.ndarray | None = None) -> ActionChunk:
@@ -190,6 +191,10 @@ class LeRobotModel(Policy):
 
     def reset(self) -> None:
         self.policy.reset()
+
+    def fork(self) -> LeRobotModel:
+        """The same model: `infer` (predict_action_chunk) keeps nothing between requests, so nothing to reset."""
+        return copy.copy(self)
 
     @property
     def state(self) -> str:

@@ -9,6 +9,8 @@ import numpy as np
 from vla_ros.media import resize
 from vla_ros.policy.interface import Observation, PolicyError
 
+MAX_PROMPT_CHARS = 2000  # a task in words; longer is refused (policy_node's instructions too)
+
 
 def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, np.ndarray | None]:
     """The Observation (and prefix) in a request, or PolicyError naming what is wrong.
@@ -18,12 +20,12 @@ def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, 
 
     Images of another resolution are resized to the metadata's; anything else that does not match
     the metadata (a missing camera, a wrong dtype or channel count, a state of the wrong length,
-    non-finite numbers) is an error.
+    non-finite numbers, a prompt over MAX_PROMPT_CHARS) is an error.
     """
     if not isinstance(request, Mapping):
         raise PolicyError(f"an observation is a map, got {type(request).__name__}")
     names = metadata["state_names"]
-    unknown = sorted(set(request) - {"images", "state", "prompt", "stamp", "prefix"})
+    unknown = sorted(map(repr, set(request) - {"images", "state", "prompt", "stamp", "prefix"}))
     if unknown:
         raise PolicyError(f"unknown observation keys {unknown}; expected images, state, prompt "
                           "(stamp, prefix optional)")
@@ -43,6 +45,8 @@ def parse_observation(request: object, metadata: Mapping) -> tuple[Observation, 
     prompt = request.get("prompt", "")
     if not isinstance(prompt, str):
         raise PolicyError(f"'prompt' must be a string, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PolicyError(f"'prompt' has {len(prompt)} characters (at most {MAX_PROMPT_CHARS})")
     stamp = request.get("stamp", time.time())
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float, np.integer,
                                                          np.floating)) or not np.isfinite(stamp):

@@ -26,7 +26,8 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
+from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from vla_ros import __version__
@@ -58,7 +59,9 @@ class RemotePolicy(Policy):
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.api_key, self.preset = api_key, preset
-        self.tls = self._tls(ca_file) if ca_file and self.url.startswith("wss://") else None
+        if ca_file and not self.url.startswith("wss://"):
+            raise PolicyError(f"remote: ca_file is for a wss:// url (TLS), and the url is {self.url}")
+        self.tls = self._tls(ca_file) if ca_file else None
         chosen = openpi.preset(preset, embodiment) if preset else None
         self.dt = dt or (chosen.dt if chosen else 0.0)
         self.steps = steps or (chosen.steps if chosen else 0)
@@ -84,7 +87,7 @@ class RemotePolicy(Policy):
         """TLS that trusts the certificate authority in `ca_file` (PEM): a server's own, no public one."""
         try:
             return ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError) as error:
+        except OSError as error:  # ssl.SSLError too
             raise PolicyError(f"remote: cannot read ca_file {ca_file!r} as PEM certificates: {error}") from None
 
     @staticmethod
@@ -119,8 +122,11 @@ class RemotePolicy(Policy):
         return self._state
 
     def _connection(self) -> ClientConnection:
-        if self.ws is not None:
+        if self.ws is not None and self.ws.state is State.OPEN:
             return self.ws
+        if self.ws is not None:  # the server closed it cleanly (a vla_ros server after its idle timeout): reconnect
+            self.ws.close()
+            self.ws = None
         wait = self._next_attempt - time.monotonic()
         if wait > 0:
             raise BackendUnavailable(f"{self._state}; next attempt in {wait:.1f} s")
@@ -130,7 +136,7 @@ class RemotePolicy(Policy):
             ws = connect(self.url, open_timeout=self.connect_timeout_s, compression=None, max_size=None,
                          additional_headers=headers, user_agent_header=f"vla_ros/{__version__}",
                          **({"ssl": self.tls} if self.tls else {})).__enter__()
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ssl.SSLError) as error:
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:  # ssl.SSLError is an OSError
             self._lost(f"cannot connect to {self.url}: {error or type(error).__name__}")
             raise BackendUnavailable(self._state) from None
         try:
@@ -165,11 +171,17 @@ class RemotePolicy(Policy):
         self._next_attempt = time.monotonic() + self._wait
         self._wait = min(2 * self._wait, self.max_backoff_s)
 
-    def _round_trip(self, message: dict):
+    def _round_trip(self, message: dict, again: bool = True):
         ws = self._connection()
         try:
             ws.send(wire.pack(message))
             reply = ws.recv(timeout=self.timeout_s)
+        except ConnectionClosedOK:
+            if not again:
+                raise BackendUnavailable(f"{self.url} closed the connection at once, twice") from None
+            ws.close()  # closed cleanly as the request went out (a server's idle timeout): once more, anew
+            self.ws = None
+            return self._round_trip(message, again=False)
         except TimeoutError:
             self._lost(f"no reply from {self.url} within {self.timeout_s} s")
             raise BackendUnavailable(self._state) from None

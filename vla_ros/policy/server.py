@@ -9,7 +9,8 @@ log, never to a client); unlike openpi's server, a bad observation does not end 
 {"reset": true} makes the connection's episode start over. GET /healthz answers 200 "OK".
 
 The model is loaded once; each connection gets a fork of it (`Policy.fork`) with an episode of its
-own, so clients never share state. Made to face a network: it listens on 127.0.0.1 unless given
+own, so clients never share state; requests from different clients take turns on the model, as
+openpi's server does. Made to face a network: it listens on 127.0.0.1 unless given
 another host; with an API key it refuses (401) any client whose `Authorization: Api-Key` header
 differs (a constant-time comparison; openpi's clients send that header); with a certificate and key
 it speaks TLS (wss://); a message larger than `max_message_bytes` (by default derived from the
@@ -90,7 +91,7 @@ def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as error:
+    except OSError as error:  # ssl.SSLError too
         raise VlaRosError(f"cannot use certificate {certfile!r} with key {keyfile!r}: {error}") from None
     return context
 
@@ -149,6 +150,7 @@ class PolicyServer:
     async def serve(self, ready: Callable[[int], None] | None = None) -> None:
         """Serve until `stop()` or cancelled, then close the policy; `ready(port)` is called once listening."""
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._inferring = asyncio.Lock()
         try:
             async with serve(self._handle, self.host, self.port, compression=None, max_size=self.max_message_bytes,
                              process_request=self._admit, ssl=self._tls) as server:
@@ -175,8 +177,8 @@ class PolicyServer:
         if request.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "OK\n")
         if self._expected is not None:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected):
+            given = request.headers.get_all("Authorization")
+            if len(given) != 1 or not hmac.compare_digest(given[0].encode(), self._expected):
                 self.refused["unauthorized"] += 1
                 log.warning("refused %s: missing or wrong API key", connection.remote_address)
                 return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
@@ -200,9 +202,8 @@ class PolicyServer:
             await ws.send(self._packed_metadata)
             while True:
                 try:
-                    async with asyncio.timeout(self.limits.idle_timeout_s):
-                        message = await ws.recv()
-                except TimeoutError:
+                    message = await asyncio.wait_for(ws.recv(), self.limits.idle_timeout_s)
+                except asyncio.TimeoutError:
                     self.refused["idle"] += 1
                     await ws.close(CloseCode.NORMAL_CLOSURE, f"idle for {self.limits.idle_timeout_s:g} s")
                     break
@@ -237,12 +238,17 @@ class PolicyServer:
     async def _answer(self, policy: Policy, message: bytes | str) -> dict:
         if isinstance(message, str):
             raise PolicyError("observations are binary msgpack messages, got text")
-        request = wire.unpack(message)
-        if isinstance(request, dict) and request.get("reset") is True and len(request) == 1:
-            await asyncio.to_thread(policy.reset)
-            return {"reset": True}
-        observation, prefix = parse_observation(request, self.metadata)
-        chunk = await asyncio.to_thread(policy.infer, observation, prefix)
+        try:
+            request = wire.unpack(message)
+            reset = isinstance(request, dict) and request.get("reset") is True and len(request) == 1
+            observation, prefix = (None, None) if reset else parse_observation(request, self.metadata)
+        except (TypeError, ValueError, OverflowError, KeyError, MemoryError) as error:  # numpy on hostile input
+            raise PolicyError(f"not an observation ({type(error).__name__}: {error})") from None
+        async with self._inferring:  # one model: its forks take turns (their shared parts need not be thread-safe)
+            if reset:
+                await asyncio.to_thread(policy.reset)
+                return {"reset": True}
+            chunk = await asyncio.to_thread(policy.infer, observation, prefix)
         return {"actions": np.asarray(chunk.actions, dtype=np.float32), "dt": chunk.dt}
 
 

@@ -60,8 +60,10 @@ class SpawnedPolicy(Policy):
             env: variables set for the child, over this process's environment.
         """
         self.backend_name = backend_name
+        # Loopback, no key, and limits no lone client reaches: the only client is this process (and its forks).
         argv = [python, "-m", "vla_ros.cli", "serve", "--backend", backend_name, "--embodiment",
-                str(embodiment.path.resolve()), "--host", "127.0.0.1", "--port", "0"]
+                str(embodiment.path.resolve()), "--host", "127.0.0.1", "--port", "0", "--api-key", "",
+                "--max-connections", "1000", "--idle-timeout-s", "86400"]
         for key, value in params.items():
             argv += ["--param", f"{key}={json.dumps(value)}"]
         self.command = f"{python} -m vla_ros.cli serve --backend {backend_name}"

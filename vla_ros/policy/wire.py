@@ -40,5 +40,5 @@ def unpack(data: bytes):
     """The message in `data`, or PolicyError when it is not msgpack of the protocol's kind."""
     try:
         return msgpack.unpackb(data, object_hook=_decode)
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as error:
+    except (ValueError, TypeError, KeyError, OverflowError, msgpack.UnpackException) as error:
         raise PolicyError(f"not a msgpack-numpy message: {error}") from None

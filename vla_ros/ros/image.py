@@ -45,7 +45,10 @@ def from_image_msg(msg: Image) -> np.ndarray:
 
 def from_compressed_msg(msg: CompressedImage) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a jpeg or png CompressedImage."""
-    pixels = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR) if len(msg.data) else None
+    except cv2.error:  # OpenCV asserts on some malformed data rather than failing
+        pixels = None
     if pixels is None:
         raise ImageError(f"cannot decode a {msg.format!r} CompressedImage of {len(msg.data)} bytes")
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)

@@ -22,7 +22,7 @@ from trajectory_msgs.msg import (
 from vla_ros.control.chunk import BaseChunk, ChunkRejected, JointChunk
 from vla_ros.ros.time import to_seconds, to_stamp
 
-MAX_POINTS = 10_000  # in one chunk (10 s at 1 kHz): a larger one is refused before it is decoded
+MAX_POINTS = 10_000  # in one chunk (10 s at 1 kHz): a larger one is refused before it is converted
 MAX_JOINTS = 256  # named in one chunk
 
 
