@@ -111,7 +111,7 @@ class Served:
 
     def __init__(self, policy: Policy, **metadata):
         stated = {**server_metadata(policy, policy.start, "follow the path"), **metadata}
-        self.server = PolicyServer(lambda: policy, stated, host="127.0.0.1", port=0)
+        self.server = PolicyServer(policy, stated, host="127.0.0.1", port=0)
         ready = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(lambda p: (
             setattr(self, "port", p), ready.set()))), daemon=True)

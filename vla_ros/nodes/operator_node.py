@@ -30,6 +30,8 @@ from vla_ros.ros.task_status import SimStatus, StatusError, from_status_msg
 from vla_ros.ros.time import to_seconds
 from vla_ros.sim.operator import Operator, OperatorConfig
 
+REANNOUNCE_S = 1.0  # [s] a takeover under way is published again this often (teleop_node's gamepad does the same)
+
 
 @dataclass(frozen=True)
 class OperatorParams(OperatorConfig, RobotParams):
@@ -67,6 +69,7 @@ class OperatorNode(VlaNode):
         self.totals = {"episodes": 0, "takeovers": 0, "takeover_s": 0.0, "corrections": 0, "correction_words": 0,
                        "labels": 0}
         self.driving_since: float | None = None
+        self.announced = 0.0  # [s] episode time the takeover was last published
         self.start_loop(self._work, "operator")
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
@@ -109,8 +112,12 @@ class OperatorNode(VlaNode):
             self._act(operator.tick(time, q, self.cubes, status.success), time)
 
     def _act(self, acts, time: float) -> None:
+        if acts.intervention is None and self.driving_since is not None and time - self.announced >= REANNOUNCE_S:
+            self.intervention.publish(Bool(data=True))  # again, as a person's deadman does: a lost edge heals
+            self.announced = time
         if acts.intervention is not None:
             self.intervention.publish(Bool(data=acts.intervention))
+            self.announced = time
             if acts.intervention:
                 self.totals["takeovers"] += 1
                 self.driving_since = time
