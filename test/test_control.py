@@ -349,6 +349,23 @@ def test_controller_tracks_a_chunk_and_holds_at_its_end():
     assert controller.limiter.q[0] == pytest.approx(ARM7.groups["arm"].home[0] + 0.1, abs=2e-3)
 
 
+def test_a_chunk_right_after_a_reset_starts_from_the_newest_state_and_counts():
+    """A reset and a chunk taken in the same period: the chunk is tracked, not refused (it used to be lost)."""
+    controller = arm7_controller()
+    step_at_home(controller)
+    controller.reset()
+    controller.submit(smooth_chunk(controller, stamp=DT), now=DT)
+    assert controller.stats.chunks_accepted == 1
+    for k in range(2, 300):
+        step_at_home(controller, k * DT)
+    assert controller.limiter.q[0] == pytest.approx(ARM7.groups["arm"].home[0] + 0.1, abs=2e-3)
+    stale = arm7_controller()
+    step_at_home(stale)
+    stale.reset()
+    with pytest.raises(ChunkRejected, match="no fresh joint_states"):
+        stale.submit(smooth_chunk(stale, stamp=1.0), now=1.0)
+
+
 def test_rejected_chunk_changes_nothing():
     controller = arm7_controller()
     step_at_home(controller)

@@ -17,6 +17,7 @@ import numpy as np
 from vla_ros.errors import VlaRosError
 
 BASE_CHANNELS = 3  # vx [m/s], vy [m/s], wz [rad/s]
+NOW_S = 1e-6  # [s] a point this close to now is at now
 
 
 class ChunkRejected(VlaRosError):
@@ -85,8 +86,12 @@ class JointChunk:
         return self.stamp + float(self.times[-1])
 
     def after(self, now: float) -> JointChunk:
-        """The points later than `now` [s] (ChunkRejected when there are none)."""
-        ahead = self.stamp + self.times > now
+        """The points later than `now` [s] (ChunkRejected when there are none).
+
+        A point within NOW_S of `now` is now, not ahead: stamps and times round to nanoseconds on
+        the wire, and whether stamp + time lands a rounding error above or below now must not decide.
+        """
+        ahead = self.stamp + self.times > now + NOW_S
         if not np.any(ahead):
             raise ChunkRejected(f"every point is in the past (last at {self.end - now:+.3f} s)")
         if np.all(ahead):

@@ -152,6 +152,10 @@ class Controller:
         """A joint state, in Kinematics.joint_names order, received at `received` [s]."""
         self._state = (np.asarray(q_full, dtype=float), np.asarray(qd_full, dtype=float), received)
 
+    def _fresh(self, now: float) -> bool:
+        """Whether a joint state came within state_timeout_s of `now`."""
+        return self._state is not None and now - self._state[2] <= self.config.state_timeout_s
+
     def submit(self, chunk: JointChunk, now: float, teleop: bool = False) -> JointChunk:
         """Take a joint chunk at `now` [s]: its points still ahead. `teleop`: it comes from a person.
 
@@ -160,7 +164,7 @@ class Controller:
         try:
             if self.estopped:
                 raise ChunkRejected(f"e-stop is latched ({self.estop_reason}); call reset")
-            if not self._active:
+            if not self._active and not self._fresh(now):
                 raise ChunkRejected("no fresh joint_states yet: nothing to start from")
             if teleop and not self.intervening:
                 raise ChunkRejected("teleop chunk outside an intervention (vla/intervention is false)")
@@ -179,6 +183,8 @@ class Controller:
         except ChunkRejected as rejection:
             self.stats.rejected(rejection)
             raise
+        if not self._active:  # (re)started since the last period: from the newest state, so the chunk counts
+            self._start(self._state[0][self.kinematics_index], now)
         _, before = self.timeline.sample(now)
         self.timeline.add(chunk, np.array([self.index[j] for j in chunk.joints]), now)
         _, after = self.timeline.sample(now)
@@ -277,7 +283,7 @@ class Controller:
             return self._silence()
         q_full, qd_full, received = self._state
         q = q_full[self.kinematics_index]
-        if now - received > self.config.state_timeout_s:
+        if not self._fresh(now):
             self._active = False
             self.state = STALE
             return self._stale_output()
