@@ -44,6 +44,10 @@ def test_the_graph_is_the_robot_the_controller_and_the_policy_with_the_options_p
     assert teleop.executable == "teleop_node" and teleop.parameters["input"] == "leader"
     with pytest.raises(VlaRosError, match="teleop 'jyo': use one of joy, leader.*did you mean 'joy'"):
         graph(Options("arm7", teleop="jyo"))
+    lockstep = graph(Options("arm7", sim=True, use_sim_time=True, lockstep=True))
+    assert all(n.parameters["lockstep"] is True for n in lockstep), "the sim, the controller and the policy"
+    with pytest.raises(VlaRosError, match="lockstep .* needs sim and use_sim_time"):
+        graph(Options("arm7", sim=True, lockstep=True))
 
 
 def test_parameters_reach_the_command_line_as_the_types_they_are():
@@ -148,9 +152,9 @@ def test_the_launch_files_declare_the_graph_vla_ros_up_starts(name, launch_file,
     """
     overrides = {"embodiment": name, "namespace": "cell1", "policy": "hold", "teleop": "joy"}
     declared, nodes = FakeLaunch().run(ROOT / "launch" / launch_file, overrides)
-    assert list(declared) == [a.name for a in arguments(False)]
+    assert declared == {a.name: (a.default, a.description) for a in arguments(sim, sim)}, "sim time with the sim"
     assert all(description for _, description in declared.values())
-    expected = graph(Options(name, sim=sim, policy="hold", namespace="cell1", teleop="joy"))
+    expected = graph(Options(name, sim=sim, policy="hold", namespace="cell1", teleop="joy", use_sim_time=sim))
     assert [(n["executable"], n["name"], n["namespace"], n["parameters"], n["remappings"]) for n in nodes] == \
         [(e.executable, e.name, e.namespace, [e.parameters], list(e.remappings)) for e in expected]
     assert all(n["package"] == "vla_ros" for n in nodes)
@@ -182,7 +186,7 @@ def test_gazebo_launch_spawns_the_exported_robot_its_controllers_and_the_same_no
     assert by_executable["spawner"]["arguments"] == ["joint_state_broadcaster", *controllers,
                                                      "--controller-manager", "controller_manager"]
     bridge = yaml.safe_load(Path(by_executable["parameter_bridge"]["parameters"][0]["config_file"]).read_text())
-    assert {b["ros_topic_name"] for b in bridge} == {"clock", *(c.topic for c in embodiment.cameras.values())}
+    assert {b["ros_topic_name"] for b in bridge} == {"/clock", *(c.topic for c in embodiment.cameras.values())}
     ours = [n for n in nodes if n["package"] == "vla_ros"]
     expected = graph(Options(name, sim=False, use_sim_time=True))
     assert [(n["executable"], n["parameters"]) for n in ours] == [(e.executable, [e.parameters]) for e in expected]
@@ -299,13 +303,14 @@ def test_ctrl_c_stops_every_node_of_vla_ros_up_and_exits_0(ros):
 def test_two_namespaced_graphs_report_side_by_side_under_their_own_names(ros):
     """Two namespaced graphs report on /diagnostics side by side, each node under its own name.
 
-    `vla-ros up arm7 --sim --namespace robot1` and `... robot2` in one ROS domain: every node (the
-    sim's camera process included) reports on the absolute /diagnostics under its own fully
-    qualified name, no two alike, and each controller takes its own robot's joint_states.
+    `vla-ros up arm7 --sim --wall-clock --namespace robot1` and `... robot2` in one ROS domain (on
+    the wall clock: a domain has one /clock): every node (the sim's camera process included)
+    reports on the absolute /diagnostics under its own fully qualified name, no two alike, and each
+    controller takes its own robot's joint_states.
     """
     diagnostics = ros.diagnostics()
-    graphs = {ns: ros.start([console_script("vla-ros"), "up", "arm7", "--sim", "--policy", "hold", "--namespace", ns],
-                            name=f"up-{ns}") for ns in ("robot1", "robot2")}
+    graphs = {ns: ros.start([console_script("vla-ros"), "up", "arm7", "--sim", "--wall-clock", "--policy", "hold",
+                             "--namespace", ns], name=f"up-{ns}") for ns in ("robot1", "robot2")}
     expected = {f"/{ns}/{node}" for ns in graphs
                 for node in ("sim_node", "sim_node_cameras", "controller_node", "policy_node")}
     ros.spin_until(lambda: expected <= diagnostics.names(), 120, f"statuses of {sorted(expected)}")

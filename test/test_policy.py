@@ -204,11 +204,12 @@ def test_schedule_asks_at_the_fraction_left_or_sooner_when_inference_is_slow():
     schedule.answered(chunk, latency_s=5.0)  # warm-up: not counted
     assert schedule.delay == 0.0
     assert not schedule.due(0.45) and schedule.due(0.5)
+    assert schedule.next_due() == pytest.approx(0.5), "when it falls due, for a sim in lockstep to stop there"
     schedule.answered(chunk, latency_s=0.6)
     assert schedule.delay == pytest.approx(0.6)
     assert not schedule.due(0.05) and schedule.due(0.15)  # 0.85 s left <= 1.5 x 0.6 s
     schedule.restart()
-    assert schedule.due(0.0) and schedule.delay == 0.0
+    assert schedule.due(0.0) and schedule.delay == 0.0 and schedule.next_due() == -np.inf
     fixed = ChunkSchedule(rate_hz=10.0)
     fixed.answered(chunk, 0.01)
     fixed.requested(0.0)

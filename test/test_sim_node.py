@@ -12,8 +12,8 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray, String
+from sensor_msgs.msg import Image, JointState, TimeReference
+from std_msgs.msg import Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -24,7 +24,7 @@ from vla_ros.ros.image import from_image_msg
 from vla_ros.ros.qos import LATCHED
 from vla_ros.ros.services import call_repeatable
 from vla_ros.ros.task_status import from_status_msg
-from vla_ros.ros.time import to_seconds
+from vla_ros.ros.time import to_seconds, to_stamp
 from vla_ros.sim.tasks import Reach
 from vla_ros.sim.world import COLOURS, PARKED, World
 
@@ -131,6 +131,86 @@ def test_a_sim_stalled_past_the_lag_limit_gives_the_time_up_and_says_so(ros):
     status = diagnostics.wait("sim_node", lambda s: int(s["realtime_overruns"]) >= 1, 10, "the overrun reported")
     assert float(status["time_given_up_s"]) > 0.6 and status["level"] == 1
     assert status["command_age_max_ms"] == "0.0", "nothing commands this arm: no command is applied, none is stale"
+
+
+def test_in_lockstep_the_sim_steps_once_per_command_and_stops_at_the_frames_the_policy_wants(ros):
+    """Lockstep: a period per command round of the controller, a stop at each observation the policy asked for.
+
+    Paused, it does not step; resumed, its time goes on where it stopped.
+
+    The test node stands in for both: it answers each joint_states with a command of every group
+    (the controller) and answers frames on vla/policy_ready (the policy node). Silent for longer
+    than lockstep_timeout_s, either is waited for no longer, and diagnostics count it.
+    """
+    embodiment = load_embodiment("arm7")
+    ros.start_node("sim_node", use_sim_time=True, lockstep=True, lockstep_timeout_s=1.0)
+    diagnostics = ros.diagnostics()
+    commands = {g.name: ros.node.create_publisher(Float64MultiArray, g.command_topic, 10)
+                for g in embodiment.commanded_groups}
+    answers = ros.node.create_publisher(TimeReference, "vla/policy_ready", 10)
+    states, frames, commanding = [], [], [True]
+
+    def command(msg: JointState) -> None:
+        position = dict(zip(msg.name, msg.position))
+        for group in embodiment.commanded_groups:
+            hold = [position[j] if group.mode == "position" else 0.0 for j in group.joints]
+            commands[group.name].publish(Float64MultiArray(data=hold))
+
+    def on_state(msg: JointState) -> None:
+        states.append((to_seconds(msg.header.stamp), time.monotonic()))
+        if commanding[0]:
+            command(msg)
+
+    ros.node.create_subscription(JointState, "joint_states", on_state, 100)
+    ros.node.create_subscription(Image, "camera/front/image_raw",
+                                 lambda msg: frames.append(to_seconds(msg.header.stamp)), qos_profile_sensor_data)
+    ros.spin_until(lambda: len(states) > 300 and frames, 60, "joint_states and frames in lockstep")
+    period = 1.0 / embodiment.control_rate_hz
+    stamps = np.array([stamp for stamp, _ in states[-200:]])
+    assert np.allclose(np.diff(stamps), period, atol=1e-6), "one period per step: nothing skipped, nothing repeated"
+
+    def quiet_for(seconds: float) -> list:
+        """The states that arrive in `seconds` of spinning."""
+        seen, until = len(states), time.monotonic() + seconds
+        ros.spin_until(lambda: time.monotonic() > until, seconds + 5, "the wall clock")
+        return states[seen:]
+
+    parameters = ros.node.create_client(SetParameters, "sim_node/set_parameters")
+
+    def pause(value: bool) -> None:
+        ros.call(parameters, SetParameters.Request(parameters=[Parameter(
+            name="paused", value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))]))
+
+    pause(True)
+    quiet_for(0.1)  # what was on its way
+    assert quiet_for(0.4) == [], "paused: no steps"
+    pause(False)
+    resumed = len(states)
+    ros.spin_until(lambda: len(states) > resumed + 50, 10, "stepping again")
+    assert np.allclose(np.diff([stamp for stamp, _ in states[resumed - 5:]]), period, atol=1e-6), "no time lost"
+
+    commanding[0] = False
+    assert len(quiet_for(0.5)) <= 1, "without commands the sim waits (one state may have been on its way)"
+    waited = len(states)
+    ros.spin_until(lambda: len(states) > waited + 50, 10, "stepping on after lockstep_timeout_s without commands")
+    diagnostics.wait("sim_node", lambda s: int(s["lockstep_timeouts_controller"]) >= 1, 10, "the timeout counted")
+    commanding[0] = True
+
+    # The policy answers the newest frame, wanting its next observation 0.25 s later.
+    answered = frames[-1]
+    answers.publish(TimeReference(header=Header(stamp=to_stamp(answered)), time_ref=to_stamp(answered + 0.25)))
+    ros.spin_until(lambda: frames[-1] >= answered + 0.25, 20, "the frame the policy wants")
+    stop = frames[-1]
+    assert stop < answered + 0.25 + 1.0 / embodiment.cameras["front"].rate_hz + 1e-6, "the first frame at or after it"
+    held = quiet_for(0.5)
+    assert all(stamp <= stop + 1e-9 for stamp, _ in held), "the sim stops at the frame until the policy answers"
+    answers.publish(TimeReference(header=Header(stamp=to_stamp(stop)), time_ref=to_stamp(stop + 1.0)))
+    ros.spin_until(lambda: states[-1][0] > stop + 0.1, 20, "stepping on after the answer")
+
+    ros.spin_until(lambda: frames[-1] >= stop + 1.0 - 1e-6, 20, "the next frame the policy wants")
+    diagnostics.wait("sim_node", lambda s: int(s["lockstep_timeouts_policy"]) >= 1, 20,
+                     "an unanswered stop given up after lockstep_timeout_s and counted")
+    ros.spin_until(lambda: states[-1][0] > stop + 1.1, 20, "the sim going on")
 
 
 def test_bad_commands_are_rejected_and_the_robot_keeps_its_state(ros):

@@ -33,8 +33,10 @@ class Argument:
     description: str
 
 
-def arguments(sim_time: bool) -> list[Argument]:
-    """The launch arguments; `use_sim_time` defaults to `sim_time` (gazebo.launch.py: Gazebo's clock)."""
+def arguments(sim_time: bool, sim: bool = False) -> list[Argument]:
+    """The launch arguments; `use_sim_time` defaults to `sim_time`; `lockstep` with the embedded `sim`."""
+    lockstep = [Argument("lockstep", "false", "evaluation mode of the embedded sim (needs use_sim_time): it steps only "
+                         "once the controller has commanded, and waits at each observation for policy_node")]
     return [
         Argument("embodiment", "arm7", "shipped embodiment name (arm7, mobile_manipulator, humanoid_upper, ur5e) "
                  "or the path of an embodiment config"),
@@ -46,6 +48,7 @@ def arguments(sim_time: bool) -> list[Argument]:
         Argument("record", "false", "also start recorder_node"),
         Argument("teleop", "", "also start teleop_node with this input: joy (sensor_msgs/Joy on joy) or leader "
                  "(a leader arm on leader/joint_states); empty: none"),
+        *(lockstep if sim else []),
     ]
 
 
@@ -54,7 +57,8 @@ def options_from_arguments(value, sim: bool) -> Options:
     return Options(embodiment=value("embodiment"), sim=sim, policy=value("policy"), checkpoint=value("checkpoint"),
                    policy_params=parse_params(value("policy_params")), namespace=value("namespace"),
                    use_sim_time=parse_bool(value("use_sim_time"), "use_sim_time"),
-                   record=parse_bool(value("record"), "record"), teleop=value("teleop"))
+                   record=parse_bool(value("record"), "record"), teleop=value("teleop"),
+                   lockstep=sim and parse_bool(value("lockstep"), "lockstep"))
 
 
 def launch_description(sim: bool, sim_time: bool = False, extra=None):
@@ -78,7 +82,7 @@ def launch_description(sim: bool, sim_time: bool = False, extra=None):
                                remappings=list(spec.remappings), output="screen") for spec in graph(options)]
 
     declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
-                for a in arguments(sim_time)]
+                for a in arguments(sim_time, sim)]
     return LaunchDescription([*declared, OpaqueFunction(function=nodes)])
 
 
@@ -119,13 +123,14 @@ class Options:
         checkpoint: the builtin backend's checkpoint ("" = the shipped one).
         policy_params: backend parameters (policy_node `policy_params`, a YAML mapping).
         namespace: every node (and so every topic) under it; "" = none.
-        use_sim_time: follow /clock. Off by default, also with `sim`: sim_node runs in real time and
-            stamps with the wall clock, and the controller's torques come at its own steady rate
-            instead of whenever /clock arrives (README, "Why the wall clock is the default").
+        use_sim_time: follow /clock. The launch files with a simulator and `vla-ros up --sim` turn
+            it on; off, sim_node runs in real time and stamps with the wall clock.
         record: start recorder_node too.
         record_dir: its out_dir ("" = its default, episodes/ where the graph starts).
         teleop: start teleop_node with this input (joy, leader); "" = none.
         task, seed, phrasing: the sim's task spec, seed and instruction wording (with `sim`).
+        lockstep: the sim steps only once the controller has commanded and waits at each
+            observation for policy_node (with `sim` and `use_sim_time`; evaluation).
     """
 
     embodiment: str
@@ -141,6 +146,7 @@ class Options:
     task: str = "reach"
     seed: int = 0
     phrasing: str = "canonical"
+    lockstep: bool = False
 
 
 def graph(options: Options) -> list[NodeSpec]:
@@ -148,14 +154,17 @@ def graph(options: Options) -> list[NodeSpec]:
     if not options.embodiment:
         raise VlaRosError("no embodiment given (a shipped name such as arm7, or a config file)")
     namespace = normalize_namespace(options.namespace)
+    if options.lockstep and not (options.sim and options.use_sim_time):
+        raise VlaRosError("lockstep is a mode of the embedded sim on sim time: it needs sim and use_sim_time")
     common = {"embodiment": options.embodiment, "use_sim_time": bool(options.use_sim_time)}
+    lockstep = {"lockstep": True} if options.lockstep else {}
     nodes = []
     if options.sim:
         nodes.append(NodeSpec("sim_node", "sim_node", namespace,
                               {**common, "task": options.task, "seed": int(options.seed), "phrasing": options.phrasing,
-                               "publish_cameras": True}))
-    nodes.append(NodeSpec("controller_node", "controller_node", namespace, dict(common)))
-    policy = {**common, "policy": options.policy}
+                               "publish_cameras": True, **lockstep}))
+    nodes.append(NodeSpec("controller_node", "controller_node", namespace, {**common, **lockstep}))
+    policy = {**common, "policy": options.policy, **lockstep}
     if options.checkpoint:
         policy["checkpoint"] = options.checkpoint
     if options.policy_params:

@@ -73,7 +73,8 @@ class Rollout:
             for node in bringup.graph(self.options):
                 self.graph.start(node.name, node.argv())
             topic = self.robot.cameras[self.camera].topic if self.camera else None
-            self.client = SimClient(self.options.namespace, topic, controller=True)
+            self.client = SimClient(self.options.namespace, topic, controller=True,
+                                    pause_to_reset=self.options.lockstep)
             self.reports = self.client.watch_diagnostics("policy_node")
         except BaseException:
             self.__exit__()

@@ -42,6 +42,10 @@ def register(verbs) -> None:
                         help="a backend parameter (repeatable), e.g. --policy-param path=chunks.npz")
     parser.add_argument("--use-sim-time", action="store_true",
                         help="every node follows the sim's /clock (default: the wall clock, as vla-ros up)")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="the sim steps only once the controller has commanded and waits for the policy at each "
+                             "observation: the same run on a loaded machine, slower than real time (implies "
+                             "--use-sim-time)")
     parser.add_argument("--perturb", action="append", metavar="NAME",
                         help="run the episodes perturbed: none, distractor, nudge or lure; repeat to compare several "
                              "on the same seeds (default none)")
@@ -133,6 +137,7 @@ class EvalReport:
     inference_p95_ms: float | None
     log_dir: Path  # the nodes' output
     use_sim_time: bool = False  # the nodes followed the sim's /clock, not the wall clock
+    lockstep: bool = False  # the sim waited for the controller and the policy
     sheet: np.ndarray | None = None  # (H, W, 3) uint8 RGB contact sheet of the first episodes, given a camera
 
     @property
@@ -177,13 +182,14 @@ class EvalReport:
             "successes": self.successes, "success_rate": self.success_rate, "ci95": list(self.ci95),
             "progress": round(self.tally.progress, 3),
             "inference_p50_ms": self.inference_p50_ms, "inference_p95_ms": self.inference_p95_ms,
-            "log_dir": str(self.log_dir), "use_sim_time": self.use_sim_time,
+            "log_dir": str(self.log_dir), "use_sim_time": self.use_sim_time, "lockstep": self.lockstep,
         }
 
 
 def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str, seconds: float, policy: str,
              checkpoint: str | None, policy_params: Mapping[str, object], camera: str | None, console,
-             use_sim_time: bool = False, perturbations: tuple[str, ...] = ("none",)) -> EvalReport:
+             use_sim_time: bool = False, perturbations: tuple[str, ...] = ("none",),
+             lockstep: bool = False) -> EvalReport:
     """Run seeded episodes (seeds seed, seed + 1, ...) of `task` with `policy` in charge of the sim robot.
 
     Args:
@@ -200,6 +206,8 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
         console: a rich Console; a line per episode is printed as it finishes.
         use_sim_time: every node follows the sim's /clock instead of the wall clock.
         perturbations: the seeds run once under each (vla_ros.sim.perturb; "none": as drawn).
+        lockstep: the sim waits for the controller each period and for the policy at each
+            observation (implies `use_sim_time`).
 
     Raises:
         VlaRosError: bad arguments, a node that died, a graph that did not come up.
@@ -232,8 +240,8 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
         raise VlaRosError(f"no camera {camera!r}; cameras: {', '.join(robot.cameras) or 'none'}")
 
     options = bringup.Options(str(robot.path), policy=policy, checkpoint=checkpoint or "",
-                              policy_params=dict(policy_params), use_sim_time=use_sim_time, task=task, seed=seed,
-                              phrasing=phrasing)
+                              policy_params=dict(policy_params), use_sim_time=use_sim_time or lockstep, task=task,
+                              seed=seed, phrasing=phrasing, lockstep=lockstep)
     results, shown, reports = [], [], []
     with Rollout(robot, options, camera) as rollout:
         ready = rollout.wait_ready()
@@ -264,7 +272,7 @@ def evaluate(embodiment: str, task: str, episodes: int, seed: int, phrasing: str
     return EvalReport(policy, checkpoint, robot.name, task, phrasing, seed, seconds, results,
                       median([float(r["inference_p50_ms"]) for r in reports]),
                       median([float(r["inference_p95_ms"]) for r in reports]),
-                      rollout.log_dir, use_sim_time, contact_sheet(shown, SHEET_FRAMES))
+                      rollout.log_dir, use_sim_time or lockstep, lockstep, contact_sheet(shown, SHEET_FRAMES))
 
 
 def outcome_table(report: EvalReport):
@@ -301,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
     camera = (args.camera or next(iter(load_embodiment(args.embodiment).cameras), None)) if args.sheet else None
     console = make_console()
     report = evaluate(args.embodiment, args.task, args.episodes, args.seed, args.phrasing, args.seconds, args.policy,
-                      args.checkpoint, params, camera, console, args.use_sim_time, tuple(args.perturb or ("none",)))
+                      args.checkpoint, params, camera, console, args.use_sim_time,
+                      tuple(args.perturb or ("none",)), args.lockstep)
     table = Table(title=f"{report.embodiment} {report.task}, {report.phrasing} phrasings, policy {report.policy}")
     for column in ("instruction", "successes", "episodes", "rate"):
         table.add_column(column, justify="left" if column == "instruction" else "right")

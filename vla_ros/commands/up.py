@@ -27,8 +27,14 @@ def register(verbs) -> None:
     parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                         help="backend parameter, e.g. url=ws://host:8000 (repeatable)")
     parser.add_argument("--namespace", default="", help="namespace for every node and topic (default none)")
-    parser.add_argument("--use-sim-time", action="store_true",
-                        help="every node follows /clock (default: the wall clock, which sim_node keeps pace with)")
+    clock = parser.add_mutually_exclusive_group()
+    clock.add_argument("--use-sim-time", action="store_true",
+                       help="every node follows /clock (the default with --sim, as sim.launch.py)")
+    clock.add_argument("--wall-clock", action="store_true",
+                       help="with --sim: every node, sim_node too, runs on the wall clock instead of /clock")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="with --sim, on sim time: the sim steps only once the controller has commanded and "
+                             "waits at each observation for policy_node (evaluation)")
     parser.add_argument("--record", nargs="?", const="episodes", default="", metavar="DIR",
                         help="start recorder_node too, its bags into DIR (default episodes/)")
     parser.add_argument("--teleop", default="", metavar="joy|leader",
@@ -45,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = Options(embodiment=args.embodiment, sim=args.sim, policy=args.policy, checkpoint=args.checkpoint,
                       policy_params=parse_params(pairs=args.policy_param), namespace=args.namespace,
-                      use_sim_time=args.use_sim_time, record=bool(args.record), record_dir=args.record,
-                      teleop=args.teleop, task=args.task,
-                      seed=args.seed)
+                      use_sim_time=args.use_sim_time or (args.sim and not args.wall_clock),
+                      record=bool(args.record), record_dir=args.record, teleop=args.teleop, task=args.task,
+                      seed=args.seed, lockstep=args.lockstep)
     nodes = graph(options)
     if args.print_graph:
         for node in nodes:

@@ -70,7 +70,7 @@ def controllers(embodiment: Embodiment) -> dict:
 
 def bridge(embodiment: Embodiment) -> list[dict]:
     """ros_gz_bridge entries: /clock and each camera, Gazebo to ROS, under the same topic names."""
-    entries = [{"ros_topic_name": "clock", "gz_topic_name": "clock", "ros_type_name": "rosgraph_msgs/msg/Clock",
+    entries = [{"ros_topic_name": "/clock", "gz_topic_name": "clock", "ros_type_name": "rosgraph_msgs/msg/Clock",
                 "gz_type_name": "gz.msgs.Clock", "direction": "GZ_TO_ROS"}]
     for camera in embodiment.cameras.values():
         entries.append({"ros_topic_name": camera.topic, "gz_topic_name": camera.topic,

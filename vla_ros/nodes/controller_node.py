@@ -16,7 +16,11 @@ its next period, so a slow callback never delays a command. With use_sim_time it
 sim's: the stamp of the newest joint_states it took (the sim's clock when it measured them), or
 /clock when that is later (states that stopped coming still go stale), and a period in which sim
 time did not move is skipped (a paused sim, or none yet). /clock alone reaches the node through
-its executor, late and in bursts under load; the pace stays the monotonic clock's.
+its executor, late and in bursts under load; the pace stays the monotonic clock's. With `lockstep`
+(beside a sim in lockstep) the loop takes the policy's chunks from their subscriptions itself, at
+the top of the period, so a chunk published before the sim stepped is tracked from that step,
+and runs a period for each new joint_states only, at its stamp (/clock, arriving before the state
+it goes with, would otherwise start a period the sim counts as its command).
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from vla_ros.embodiment import load_embodiment
 from vla_ros.nodes.base import ERROR, OK, WARN, Report, RobotParams, VlaNode, run
 from vla_ros.params import param
 from vla_ros.ros.joint_state import JointStateError, JointStateReader
-from vla_ros.ros.polled import polled_subscription, take_latest
+from vla_ros.ros.polled import polled_subscription, take_all, take_latest
 from vla_ros.ros.qos import RELIABLE
 from vla_ros.ros.time import to_seconds, to_stamp
 from vla_ros.ros.trajectory import from_base_chunk_msg, from_chunk_msg
@@ -54,6 +58,8 @@ class ControllerParams(ControllerConfig, RobotParams):
 
     rate_hz: float = param(0.0, "control loop rate [Hz]; 0: the embodiment's control_rate_hz", low=0.0, high=2000.0)
     realtime_priority: int = param(50, "SCHED_FIFO priority of the loop thread (0: normal scheduling)", low=0, high=98)
+    lockstep: bool = param(False, "take vla/action_chunk and vla/base_chunk in the loop, in order with joint_states, "
+                           "for a sim_node in lockstep (evaluation)")
 
 
 class ControllerNode(VlaNode):
@@ -82,8 +88,13 @@ class ControllerNode(VlaNode):
         self.cmd_vel = self.create_publisher(Twist, base.command_topic, RELIABLE) if base else None
         self.commanded_pub = self.create_publisher(JointState, "~/commanded", RELIABLE)
         self.states = polled_subscription(self, JointState, "joint_states")
-        self.create_subscription(JointTrajectory, "vla/action_chunk", self._on_chunk, RELIABLE)
-        self.create_subscription(MultiDOFJointTrajectory, "vla/base_chunk", self._on_base_chunk, RELIABLE)
+        chunks = {JointTrajectory: ("vla/action_chunk", self._on_chunk),
+                  MultiDOFJointTrajectory: ("vla/base_chunk", self._on_base_chunk)}
+        self.polled_chunks = [(polled_subscription(self, kind, topic, RELIABLE), handle)
+                              for kind, (topic, handle) in chunks.items()] if self.params.lockstep else []
+        if not self.params.lockstep:
+            for kind, (topic, handle) in chunks.items():
+                self.create_subscription(kind, topic, handle, RELIABLE)
         self.create_subscription(Bool, "vla/estop", self._on_estop_topic, RELIABLE)
         self.create_subscription(JointTrajectory, "vla/teleop_chunk", self._on_teleop_chunk, RELIABLE)
         self.create_subscription(Bool, "vla/intervention", self._on_intervention, RELIABLE)
@@ -165,7 +176,11 @@ class ControllerNode(VlaNode):
             late = self.rate.sleep()
             msg = take_latest(self.states)
             now = self.now()
-            if self.use_sim_time:
+            if self.params.lockstep:  # a period per state, at its stamp: the sim waits for this command
+                if msg is None:
+                    continue
+                now = to_seconds(msg.header.stamp)
+            elif self.use_sim_time:
                 if msg is not None:  # the sim's time when it measured the state: fresher than /clock
                     now = max(now, to_seconds(msg.header.stamp))
                 if now <= last_now:  # sim time stands still: nothing moved, nothing to command
@@ -176,6 +191,9 @@ class ControllerNode(VlaNode):
                 self.periods.add(start - last_start)
             last_start = start
             self.period_error.add(late)
+            for subscription, handle in self.polled_chunks:
+                for chunk in take_all(subscription):
+                    handle(chunk)
             while self.inbox:
                 take, payload = self.inbox.popleft()
                 take(payload, now)

@@ -20,6 +20,12 @@ chunk whose inference was under way when the instruction changed is dropped. Whi
 drives (vla/intervention true) the node asks for nothing; when they hand back it resets the
 policy and asks at once, from frames taken after the hand-back (the pose the person left).
 
+With `lockstep` (beside a sim_node in lockstep, on sim time) the node decides on each set of
+frames as of their stamp and answers on `vla/policy_ready` (sensor_msgs/TimeReference: the
+frames' stamp, and in `time_ref` the sim time of the next observation it wants); the sim stops at
+that observation until the answer comes, so inference takes no sim time and an evaluation does
+the same on every run.
+
 Camera frames and joint states are taken by the worker straight from their subscriptions, not
 through the executor (vla_ros.ros.polled), which only handles the instruction and the timers.
 Each input is checked as it arrives: a frame that is no picture (unknown encoding, sizes that
@@ -37,8 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Bool, String
+from sensor_msgs.msg import CompressedImage, Image, JointState, TimeReference
+from std_msgs.msg import Bool, Header, String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from vla_ros.embodiment import EmbodimentIO, load_embodiment
@@ -55,11 +61,15 @@ from vla_ros.ros.image import from_compressed_msg, from_image_msg
 from vla_ros.ros.joint_state import JointStateError, JointStateReader
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
 from vla_ros.ros.qos import LATCHED, RELIABLE, SENSOR_DATA
-from vla_ros.ros.time import to_seconds
+from vla_ros.ros.time import to_seconds, to_stamp
 from vla_ros.ros.trajectory import to_base_chunk_msg, to_chunk_msg
 from vla_ros.stats import Window
 
 TICK_S = 0.005  # the worker's polling period while it waits for a chunk to fall due
+LOCKSTEP_TICK_S = 0.001  # in lockstep: the sim waits for the answer, so look for frames more often
+NEVER_S = 1e9  # [s] sim time of the next wanted observation when the node wants none
+NEXT_FRAME_S = 1e-3  # [s] "the next frame" as a wanted observation time: later than these, sooner than any other
+STAMP_TOLERANCE_S = 1e-6  # [s] stamps round to nanoseconds on the wire: a frame this close to a time is at it
 STATE_HISTORY = 1000  # joint_states kept to find the one nearest an image (2 s at 500 Hz)
 ODOM_HISTORY = 100
 OVERHEAD_WINDOW = 200  # requests in the node-overhead percentiles
@@ -98,6 +108,8 @@ class PolicyParams(BackendParams):
     warmup_requests: int = param(2, "first requests left out of the delay estimate", low=0, high=1000)
     retry_s: float = param(0.2, "pause after a backend error before the next request [s]", low=0.0, high=60.0,
                            dynamic=True)
+    lockstep: bool = param(False, "decide on each set of frames as of its stamp and answer on vla/policy_ready, for "
+                           "a sim_node in lockstep (evaluation; needs use_sim_time)")
     image_transport: str = param("raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on <topic>/compressed)",
                                  choices=("raw", "compressed"))
 
@@ -124,6 +136,7 @@ class PolicyNode(VlaNode):
         self.schedule = ChunkSchedule(self.params.request_fraction, self.params.request_rate_hz,
                                       self.params.latency_window, self.params.warmup_requests)
         self.reader = JointStateReader(self.io.joints)
+        self.use_sim_time = self.get_parameter("use_sim_time").value
 
         compressed = self.params.image_transport == "compressed"
         self.cameras = {
@@ -142,6 +155,11 @@ class PolicyNode(VlaNode):
             if self.io.base else None
         self.create_subscription(String, "vla/instruction", self._on_instruction, LATCHED)
         self.create_subscription(Bool, "vla/intervention", self._on_intervention, RELIABLE)
+        if self.params.lockstep and not self.use_sim_time:
+            raise VlaRosError("lockstep needs use_sim_time:=true: it decides on frames as of the sim's time")
+        self.ready_pub = self.create_publisher(TimeReference, "vla/policy_ready", RELIABLE) \
+            if self.params.lockstep else None
+        self.answered = -np.inf  # [s] in lockstep: the stamp of the last frames answered
 
         self.instruction = self.params.instruction
         self.intervening = False  # a person drives: no requests
@@ -153,6 +171,7 @@ class PolicyNode(VlaNode):
         self.latency = Window(self.params.latency_window)
         self.overhead = Window(OVERHEAD_WINDOW)
         self.age = Window(self.params.latency_window)
+        self.clock_lag = Window(self.params.latency_window)  # [s] newest joint_states stamp - ROS time, per request
         self.published = 0
         self.published_reported = 0
         self.errors = 0
@@ -198,7 +217,7 @@ class PolicyNode(VlaNode):
 
     def _new_epoch(self) -> None:
         self.epoch += 1
-        self.fresh_after = self.now()
+        self.fresh_after = self._time()
         self.restart.set()
 
     def _work(self) -> None:
@@ -207,7 +226,11 @@ class PolicyNode(VlaNode):
             if self.restart.is_set():
                 self.restart.clear()
                 self._reset()
-            now = self.now()
+            if self.params.lockstep:
+                self._decide_in_lockstep()
+                time.sleep(LOCKSTEP_TICK_S)
+                continue
+            now = self._time()
             if not self.instruction:
                 self.waiting = "waiting for an instruction on vla/instruction"
             elif self.intervening:
@@ -219,6 +242,35 @@ class PolicyNode(VlaNode):
                 except NotReady as reason:
                     self.waiting = str(reason)
             time.sleep(TICK_S)
+
+    def _decide_in_lockstep(self) -> None:
+        """On frames newer than the last answered: ask if a chunk is due as of their stamp, then answer."""
+        if len(self.frames) < len(self.cameras):
+            return
+        stamp = min(stamp for stamp, _ in self.frames.values())
+        if stamp <= self.answered:
+            return
+        idle = not self.instruction or self.intervening
+        if not idle and stamp >= self.schedule.next_due() - STAMP_TOLERANCE_S:  # as the sim decides to stop
+            try:
+                self._request(stamp)
+            except NotReady as reason:
+                self.waiting = str(reason)
+        self.answered = stamp
+        next_observation = NEVER_S if idle else max(self.schedule.next_due(), stamp + NEXT_FRAME_S)
+        self.ready_pub.publish(TimeReference(header=Header(stamp=to_stamp(stamp)), time_ref=to_stamp(next_observation),
+                                             source=self.get_fully_qualified_name()))
+
+    def _time(self) -> float:
+        """[s] the node's time: ROS time, or on sim time the newest joint_states stamp when that is later.
+
+        /clock reaches the node through its executor, late and in bursts when the worker and the
+        executor share a core; the robot's states carry the sim time they were measured at.
+        """
+        now = self.now()
+        if self.use_sim_time and self.states:
+            now = max(now, self.states[-1][0])
+        return now
 
     def _reset(self) -> None:
         try:
@@ -312,7 +364,7 @@ class PolicyNode(VlaNode):
         if self.epoch != asked_under:
             return  # the instruction changed or a person took over while the model thought: not wanted
         end = observation.stamp + chunk.times[-1]
-        if end <= self.now():
+        if end <= self._time():
             self._failed(PolicyError(f"the chunk arrived after its last point ({model:.3f} s inference for "
                                      f"{chunk.times[-1]:.3f} s of actions): dropped"))
             return
@@ -321,9 +373,11 @@ class PolicyNode(VlaNode):
         if base is not None:
             self.base_chunks.publish(to_base_chunk_msg(self.io.base, chunk.times, base, observation.stamp))
         self.overhead.add(time.perf_counter() - ready - model)
-        self.schedule.answered(ActionChunk(actions, chunk.dt, chunk.stamp), model)
+        # In lockstep the sim waits while the model thinks: no robot time passes.
+        self.schedule.answered(ActionChunk(actions, chunk.dt, chunk.stamp), 0.0 if self.params.lockstep else model)
         self.latency.add(model)
         self.age.add(now - observation.stamp)
+        self.clock_lag.add(self.states[-1][0] - self.now())
         self.published += 1
         self.waiting = ""
         self.last_error = ""
@@ -366,6 +420,8 @@ class PolicyNode(VlaNode):
             "inference_p95_ms": f"{self.latency.percentile(95) * 1e3:.1f}",
             "delay_estimate_ms": f"{self.schedule.delay * 1e3:.1f}",
             "observation_age_ms": f"{self.age.percentile(50) * 1e3:.1f}",
+            "clock_lag_p50_ms": f"{self.clock_lag.percentile(50) * 1e3:.1f}",
+            "clock_lag_max_ms": f"{self.clock_lag.percentile(100) * 1e3:.1f}",
             "overhead_p50_ms": f"{self.overhead.percentile(50) * 1e3:.3f}",
             "overhead_p99_ms": f"{self.overhead.percentile(99) * 1e3:.3f}",
         })

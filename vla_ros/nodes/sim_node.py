@@ -21,6 +21,17 @@ would look stale to policy_node from then on); gaps come in whole control period
 on the period's grid, less than one period behind. Diagnostics report the time given up, the falls
 past MAX_LAG_S (WARN), and how old the commands the physics applied were.
 Malformed commands are refused with a throttled warning.
+
+With `lockstep` (evaluation; needs use_sim_time) the sim is repeatable on a loaded machine: it
+steps a period only once the controller has commanded the last one (every group that commands),
+and it stops at the camera frame a policy node asked for on `vla/policy_ready`
+(sensor_msgs/TimeReference: `header.stamp` the frames it has decided on, `time_ref` the sim time
+of the next observation it wants) until the node has answered that frame, so inference takes no
+sim time. After ~/reset the clock moves on to the next multiple of EPISODE_ORIGIN_S, so an
+episode's stamps are the same floating-point numbers in every run, and the sim stops at the
+first frame. An evaluation resets the sim and the
+controller while the sim is `paused`, so both restart at the episode's first step. A participant silent for
+`lockstep_timeout_s` is waited for no longer until it speaks again (counted on diagnostics).
 """
 from __future__ import annotations
 
@@ -36,7 +47,7 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy._rclpy_pybind11 import RCLError
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import ColorRGBA, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from transforms3d.quaternions import mat2quat
@@ -48,10 +59,10 @@ from vla_ros.errors import VlaRosError
 from vla_ros.nodes import sim_cameras
 from vla_ros.nodes.base import OK, WARN, Report, RobotParams, VlaNode, run
 from vla_ros.params import param
-from vla_ros.ros.polled import polled_subscription, take_latest
+from vla_ros.ros.polled import polled_subscription, take_all, take_latest
 from vla_ros.ros.qos import LATCHED, RELIABLE
 from vla_ros.ros.task_status import SimStatus, to_status_msg
-from vla_ros.ros.time import to_stamp
+from vla_ros.ros.time import to_seconds, to_stamp
 from vla_ros.sim.episode import phrasing_rng, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
 from vla_ros.sim.perturb import PERTURBATIONS, perturb
@@ -62,6 +73,9 @@ from vla_ros.stats import Window
 MAX_LAG_S = 0.2  # [s] a fall this far behind is a stall: diagnostics go WARN
 COMMAND_AGE_WINDOW = 1000  # physics steps in the command-age percentiles (2 s at 500 Hz)
 STATUS_RATE_HZ = 25.0  # sim/task_status, sim/objects and odom per sim second
+LOCKSTEP_POLL_S = 0.0002  # [s] how often a sim in lockstep looks for the command or answer it waits for
+STAMP_TOLERANCE_S = 1e-6  # [s] stamps round to nanoseconds on the wire
+EPISODE_ORIGIN_S = 1000.0  # [s] in lockstep, a reset moves the clock on to the next multiple of this
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,13 @@ class SimParams(RobotParams):
     clock_rate_hz: float = param(100.0, "/clock messages per sim second (at most one per control period): every "
                                  "node on sim time takes each one in Python", low=1.0, high=10000.0)
     publish_cameras: bool = param(True, "render and publish the cameras")
+    paused: bool = param(False, "hold the world still: no steps, no sim time (on the wall clock the stamps jump over "
+                         "the pause); an evaluation in lockstep resets the sim and the controller while paused",
+                         dynamic=True)
+    lockstep: bool = param(False, "evaluation mode (needs use_sim_time): step only once the controller has commanded "
+                           "the last period, and stop at each camera frame policy_node asked for until it has answered")
+    lockstep_timeout_s: float = param(5.0, "in lockstep, a controller or policy node that has not answered this long "
+                                      "[wall s] is waited for no longer until it speaks again", low=0.01, high=60.0)
 
 
 class SimNode(VlaNode):
@@ -117,7 +138,7 @@ class SimNode(VlaNode):
         self.last_rejected = ""
 
         self.joint_states = self.create_publisher(JointState, "joint_states", RELIABLE)
-        self.clock_pub = self.create_publisher(Clock, "clock", RELIABLE)
+        self.clock_pub = self.create_publisher(Clock, "/clock", RELIABLE)  # where use_sim_time looks, in any namespace
         self.instruction_pub = self.create_publisher(String, "vla/instruction", LATCHED)
         self.status_pub = self.create_publisher(DiagnosticStatus, "sim/task_status", RELIABLE)
         self.objects_pub = self.create_publisher(MarkerArray, "sim/objects", RELIABLE)
@@ -127,6 +148,18 @@ class SimNode(VlaNode):
                              for group in embodiment.commanded_groups}
         self.twist_sub = polled_subscription(self, Twist, embodiment.base.command_topic) if embodiment.base else None
         self.create_service(Trigger, "~/reset", self._on_reset)
+        if params.lockstep and not self.use_sim_time:
+            raise VlaRosError("lockstep needs use_sim_time:=true: a sim that waits for its controller and policy "
+                              "falls behind the wall clock, and every node must follow its /clock")
+        self.lockstep = params.lockstep
+        self.policy_answers = polled_subscription(self, TimeReference, "vla/policy_ready", RELIABLE) \
+            if params.lockstep else None
+        self.commanding: set[str] = set()  # groups the controller commands: a lockstep step waits for each
+        self.policy_plan = math.inf  # [s] sim time of the next observation the policy wants
+        self.policy_present = False  # a policy node answers: a lockstep sim stops at the frames it wants
+        self.stop_at_next_frame = False  # set by ~/reset: the new episode's first frame waits for the policy
+        self.lockstep_timeouts = {"controller": 0, "policy": 0}
+        self.policy_stops = 0
         if embodiment.delegated_groups:
             legs = ", ".join(g.name for g in embodiment.delegated_groups)
             self.get_logger().info(f"delegated groups ({legs}) are held by a stand-in balance stack: "
@@ -151,11 +184,13 @@ class SimNode(VlaNode):
         self.start_loop(self._physics_loop, "physics")
 
     # -- inputs (executor threads) ----------------------------------------------------------
-    def _take_commands(self) -> None:
-        """Hand the newest command of each group (and the base) to the hardware; lock held."""
+    def _take_commands(self) -> set[str]:
+        """Hand the newest command of each group (and the base) to the hardware; the groups commanded. Lock held."""
+        commanded = set()
         for group, subscription in self.command_subs.items():
             msg = take_latest(subscription)
             if msg is not None:
+                commanded.add(group)
                 try:
                     self.hardware.command(group, msg.data, self.world.data.time)
                 except CommandRejected as error:
@@ -166,6 +201,7 @@ class SimNode(VlaNode):
                 self.hardware.command_base([msg.linear.x, msg.linear.y, msg.angular.z], self.world.data.time)
             except CommandRejected as error:
                 self._rejected(error)
+        return commanded
 
     def _rejected(self, error: CommandRejected) -> None:
         self.rejected += 1
@@ -191,7 +227,10 @@ class SimNode(VlaNode):
         self.instruction = self.task.instruction if params.phrasing == "canonical" else \
             self.task.phrase(params.phrasing, phrasing_rng(params.seed))
         self.episode += 1
+        if self.lockstep:  # each episode starts at a whole EPISODE_ORIGIN_S: the same stamps, the same arithmetic
+            self.clock = math.ceil(self.clock / EPISODE_ORIGIN_S) * EPISODE_ORIGIN_S
         self.status = self.task.update(0.0)
+        self.stop_at_next_frame = True
         self.episode_start = self.clock
         self.next_camera = {name: self.clock for name in self.world.embodiment.cameras}
         self.instruction_pub.publish(String(data=self.instruction))
@@ -209,12 +248,18 @@ class SimNode(VlaNode):
         # Sim time starts now: stamps track the wall clock from here (a sim behind real time shows
         # as stale stamps, which it is), or start at 0 with use_sim_time.
         self.clock_base = 0.0 if self.use_sim_time else time.time() - self.clock
-        start_base, given_up_before = self.clock_base, self.given_up_s
+        self.stamp_origin, given_up_before = self.clock_base, self.given_up_s
         if self.rate is not None:
             self.rate.start()  # with the clock: periods before now (the camera worker starting) are not owed
         tick = 0
         while not self.stopping.is_set():
+            if self.params.paused:
+                self._pause()
+                continue
+            waited = self.lockstep and tick > 0 and self._await_commands()
             with self.lock:
+                if self.params.paused:  # set while this period waited: a reset made in the pause gets no step
+                    continue
                 self._take_commands()
                 self.command_ages.add(self.hardware.oldest_command_age(float(self.world.data.time)))
                 step(self.world, self.hardware, self.substeps, self.control_dt)
@@ -233,13 +278,21 @@ class SimNode(VlaNode):
                 due = [n for n, t in self.next_camera.items() if self.clock + 1e-9 >= t]
                 for name in due:
                     self.next_camera[name] += 1.0 / self.world.embodiment.cameras[name].rate_hz
+                stop = bool(self.lockstep and due and self.camera_pipe is not None
+                            and self._policy_wants(self.clock_base + self.clock))
+                if stop:
+                    due = list(self.world.embodiment.cameras)  # the frames it decides on, all taken now
                 snapshot = (self.clock_base + self.clock, self.world.data.qpos.copy(),
                             self.world.data.mocap_pos.copy(), due)
             if due and self.camera_pipe is not None:
                 self.camera_pipe.send(snapshot)
+            if stop:
+                waited = self._await_policy(snapshot[0]) or waited
             tick += 1
             if self.rate is None:
                 continue
+            if waited:  # a lockstep wait is not the sim falling behind: pace on from now
+                self.rate.start()
             overruns = self.rate.overruns
             late = self.rate.sleep()
             if self.rate.overruns > overruns:
@@ -248,7 +301,77 @@ class SimNode(VlaNode):
                     self.stalls += late > MAX_LAG_S
                     if not self.use_sim_time:  # in whole periods: stamps stay on the control period's grid
                         periods = math.floor((self.given_up_s - given_up_before) / self.control_dt)
-                        self.clock_base = start_base + periods * self.control_dt
+                        self.clock_base = self.stamp_origin + periods * self.control_dt
+
+    def _pause(self) -> None:
+        """Wait while `paused`; then pace on from now, and on the wall clock jump the stamps over the pause."""
+        began = time.monotonic()
+        while self.params.paused and not self.stopping.wait(LOCKSTEP_POLL_S):
+            pass
+        if self.rate is not None:
+            self.rate.start()
+        if not self.use_sim_time:  # in whole periods: stamps stay on the control period's grid
+            shift = math.floor((time.monotonic() - began) / self.control_dt) * self.control_dt
+            with self.lock:
+                self.stamp_origin += shift
+                self.clock_base += shift
+
+    # -- lockstep ----------------------------------------------------------------------------
+    def _await_commands(self) -> bool:
+        """Wait until every group the controller commands has commanded the last period; True if it waited.
+
+        Groups join when they command and leave on a timeout (a controller that stopped, or never
+        was): then the sim runs on until they command again. What arrives is applied at once.
+        """
+        missing = set(self.commanding)
+        give_up = time.monotonic() + self.params.lockstep_timeout_s
+        waited = False
+        while not self.stopping.is_set():
+            with self.lock:
+                commanded = self._take_commands()
+            self.commanding |= commanded
+            missing -= commanded
+            if not missing:
+                return waited
+            if time.monotonic() > give_up:
+                self.lockstep_timeouts["controller"] += 1
+                self.get_logger().warning(f"lockstep: no command for {', '.join(sorted(missing))} in "
+                                          f"{self.params.lockstep_timeout_s:g} s: stepping without waiting for "
+                                          "the controller until it commands again", throttle_duration_sec=5.0)
+                self.commanding.clear()
+                return True
+            waited = True
+            time.sleep(LOCKSTEP_POLL_S)
+        return waited
+
+    def _policy_wants(self, stamp: float) -> bool:
+        """Whether the policy node decides on the frames taken at `stamp` before the sim goes on. Lock held."""
+        for answer in take_all(self.policy_answers):
+            self.policy_present = True
+            self.policy_plan = to_seconds(answer.time_ref)
+        first, self.stop_at_next_frame = self.stop_at_next_frame, False
+        return self.policy_present and (first or stamp >= self.policy_plan - STAMP_TOLERANCE_S)
+
+    def _await_policy(self, stamp: float) -> bool:
+        """Stop until the policy node has answered the frames taken at `stamp`; True (it waited)."""
+        self.policy_stops += 1
+        give_up = time.monotonic() + self.params.lockstep_timeout_s
+        while not self.stopping.is_set():
+            for answer in take_all(self.policy_answers):
+                if to_seconds(answer.header.stamp) < stamp - STAMP_TOLERANCE_S:
+                    continue  # about frames before these (sent before the reset): no answer to them
+                self.policy_plan = to_seconds(answer.time_ref)
+                if self.policy_plan > stamp + STAMP_TOLERANCE_S:
+                    return True
+            if time.monotonic() > give_up:
+                self.lockstep_timeouts["policy"] += 1
+                self.policy_present = False
+                self.get_logger().warning(f"lockstep: the policy node did not answer the frames of {stamp:.3f} s in "
+                                          f"{self.params.lockstep_timeout_s:g} s: stepping without waiting for it "
+                                          "until it answers again", throttle_duration_sec=5.0)
+                return True
+            time.sleep(LOCKSTEP_POLL_S)
+        return True
 
     def _publish_state(self, tick: int) -> None:
         stamp = to_stamp(self.clock_base + self.clock)
@@ -257,7 +380,7 @@ class SimNode(VlaNode):
                                              velocity=velocity.tolist(), effort=effort.tolist()))
         if tick % self.clock_every == 0:
             self.clock_pub.publish(Clock(clock=stamp))
-        if tick % self.status_every == 0:
+        if round((self.clock - self.episode_start) / self.control_dt) % self.status_every == 0:  # from each reset
             self._publish_objects(stamp)
             self._publish_status(stamp)
             if self.odom_pub is not None:
@@ -329,6 +452,10 @@ class SimNode(VlaNode):
             "command_age_max_ms": f"{1e3 * age_max:.1f}",
             "real_time_factor": self.params.real_time_factor,
         }
+        if self.lockstep:
+            values["lockstep_policy_stops"] = self.policy_stops
+            values["lockstep_timeouts_controller"] = self.lockstep_timeouts["controller"]
+            values["lockstep_timeouts_policy"] = self.lockstep_timeouts["policy"]
         if self.world.embodiment.delegated_groups:
             values["stand_in_balance_stack"] = "welded root, stiff hold of " + ", ".join(
                 g.name for g in self.world.embodiment.delegated_groups)

@@ -39,13 +39,16 @@ class ChunkSchedule:
         self.latency.clear()
 
     def due(self, now: float) -> bool:
+        return now >= self.next_due()
+
+    def next_due(self) -> float:
+        """[s] when the next request falls due (-inf: at once)."""
         if self.executing is None:
-            return True
+            return -np.inf
         if self.rate_hz > 0:
-            return now - self._last_request >= 1.0 / self.rate_hz
+            return self._last_request + 1.0 / self.rate_hz
         span = len(self.executing.actions) * self.executing.dt
-        left = self.executing.stamp + span - now
-        return left <= max(self.fraction * span, 1.5 * self.delay)
+        return self.executing.stamp + span - max(self.fraction * span, 1.5 * self.delay)
 
     def requested(self, now: float) -> None:
         self._last_request = now

@@ -57,7 +57,9 @@ class EpisodeOutcome:
 class SimClient:
     """A client node in its own context, talking to the sim (and a controller) in `namespace`."""
 
-    def __init__(self, namespace: str = "", camera_topic: str | None = None, controller: bool = False):
+    def __init__(self, namespace: str = "", camera_topic: str | None = None, controller: bool = False,
+                 pause_to_reset: bool = False):
+        self.pause_to_reset = pause_to_reset  # reset sim and controller in a pause: both start at its first step
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.namespace = namespace.strip("/")
@@ -144,13 +146,20 @@ class SimClient:
         return response
 
     def start_episode(self, task: str, seed: int, perturb: str = "none") -> str:
-        """Set the sim's task, seed and perturbation, reset it (and the controller), and return the instruction."""
-        request = SetParameters.Request(parameters=[
+        """Set the sim's task, seed and perturbation, reset it (and the controller), and return the instruction.
+
+        With `pause_to_reset` both are reset while the sim is paused: a controller in step with the
+        sim then restarts at the episode's first step, whenever the reset reached it.
+        """
+        parameters = [
             Parameter(name="task", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=task)),
             Parameter(name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed)),
             Parameter(name="perturb", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=perturb)),
-        ])
-        refused = [r.reason for r in self._call(self.set_parameters, request).results if not r.successful]
+        ]
+        if self.pause_to_reset:
+            parameters.append(_paused(True))
+        answer = self._call(self.set_parameters, SetParameters.Request(parameters=parameters))
+        refused = [r.reason for r in answer.results if not r.successful]
         if refused:
             raise VlaRosError(f"the sim refused task={task!r} seed={seed} perturb={perturb!r}: {'; '.join(refused)}")
         previous = None if self.status is None else self.status.episode
@@ -159,6 +168,8 @@ class SimClient:
             raise VlaRosError(f"the sim could not start task={task!r} seed={seed}: {response.message}")
         if self.controller_reset is not None:
             self._call(self.controller_reset, Trigger.Request())
+        if self.pause_to_reset:
+            self._call(self.set_parameters, SetParameters.Request(parameters=[_paused(False)]))
         self.spin_until(lambda: self.status is not None and self.status.episode != previous, ANSWER_TIMEOUT_S,
                         "the new episode's status")
         return response.message
@@ -206,3 +217,7 @@ class SimClient:
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()
+
+
+def _paused(value: bool) -> Parameter:
+    return Parameter(name="paused", value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))
