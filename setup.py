@@ -79,6 +79,7 @@ setup(
         "setuptools",
         "numpy",
         "opencv-python-headless",
+        "Pillow",  # reads a compressed image's declared size before OpenCV decodes it
         "transforms3d",
         "PyYAML",
         "rich",

@@ -1,9 +1,12 @@
 """The policy core without ROS: the embodiment mapping, backends, registry, wire format, schedule."""
 import importlib.util
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CompressedImage
 
 from vla_ros.embodiment import EmbodimentIO, LayoutError, load_embodiment
 from vla_ros.embodiment.layout import pad
@@ -195,6 +198,12 @@ def test_image_messages_convert_both_ways_and_bad_ones_are_refused():
         compressed.data = data
         with pytest.raises(ImageError, match="cannot decode"):
             from_compressed_msg(compressed)
+    for side, refusal in [(5000, "5000x5000 pixels"), (100_000, "too large to decode")]:
+        png = bytearray(to_compressed_msg(smooth, Time(sec=1), "cam", "png").data)
+        png[16:24] = struct.pack(">II", side, side)  # IHDR: a huge picture declared in a few hundred bytes
+        png[29:33] = struct.pack(">I", zlib.crc32(png[12:29]))
+        with pytest.raises(ImageError, match=refusal):
+            from_compressed_msg(CompressedImage(format="png", data=bytes(png)))
 
 
 def test_schedule_asks_at_the_fraction_left_or_sooner_when_inference_is_slow():

@@ -1,8 +1,12 @@
 """sensor_msgs/Image and CompressedImage <-> numpy (H, W, 3) uint8 RGB."""
 from __future__ import annotations
 
+import io
+import warnings
+
 import cv2
 import numpy as np
+import PIL.Image
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -10,6 +14,7 @@ from std_msgs.msg import Header
 from vla_ros.errors import VlaRosError
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+MAX_DECODED_PIXELS = 4096 * 4096  # the largest picture a CompressedImage may decode to (4K fits)
 
 
 class ImageError(VlaRosError):
@@ -44,7 +49,23 @@ def from_image_msg(msg: Image) -> np.ndarray:
 
 
 def from_compressed_msg(msg: CompressedImage) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a jpeg or png CompressedImage."""
+    """(H, W, 3) uint8 RGB from a jpeg or png CompressedImage.
+
+    The size its header declares is read first (Pillow reads only the header): a few bytes may
+    declare a picture of gigabytes, which is refused before anything is decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)  # the size is judged below
+            with PIL.Image.open(io.BytesIO(msg.data)) as header:
+                width, height = header.size
+    except PIL.Image.DecompressionBombError as error:
+        raise ImageError(f"a {msg.format!r} CompressedImage too large to decode: {error}") from None
+    except (OSError, ValueError, SyntaxError):
+        raise ImageError(f"cannot decode a {msg.format!r} CompressedImage of {len(msg.data)} bytes") from None
+    if width * height > MAX_DECODED_PIXELS:
+        raise ImageError(f"a {msg.format!r} CompressedImage of {width}x{height} pixels (at most "
+                         f"{MAX_DECODED_PIXELS} pixels)")
     try:
         pixels = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR) if len(msg.data) else None
     except cv2.error:  # OpenCV asserts on some malformed data rather than failing
