@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import threading
@@ -86,6 +87,24 @@ def _bulk(draw, shape: tuple[int, ...], bound: float) -> list:
     return rng.uniform(-bound, bound, shape).tolist()
 
 
+@functools.cache
+def _points_at_rest(joints: int) -> list[JointTrajectoryPoint]:
+    """MAX_POINTS + 100 points 1 ms apart, built once: a chunk of too many points is a slice of them.
+
+    Building ten thousand points in Python for each of thousands of messages would take the
+    benchmark most of an hour; the node sees the same message either way.
+    """
+    return [JointTrajectoryPoint(positions=[0.0] * joints, time_from_start=to_duration(1e-3 * (k + 1)))
+            for k in range(MAX_POINTS + 100)]
+
+
+@functools.cache
+def _base_points_at_rest() -> list[MultiDOFJointTrajectoryPoint]:
+    """As _points_at_rest, for a base chunk."""
+    return [MultiDOFJointTrajectoryPoint(transforms=[Transform()], velocities=[Twist()],
+                                         time_from_start=to_duration(1e-3 * (k + 1))) for k in range(MAX_POINTS + 50)]
+
+
 def _trajectory(joints: list[str], fault: str):
     """JointTrajectory messages (vla/action_chunk, vla/teleop_chunk) with `fault`."""
 
@@ -103,7 +122,7 @@ def _trajectory(joints: list[str], fault: str):
                 st.sampled_from([math.nan, math.inf, -math.inf]))
         elif fault == "too many points":
             count = draw(st.integers(MAX_POINTS + 1, MAX_POINTS + 100))
-            times, rows = [1e-3 * (k + 1) for k in range(count)], [[0.0] * len(names)] * count
+            return Shot(JointTrajectory(joint_names=names, points=_points_at_rest(len(names))[:count]), offset)
         elif fault == "no points":
             times, rows = [], []
         elif fault == "unknown joint":
@@ -148,7 +167,7 @@ def _base_trajectory(base: str, fault: str):
             twists[k] = (draw(st.sampled_from([math.nan, math.inf, -math.inf])), *twists[k][1:])
         elif fault == "too many points":
             count = draw(st.integers(MAX_POINTS + 1, MAX_POINTS + 50))
-            times, twists = [1e-3 * (k + 1) for k in range(count)], [(0.0, 0.0, 0.0)] * count
+            return Shot(MultiDOFJointTrajectory(joint_names=[base], points=_base_points_at_rest()[:count]), offset)
         elif fault == "no points":
             times, twists = [], []
         elif fault == "point without velocity":
@@ -537,8 +556,9 @@ def _server_messages(fault: str, example: dict, limit: int):
     if fault == "truncated msgpack":
         return st.integers(0, len(good) - 1).map(lambda n: good[:n])
     if fault == "wrong types":
-        values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-                           st.binary(max_size=20), st.lists(st.integers(), max_size=4))
+        packable = st.integers(-2**63, 2**64 - 1)  # msgpack's integers: a larger one is no message at all
+        values = st.one_of(st.none(), st.booleans(), packable, st.floats(), st.text(max_size=20),
+                           st.binary(max_size=20), st.lists(packable, max_size=4))
         return st.tuples(st.sampled_from(["images", "state", "prompt", "prefix", "stamp"]), values).map(
             lambda kv: msgpack.packb({**{k: v for k, v in example.items() if k != "images"}, kv[0]: kv[1],
                                       "images": {}}, default=lambda v: v.tolist()))
@@ -693,6 +713,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("bench_results/fuzz.json"))
     parser.add_argument("--png", type=Path, default=Path("bench_results/fuzz.png"))
     parser.add_argument("--table", type=Path, default=Path("bench_results/fuzz.md"))
+    parser.add_argument("--inputs", help="comma-separated inputs to fuzz, `server` for the policy server (default all)")
     args = parser.parse_args()
     console = make_console()
     robot = load_embodiment(BODY)
@@ -709,17 +730,24 @@ def main() -> None:
         client = SimClient()
         fuzzer = Fuzzer(client.node, client.spin_until, robot)
         fuzzer.spin_until(lambda: fuzzer.status("policy_node").get("level") == 0, 120, "chunks from policy_node")
+        chosen = set(args.inputs.split(",")) if args.inputs else {*fuzzer.inputs, "server"}
+        unknown = chosen - {*fuzzer.inputs, "server"}
+        if unknown:
+            raise SystemExit(f"no input {', '.join(sorted(unknown))}; inputs: {', '.join(fuzzer.inputs)}, server")
         for name, put in fuzzer.inputs.items():
-            for fault in put.faults:
+            for fault in put.faults if name in chosen else ():
                 with console.status(f"{name}: {fault}"):
                     row = fuzzer.send(name, fault, math.ceil(args.messages / len(put.faults)), args.seed)
                 rows.append(row)
                 console.print(f"{name:14s} {fault:28s} sent {row['sent']:6d}  counted {row['counted']}  "
                               f"violations {row['limit_violations']}")
+                for violation in fuzzer.watch.violations[len(fuzzer.watch.violations) - row["limit_violations"]:]:
+                    console.print(f"  {violation}")
         stopped = [n for n, child in group.children.items() if child.poll() is not None]
         client.close()
-    with console.status("the policy server"):
-        rows += fuzz_server(math.ceil(args.messages / len(SERVER_FAULTS)), args.seed)
+    if "server" in chosen:
+        with console.status("the policy server"):
+            rows += fuzz_server(math.ceil(args.messages / len(SERVER_FAULTS)), args.seed)
     report = {"messages_per_input": args.messages, "seed": args.seed, "seconds": round(time.monotonic() - started, 1),
               "commands_checked": fuzzer.watch.commands, "restarts": fuzzer.watch.restarts,
               "limit_violations": fuzzer.watch.violations[:20],
