@@ -245,7 +245,7 @@ def _instruction(fault: str):
     if fault == "blank":
         return st.text(alphabet=" \t\r\n", max_size=50).map(lambda text: Shot(String(data=text), None))
     if fault == "1 MB":
-        return st.integers(1 << 20, (1 << 20) + 1000).map(lambda n: Shot(String(data="reach " * (n // 6)), None))
+        return st.integers(1 << 20, (1 << 20) + 100_000).map(lambda n: Shot(String(data="reach " * (n // 6)), None))
     if fault == "not UTF-8":
         def raw(junk: bytes) -> Shot:
             good = serialize_message(String(data="reach the " + "x" * len(junk)))
