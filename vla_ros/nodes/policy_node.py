@@ -61,7 +61,7 @@ from vla_ros.ros.image import from_compressed_msg, from_image_msg
 from vla_ros.ros.joint_state import JointStateError, JointStateReader
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
 from vla_ros.ros.qos import LATCHED, RELIABLE, SENSOR_DATA
-from vla_ros.ros.time import to_seconds, to_stamp
+from vla_ros.ros.time import STAMP_TOLERANCE_S, to_seconds, to_stamp
 from vla_ros.ros.trajectory import to_base_chunk_msg, to_chunk_msg
 from vla_ros.stats import Window
 
@@ -69,7 +69,6 @@ TICK_S = 0.005  # the worker's polling period while it waits for a chunk to fall
 LOCKSTEP_TICK_S = 0.001  # in lockstep: the sim waits for the answer, so look for frames more often
 NEVER_S = 1e9  # [s] sim time of the next wanted observation when the node wants none
 NEXT_FRAME_S = 1e-3  # [s] "the next frame" as a wanted observation time: later than these, sooner than any other
-STAMP_TOLERANCE_S = 1e-6  # [s] stamps round to nanoseconds on the wire: a frame this close to a time is at it
 STATE_HISTORY = 1000  # joint_states kept to find the one nearest an image (2 s at 500 Hz)
 ODOM_HISTORY = 100
 OVERHEAD_WINDOW = 200  # requests in the node-overhead percentiles

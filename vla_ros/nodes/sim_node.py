@@ -29,9 +29,9 @@ and it stops at the camera frame a policy node asked for on `vla/policy_ready`
 of the next observation it wants) until the node has answered that frame, so inference takes no
 sim time. After ~/reset the clock moves on to the next multiple of EPISODE_ORIGIN_S, so an
 episode's stamps are the same floating-point numbers in every run, and the sim stops at the
-first frame. An evaluation resets the sim and the
-controller while the sim is `paused`, so both restart at the episode's first step. A participant silent for
-`lockstep_timeout_s` is waited for no longer until it speaks again (counted on diagnostics).
+first frame. An evaluation resets the sim and the controller while the sim is `paused`, so both
+restart at the episode's first step. A participant silent for `lockstep_timeout_s` is waited for
+no longer until it speaks again (counted on diagnostics).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ from vla_ros.params import param
 from vla_ros.ros.polled import polled_subscription, take_all, take_latest
 from vla_ros.ros.qos import LATCHED, RELIABLE
 from vla_ros.ros.task_status import SimStatus, to_status_msg
-from vla_ros.ros.time import to_seconds, to_stamp
+from vla_ros.ros.time import STAMP_TOLERANCE_S, to_seconds, to_stamp
 from vla_ros.sim.episode import phrasing_rng, start_episode, step
 from vla_ros.sim.hardware import CommandRejected, SimHardware
 from vla_ros.sim.perturb import PERTURBATIONS, perturb
@@ -74,7 +74,6 @@ MAX_LAG_S = 0.2  # [s] a fall this far behind is a stall: diagnostics go WARN
 COMMAND_AGE_WINDOW = 1000  # physics steps in the command-age percentiles (2 s at 500 Hz)
 STATUS_RATE_HZ = 25.0  # sim/task_status, sim/objects and odom per sim second
 LOCKSTEP_POLL_S = 0.0002  # [s] how often a sim in lockstep looks for the command or answer it waits for
-STAMP_TOLERANCE_S = 1e-6  # [s] stamps round to nanoseconds on the wire
 EPISODE_ORIGIN_S = 1000.0  # [s] in lockstep, a reset moves the clock on to the next multiple of this
 
 

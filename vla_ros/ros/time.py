@@ -1,6 +1,8 @@
 """builtin_interfaces/Time <-> seconds."""
 from builtin_interfaces.msg import Time
 
+STAMP_TOLERANCE_S = 1e-6  # [s] stamps round to nanoseconds on the wire: times this close are the same time
+
 
 def to_stamp(seconds: float) -> Time:
     """A Time message for `seconds` (>= 0) since the clock's epoch."""
